@@ -1,0 +1,22 @@
+"""gradelab's grading engine.
+
+The engine turns a lab's *cases* (``tests/<lab>/cases.py``) into scores. A case builds its
+inputs from a seeded RNG, runs the implementation under test and returns named arrays; the
+engine compares them with the reference's arrays and awards the case's points.
+
+Modules:
+    paths      where the project's parts live (labs/, solutions/, tests/, data/)
+    case       Case, Check and Lab: how a lab declares what is graded
+    compare    array comparison with messages a stuck student can act on
+    gradcheck  central-difference numerical gradients (float64)
+    loading    importing an implementation (a folder laid out like labs/) under a private name
+    runner     running cases in-process (students) or in a sandboxed child (grading)
+    sandbox    the child process: bubblewrap when available, a plain subprocess otherwise
+    report     Gradescope-shaped results and score tables
+    fixtures   public expected values, generated from the reference
+    stubs      solutions/ -> labs/ stub generation and its drift/leak check
+    mnist      IDX reader, checksums and the fixed stratified split
+    cli        the ``gradelab`` command
+"""
+
+__version__ = "0.1.0"
