@@ -1,0 +1,178 @@
+"""The ``gradelab`` command.
+
+    gradelab test LAB [--impl DIR] [--isolated] [--json FILE] [--case NAME]...
+    gradelab grade LAB SUBMISSION... [--out DIR]
+    gradelab stubs [--check]
+    gradelab fixtures [LAB...] [--check]
+    gradelab list LAB
+
+Exit codes: 0 all cases passed (``grade``: every submission was graded, whatever its score),
+1 some case failed or a check found problems, 2 bad usage or a missing lab/folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import fixtures, paths, report, stubs
+from .case import Lab
+from .loading import LoadError, load_cases, load_package
+from .runner import InProcess, LabResult, Sandboxed, hidden_seeds, run_lab
+from .sandbox import bwrap_available
+
+
+class UsageError(Exception):
+    """Bad arguments or a missing folder: exit 2 with the message."""
+
+
+def _lab(name: str) -> Lab:
+    try:
+        return load_cases(name, paths.tests_dir())
+    except LoadError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _reference(lab: str):
+    if not (paths.solutions_dir() / lab).is_dir():
+        raise UsageError(f"no reference at {paths.solutions_dir() / lab}: isolated grading and "
+                         "fixtures need solutions/ (instructors only)")
+    return load_package(paths.solutions_dir(), lab)
+
+
+def grade(lab: Lab, impl: Path, *, isolated: bool, only: Sequence[str] | None = None,
+          timeout_scale: float = 1.0, require_sandbox: bool = False) -> LabResult:
+    """Grades one implementation folder (laid out like labs/)."""
+    if not isolated:
+        return run_lab(lab, InProcess(impl, lab.name), fixtures.FixtureExpected(lab.name),
+                       impl=str(impl), only=only, timeout_scale=timeout_scale)
+    use_bwrap = bwrap_available()
+    if require_sandbox and not use_bwrap:
+        raise UsageError("the bubblewrap sandbox is required (--require-sandbox) but `bwrap` is not "
+                         "usable here; install the Debian package bubblewrap")
+    expected = fixtures.ReferenceExpected(_reference(lab.name))
+    return run_lab(lab, Sandboxed(impl, lab.name, use_bwrap=use_bwrap), expected, impl=str(impl),
+                   hidden=hidden_seeds(lab.name), only=only, timeout_scale=timeout_scale)
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    lab = _lab(args.lab)
+    impl = Path(args.impl) if args.impl else paths.labs_dir()
+    if not impl.is_dir():
+        raise UsageError(f"--impl {impl}: no such folder")
+    result = grade(lab, impl, isolated=args.isolated, only=args.case or None,
+                   timeout_scale=args.timeout_scale, require_sandbox=args.require_sandbox)
+    print(report.table(result, details=not args.quiet))
+    if args.json:
+        report.write_json(result, Path(args.json))
+    return 0 if result.score == result.max_score else 1
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    """Every submission in its own sandbox; one broken submission never stops the others."""
+    lab = _lab(args.lab)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[tuple[str, LabResult]] = []
+    for sub in map(Path, args.submissions):
+        name = sub.resolve().name
+        if not sub.is_dir():
+            print(f"{name}: not a folder, skipped (scored 0)\n")
+            continue
+        result = grade(lab, sub, isolated=True, timeout_scale=args.timeout_scale,
+                       require_sandbox=args.require_sandbox)
+        report.write_json(result, out / name / "results.json")
+        rows.append((name, result))
+        print(report.table(result, details=args.details) + "\n")
+    report.write_gradebook(rows, out / "gradebook.csv")
+    print(f"gradebook: {out / 'gradebook.csv'} ({len(rows)} submissions)")
+    for name, r in rows:
+        print(f"  {name:<30} {r.score:>6g} / {r.max_score:g}")
+    return 0
+
+
+def cmd_stubs(args: argparse.Namespace) -> int:
+    return stubs.run(paths.project_root(), check_only=args.check)
+
+
+def cmd_fixtures(args: argparse.Namespace) -> int:
+    labs = args.labs or sorted(p.name for p in paths.solutions_dir().iterdir()
+                               if (paths.tests_dir() / p.name / "cases.py").is_file())
+    status = 0
+    for name in labs:
+        lab, ref = _lab(name), _reference(name)
+        if args.check:
+            problems = fixtures.check(lab, ref)
+            for p in problems:
+                print(f"{name}: {p}")
+            print(f"{name}: fixtures {'are STALE: run `gradelab fixtures ' + name + '`' if problems else 'are up to date'}")
+            status |= bool(problems)
+        else:
+            path = fixtures.save(name, fixtures.generate(lab, ref))
+            print(f"{name}: wrote {path}")
+    return status
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    lab = _lab(args.lab)
+    print(f"{lab.title}: {len(lab.cases)} cases, {lab.max_score:g} points")
+    for c in lab.cases:
+        print(f"  {c.name:<32} {c.points:>4g}  {c.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gradelab", description="Auto-graded deep-learning labs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("test", help="run a lab's cases against an implementation and score them")
+    t.add_argument("lab", help="e.g. lab1")
+    t.add_argument("--impl", help="folder laid out like labs/ (default: labs/)")
+    t.add_argument("--isolated", action="store_true",
+                   help="run the implementation in a sandboxed child; expected values from the "
+                        "reference, hidden cases included (instructors)")
+    t.add_argument("--json", help="write Gradescope-style results.json here")
+    t.add_argument("--case", action="append", help="run only this case (repeatable)")
+    t.add_argument("--quiet", action="store_true", help="the score table only, no failure details")
+    t.set_defaults(func=cmd_test)
+
+    g = sub.add_parser("grade", help="grade many submission folders in isolation; write a gradebook")
+    g.add_argument("lab")
+    g.add_argument("submissions", nargs="+", help="folders laid out like labs/")
+    g.add_argument("--out", default="out/grades", help="where results.json files and gradebook.csv go")
+    g.add_argument("--details", action="store_true", help="print every failure message too")
+    g.set_defaults(func=cmd_grade)
+
+    for p in (t, g):
+        p.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every case's timeout")
+        p.add_argument("--require-sandbox", action="store_true",
+                       help="fail instead of falling back to a plain subprocess when bwrap is unusable")
+
+    s = sub.add_parser("stubs", help="generate labs/ from solutions/ (or --check that they match)")
+    s.add_argument("--check", action="store_true")
+    s.set_defaults(func=cmd_stubs)
+
+    f = sub.add_parser("fixtures", help="regenerate public expected values from the reference")
+    f.add_argument("labs", nargs="*")
+    f.add_argument("--check", action="store_true")
+    f.set_defaults(func=cmd_fixtures)
+
+    ls = sub.add_parser("list", help="a lab's cases and points")
+    ls.add_argument("lab")
+    ls.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, LoadError) as exc:
+        print(f"gradelab: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""Judging returned arrays, with messages a stuck student can act on.
+
+Every failure message says which check failed, how large the error is and where, shows
+expected and got around that index, and adds hints when the error has a recognisable shape:
+transposed, off by a constant factor (the batch size N, -1, 2, ...), all zeros, equal to
+another array of the case (the wrong variable returned), NaN/inf, float32, or a known
+mistake the case names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from .case import Accuracy, Arrays, Case, Check, Close, GradCheck, Mistake
+
+_MAX_LIST = 8  # indices listed in "differences only in rows ..."
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """Where and how much ``got`` differs from ``ref`` (arrays of the same shape)."""
+
+    n_bad: int
+    size: int
+    index: tuple[int, ...]
+    abs_err: float
+    rel_err: float
+    n_nonfinite: int
+
+
+def find_mismatch(got: np.ndarray, ref: np.ndarray, rtol: float, atol: float,
+                  exact: bool = False) -> Mismatch | None:
+    """None if ``|got - ref| <= atol + rtol*|ref|`` everywhere (or equal, when ``exact``).
+
+    NaN or inf in ``got`` where ``ref`` is finite always counts as a difference.
+    """
+    got64, ref64 = got.astype(np.float64), ref.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(got64 - ref64)
+        bound = np.zeros_like(ref64) if exact else atol + rtol * np.abs(ref64)
+        bad = ~(diff <= bound)  # catches NaN
+        same_inf = np.isinf(got64) & (got64 == ref64)
+        bad &= ~same_inf
+    if not bad.any():
+        return None
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = np.where(bad, np.nan_to_num(diff / np.maximum(bound, 1e-300), nan=np.inf), -1.0)
+    flat = int(np.argmax(score))
+    index = tuple(int(i) for i in np.unravel_index(flat, got.shape)) if got.ndim else ()
+    abs_err = float(diff.reshape(-1)[flat]) if diff.size else 0.0
+    ref_at = abs(float(ref64.reshape(-1)[flat])) if ref64.size else 0.0
+    rel_err = abs_err / ref_at if ref_at > 0 else float("inf")
+    return Mismatch(int(bad.sum()), int(bad.size), index, abs_err, rel_err,
+                    int((~np.isfinite(got64)).sum()))
+
+
+def _fmt_index(index: tuple[int, ...]) -> str:
+    return "(" + ", ".join(map(str, index)) + ")" if index else "()"
+
+
+def _window(arr: np.ndarray, index: tuple[int, ...], width: int = 3) -> tuple[str, str]:
+    """The slice along the last axis around ``index``: (label like '[2, 0:5]', values)."""
+    if arr.ndim == 0:
+        return "", np.array2string(arr, precision=6)
+    j = index[-1]
+    lo, hi = max(0, j - width), min(arr.shape[-1], j + width + 1)
+    label = "[" + ", ".join([*map(str, index[:-1]), f"{lo}:{hi}"]) + "]"
+    values = np.array2string(arr[index[:-1]][lo:hi], precision=6, suppress_small=False,
+                             max_line_width=200, floatmode="maxprec")
+    return label, values
+
+
+def _factor_hint(got: np.ndarray, ref: np.ndarray, factors: Mapping[str, float]) -> str | None:
+    """'got = expected x c' when got is a constant multiple of ref, naming c if we can."""
+    g, r = got.astype(np.float64).ravel(), ref.astype(np.float64).ravel()
+    rr = float(r @ r)
+    if rr == 0 or not np.all(np.isfinite(g)):
+        return None
+    c = float(g @ r) / rr
+    if abs(c - 1.0) < 1e-6 or np.linalg.norm(g - c * r) > 1e-6 * max(np.linalg.norm(g), 1e-300):
+        return None
+    text = f"got = expected x {c:.6g} everywhere"
+    for name, value in factors.items():
+        if value not in (0, 1, -1) and np.isclose(c, value, rtol=1e-6):
+            return f"{text} (= {name}): an extra factor of {name}, or a missing division by it"
+        if value not in (0, 1, -1) and np.isclose(c, 1.0 / value, rtol=1e-6):
+            return f"{text} (= 1/{name}): divided by {name} where no division belongs (or twice)"
+    if np.isclose(c, -1.0, rtol=1e-6):
+        return f"{text}: the sign is flipped"
+    if c == 0 or abs(c) < 1e-12:
+        return None
+    return f"{text}: off by a constant factor"
+
+
+def _hints(got: np.ndarray, ref: np.ndarray, mismatch: Mismatch | None, *, inputs: Arrays,
+           expected: Arrays, own_name: str, mistakes: tuple[Mistake, ...],
+           factors: Mapping[str, float]) -> list[str]:
+    hints: list[str] = []
+    for m in mistakes:
+        try:
+            predicted = np.asarray(m.predict(inputs, expected))
+        except Exception:  # noqa: BLE001 - a hint must never break grading
+            continue
+        if predicted.shape == got.shape and find_mismatch(got, predicted, 1e-6, 1e-9) is None:
+            hints.append(f"this is exactly what {m.description} gives")
+    if got.dtype.kind == "f" and got.dtype.itemsize < 8:
+        hints.append(f"got dtype {got.dtype}: compute in float64 ({got.dtype} keeps only "
+                     f"~{np.finfo(got.dtype).precision} significant digits)")
+    if got.dtype.kind in "iub" and ref.dtype.kind == "f":
+        hints.append(f"got an integer/boolean array ({got.dtype}) where real numbers are expected")
+    if mismatch and mismatch.n_nonfinite:
+        hints.append(f"{mismatch.n_nonfinite} entries are NaN or inf: usually exp() overflowing "
+                     "or log(0); shift by the max before exp, or use a stable formula")
+    if got.size and not np.any(got) and np.any(ref):
+        hints.append("got is all zeros")
+    named = {**{f"the expected '{k}'": v for k, v in expected.items() if k != own_name},
+             **{f"the input '{k}'": v for k, v in inputs.items()}}
+    for label, arr in named.items():
+        arr = np.asarray(arr)
+        if arr.shape == got.shape and arr.dtype.kind == "f" and np.any(arr) \
+                and find_mismatch(got, arr, 1e-9, 1e-12) is None:
+            hints.append(f"got equals {label}: is the wrong variable returned?")
+    if not any(h.startswith("this is exactly") for h in hints) and mismatch and not mismatch.n_nonfinite:
+        factor = _factor_hint(got, ref, factors)
+        if factor:
+            hints.append(factor)
+    if got.ndim == 2 and mismatch and 0 < mismatch.n_bad < got.size:
+        bad = ~np.isclose(got.astype(np.float64), ref.astype(np.float64), rtol=1e-7, atol=1e-10)
+        for axis, word in ((1, "rows"), (0, "columns")):
+            lines = np.flatnonzero(bad.any(axis=axis))
+            if 0 < len(lines) < bad.shape[1 - axis] and len(lines) <= _MAX_LIST:
+                hints.append(f"the differences are only in {word} {lines.tolist()}")
+                break
+    return hints
+
+
+def _shape_problem(got: np.ndarray, ref: np.ndarray) -> str | None:
+    if got.shape == ref.shape:
+        return None
+    text = f"shape: expected {ref.shape}, got {got.shape}"
+    if got.ndim == 2 and got.shape == ref.shape[::-1]:
+        if find_mismatch(got.T, ref, 1e-7, 1e-10) is None:
+            return text + ": your array is the transpose of the expected one"
+        return text + ": looks transposed (check which axis is the batch, and the weight layout)"
+    if got.size == ref.size:
+        return text + ": same number of entries in a different shape (a reshape or a missing keepdims?)"
+    if got.size == 1 or ref.size == 1:
+        return text + ": a scalar where an array is expected, or the other way round"
+    return text
+
+
+def _compare(got: np.ndarray, ref: np.ndarray, *, rtol: float, atol: float, exact: bool,
+             header: str, ref_label: str, inputs: Arrays, expected: Arrays, own_name: str,
+             mistakes: tuple[Mistake, ...], factors: Mapping[str, float]) -> str | None:
+    shape = _shape_problem(got, ref)
+    if shape:
+        return f"{header}\n  {shape}"
+    mismatch = find_mismatch(got, ref, rtol, atol, exact)
+    if mismatch is None:
+        return None
+    tol = "exact equality" if exact else f"|got - {ref_label}| <= {atol:g} + {rtol:g} * |{ref_label}|"
+    lines = [header,
+             f"  {mismatch.n_bad} of {mismatch.size} entries differ; the largest error is at index "
+             f"{_fmt_index(mismatch.index)}: abs {mismatch.abs_err:.3g}, relative {mismatch.rel_err:.3g} "
+             f"(tolerance: {tol})"]
+    label, ref_vals = _window(ref, mismatch.index)
+    _, got_vals = _window(got, mismatch.index)
+    width = max(len(ref_label), 3)
+    lines.append(f"  {ref_label:<{width}}{label} = {ref_vals}")
+    lines.append(f"  {'got':<{width}}{label} = {got_vals}")
+    lines += [f"  hint: {h}" for h in _hints(got, ref, mismatch, inputs=inputs, expected=expected,
+                                             own_name=own_name, mistakes=mistakes, factors=factors)]
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """An output that was not a numeric array; ``description`` says what it was."""
+
+    description: str
+
+
+def describe_non_numeric(value: object) -> str | None:
+    """None if ``value`` converts to a numeric ndarray, else what it is (for the message)."""
+    if isinstance(value, Invalid):
+        return value.description
+    if value is None:
+        return "None (did the function forget to return?)"
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # noqa: BLE001 - anything unconvertible is described, not raised
+        return f"a {type(value).__name__} that is not an array ({exc})"
+    if arr.dtype.kind not in "biuf":
+        return f"a {type(value).__name__} of dtype {arr.dtype}, not numbers"
+    return None
+
+
+def _as_numeric(value: object) -> np.ndarray | str:
+    """The value as a numeric ndarray, or a description of why it is not one."""
+    problem = describe_non_numeric(value)
+    return problem if problem else np.asarray(value)
+
+
+def check_one(check: Check, got: Mapping[str, object], *, inputs: Arrays, expected: Arrays,
+              factors: Mapping[str, float]) -> str | None:
+    """The failure message of one check, or None when it passes."""
+    value = _as_numeric(got.get(check.output)) if check.output in got else "nothing: no such output"
+    if isinstance(value, str):
+        return f"{check.what}: expected an array, got {value}"
+    if isinstance(check, Close):
+        ref = np.asarray(expected[check.output])
+        msg = _compare(value, ref, rtol=check.rtol, atol=check.atol, exact=check.exact,
+                       header=f"{check.what}: does not match the reference", ref_label="expected",
+                       inputs=inputs, expected=expected, own_name=check.output,
+                       mistakes=check.mistakes, factors=factors)
+        return f"{msg}\n  {check.explain}" if msg and check.explain else msg
+    if isinstance(check, GradCheck):
+        numeric = _as_numeric(got.get(check.numeric))
+        if isinstance(numeric, str):
+            return f"{check.what}: the numerical gradient could not be computed: got {numeric}"
+        return _compare(value, numeric, rtol=check.rtol, atol=check.atol, exact=False,
+                        header=(f"{check.what}: your backward disagrees with the numerical gradient of "
+                                "your own forward (central differences, h=1e-6, float64, random "
+                                "upstream gradient)"),
+                        ref_label="numeric", inputs=inputs, expected={}, own_name=check.analytic,
+                        mistakes=(), factors=factors)
+    if isinstance(check, Accuracy):
+        return _accuracy(check, value, np.asarray(inputs[check.labels]))
+    raise TypeError(f"unknown check {check!r}")
+
+
+def _accuracy(check: Accuracy, pred: np.ndarray, labels: np.ndarray) -> str | None:
+    if pred.shape != labels.shape:
+        return f"{check.what}: expected predictions of shape {labels.shape}, got {pred.shape}"
+    acc = float(np.mean(pred == labels))
+    if acc >= check.threshold:
+        return None
+    text = (f"{check.what}: accuracy {acc:.4f} on {len(labels)} held-out digits is below the "
+            f"threshold {check.threshold:.4f}")
+    if check.reference:
+        text += f"\n  {check.reference}"
+    n_classes = int(labels.max()) + 1
+    if acc <= 1.5 / n_classes:
+        text += ("\n  hint: this is chance level: the model did not learn. Check the sign of the "
+                 "SGD update, that backward accumulates into .grad, and that the loss gradient is "
+                 "not zero")
+    if len(np.unique(pred)) == 1:
+        text += f"\n  hint: every prediction is class {int(pred.reshape(-1)[0])}"
+    return text
+
+
+def evaluate(case: Case, inputs: Arrays, got: Mapping[str, object], expected: Arrays) -> list[str]:
+    """Failure messages of every check of ``case`` (empty when the case passes)."""
+    factors = case.factors(inputs) if case.factors else {}
+    messages = []
+    for check in case.checks:
+        msg = check_one(check, got, inputs=inputs, expected=expected, factors=factors)
+        if msg:
+            messages.append(msg)
+    return messages

@@ -1,0 +1,81 @@
+"""Importing implementations and case modules under private module names.
+
+A submission is a folder laid out like ``labs/``: ``<root>/<lab>/__init__.py`` and the lab's
+modules. It is imported as a package under a fresh private name, so the reference, the stubs
+and many submissions can be loaded side by side in one process, and no import of the bare
+name ``lab1`` can find the wrong one. Files inside the package import each other relatively.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+
+from .case import Lab
+
+_counter = itertools.count()
+
+
+class LoadError(Exception):
+    """The implementation could not be imported; the message is meant for the student."""
+
+
+def load_package(root: Path, lab: str) -> ModuleType:
+    """Imports ``root/<lab>/`` as a package with a private name; raises LoadError on failure."""
+    pkg_dir = Path(root) / lab
+    init = pkg_dir / "__init__.py"
+    if not init.is_file():
+        raise LoadError(f"no {lab} package in {root}: expected {init} (a submission is laid out "
+                        f"like labs/, e.g. {root}/{lab}/__init__.py)")
+    name = f"_gradelab_{lab}_{next(_counter)}"
+    spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(pkg_dir)])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt too: it is the student's import
+        for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+            del sys.modules[key]
+        raise LoadError(f"importing {pkg_dir} failed:\n{student_traceback(exc, pkg_dir)}") from exc
+    return module
+
+
+def student_traceback(exc: BaseException, root: Path | None = None) -> str:
+    """The exception with only the frames in ``root`` (the student's files), most recent last.
+
+    Engine frames are noise to a student; if no frame is theirs, the last frame is kept.
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    root_s = str(Path(root).resolve()) if root else None
+    if isinstance(exc, SyntaxError) and exc.filename:
+        name = exc.filename.replace(str(Path(root_s).parent) + "/", "") if root_s else exc.filename
+        return f"  File {name}, line {exc.lineno}\n    {(exc.text or '').strip()}\n{type(exc).__name__}: {exc.msg}"
+    mine = [f for f in frames if root_s and str(Path(f.filename).resolve()).startswith(root_s)]
+    shown = mine or frames[-1:]
+    text = f"{''.join(traceback.format_list(shown))}{type(exc).__name__}: {exc}".rstrip()
+    # Paths relative to the submission ("lab1/layers.py"): the same in a sandbox stage as at home.
+    return text.replace(str(Path(root_s).parent) + "/", "") if root_s else text
+
+
+def load_cases(lab: str, tests_root: Path) -> Lab:
+    """The ``LAB`` object of ``tests_root/<lab>/cases.py``."""
+    path = Path(tests_root) / lab / "cases.py"
+    if not path.is_file():
+        raise LoadError(f"unknown lab {lab!r}: no {path}")
+    name = f"_gradelab_cases_{lab}"
+    if name in sys.modules:
+        return sys.modules[name].LAB
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    lab_obj = getattr(module, "LAB", None)
+    if not isinstance(lab_obj, Lab):
+        raise LoadError(f"{path} defines no LAB = Lab(...)")
+    return lab_obj

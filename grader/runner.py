@@ -1,0 +1,222 @@
+"""Running a lab's cases against an implementation and scoring them.
+
+One loop serves every mode; what changes is where the student's code runs (the *executor*)
+and where expected values come from:
+
+    mode                        executor                 expected values         seeds
+    student, local              InProcess (labs/)        committed fixtures      public
+    reference check             InProcess (solutions/)   committed fixtures      public
+    isolated grading            Sandboxed child          reference, live         public + hidden
+
+Whatever the executor returns is judged here, in the grading process, by ``compare``.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import tomllib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from . import paths
+from .case import Arrays, Case, Close, GradCheck, Lab
+from .compare import evaluate
+from .fixtures import FixtureError, make_inputs
+from .loading import LoadError, load_package, student_traceback
+from .sandbox import Child, Reply, isolation_name
+
+ExpectedFn = Callable[[Case, int, Arrays], Arrays]
+
+
+@dataclass
+class CaseResult:
+    name: str
+    score: float
+    max_score: float
+    output: str
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return self.score == self.max_score
+
+    @property
+    def status(self) -> str:
+        return "passed" if self.passed else "failed"
+
+
+@dataclass
+class LabResult:
+    lab: str
+    title: str
+    impl: str
+    isolation: str
+    cases: list[CaseResult] = field(default_factory=list)
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def score(self) -> float:
+        return sum(c.score for c in self.cases)
+
+    @property
+    def max_score(self) -> float:
+        return sum(c.max_score for c in self.cases)
+
+
+class Executor(Protocol):
+    isolation: str
+
+    def execute(self, case: Case, inputs: Arrays, timeout: float) -> Reply: ...
+
+    def close(self) -> None: ...
+
+
+class CaseTimeout(BaseException):
+    """Raised in the main thread by SIGALRM when an in-process case runs too long."""
+
+
+@contextmanager
+def _alarm(seconds: float | None) -> Iterator[None]:
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise CaseTimeout()
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+class InProcess:
+    """Runs the implementation in this process: fast, for students and the reference check.
+
+    ``use_alarm=False`` under pytest, where pytest-timeout owns SIGALRM.
+    """
+
+    isolation = "in-process"
+
+    def __init__(self, impl_root: Path, lab: str, *, use_alarm: bool = True) -> None:
+        self.impl_root, self.lab, self.use_alarm = Path(impl_root), lab, use_alarm
+        try:
+            self.module, self.load_error = load_package(self.impl_root, lab), None
+        except LoadError as exc:
+            self.module, self.load_error = None, str(exc)
+
+    def execute(self, case: Case, inputs: Arrays, timeout: float) -> Reply:
+        if self.module is None:
+            return Reply(None, self.load_error, "")
+        try:
+            with _alarm(timeout if self.use_alarm else None):
+                result = case.call(self.module, inputs)
+        except CaseTimeout:
+            return Reply(None, f"did not finish within {timeout:g} s (an endless loop, or very slow code?)", "")
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - student code may raise anything, SystemExit too
+            return Reply(None, student_traceback(exc, self.impl_root / self.lab), "")
+        if not isinstance(result, dict):
+            return Reply(None, f"the case returned a {type(result).__name__}, not a dict", "")
+        return Reply(dict(result), None, "")
+
+    def close(self) -> None:
+        pass
+
+
+class Sandboxed:
+    """Runs the implementation in a sandboxed child (``grader.sandbox``): for grading."""
+
+    def __init__(self, impl_root: Path, lab: str, *, use_bwrap: bool) -> None:
+        self.isolation = isolation_name(use_bwrap)
+        self.child = Child(Path(impl_root), lab, use_bwrap=use_bwrap)
+
+    @property
+    def notes(self) -> list[str]:
+        return [f"skipped {n}" for n in self.child.notes]
+
+    def execute(self, case: Case, inputs: Arrays, timeout: float) -> Reply:
+        return self.child.run(case.name, case.public_inputs(inputs), timeout)
+
+    def close(self) -> None:
+        self.child.close()
+
+
+def hidden_seeds(lab: str) -> tuple[int, ...]:
+    """The lab's hidden seeds from ``solutions/<lab>/hidden.toml`` (instructor-only), or ()."""
+    path = paths.solutions_dir() / lab / "hidden.toml"
+    if not path.is_file():
+        return ()
+    with open(path, "rb") as f:
+        seeds = tomllib.load(f).get("seeds", [])
+    return tuple(int(s) for s in seeds)
+
+
+def describe_pass(case: Case) -> str:
+    parts = []
+    for c in case.checks:
+        if isinstance(c, Close):
+            parts.append(f"{c.what} matches the reference" + ("" if c.exact else f" (rtol {c.rtol:g})"))
+        elif isinstance(c, GradCheck):
+            parts.append(f"{c.what} matches the numerical gradient (rtol {c.rtol:g})")
+        else:
+            parts.append(f"{c.what} reaches {c.threshold:.4f}")
+    return "passed: " + "; ".join(parts)
+
+
+def run_case(case: Case, executor: Executor, expected: ExpectedFn,
+             seeds: Sequence[tuple[int, bool]], timeout_scale: float = 1.0) -> CaseResult:
+    """Runs one case on each seed (stopping at the first failure) and scores it."""
+    start = time.perf_counter()
+    failure = None
+    for i, (seed, hidden) in enumerate(seeds):
+        variant = f"hidden variant {i}" if hidden else f"seed {seed}"
+        inputs = make_inputs(case, seed)
+        reply = executor.execute(case, inputs, case.timeout * timeout_scale)
+        if reply.outputs is None:
+            failure = f"{case.name} ({variant}): your code raised an error\n{reply.error}"
+        else:
+            try:
+                exp = expected(case, seed, inputs) if case.needs_reference else {}
+            except FixtureError as exc:
+                failure = f"{case.name}: cannot check: {exc}"
+            else:
+                messages = evaluate(case, inputs, reply.outputs, exp)
+                if messages:
+                    failure = f"{case.name} ({variant}) failed:\n" + "\n".join(messages)
+        if failure:
+            if reply.log.strip():
+                failure += f"\n--- what your code printed ---\n{reply.log.rstrip()}"
+            break
+    seconds = time.perf_counter() - start
+    if failure:
+        return CaseResult(case.name, 0.0, case.points, failure, seconds)
+    return CaseResult(case.name, case.points, case.points, describe_pass(case), seconds)
+
+
+def run_lab(lab: Lab, executor: Executor, expected: ExpectedFn, *, impl: str,
+            hidden: Sequence[int] = (), only: Sequence[str] | None = None,
+            timeout_scale: float = 1.0) -> LabResult:
+    """Runs every case (or those in ``only``) and collects the scores."""
+    start = time.perf_counter()
+    result = LabResult(lab.name, lab.title, impl, executor.isolation)
+    cases = [lab.get(n) for n in only] if only else lab.cases
+    try:
+        for case in cases:
+            seeds = [(s, False) for s in case.seeds] + ([(s, True) for s in hidden] if case.hidden else [])
+            result.cases.append(run_case(case, executor, expected, seeds, timeout_scale))
+    finally:
+        executor.close()
+    result.notes += getattr(executor, "notes", [])
+    result.seconds = time.perf_counter() - start
+    return result

@@ -1,0 +1,257 @@
+"""Running student code in a child process the grader can kill and the student cannot escape.
+
+A *stage* is a fresh temporary folder holding only what the child needs:
+
+    <stage>/grader/            a copy of this engine (the worker and what it imports)
+    <stage>/tests/<lab>/cases.py
+    <stage>/submission/<lab>/  a copy of the submission (symlinks are not followed)
+    <stage>/work/              the only writable place; cwd and HOME; output.log
+
+With bubblewrap (``bwrap``, Debian package ``bubblewrap``) the child runs in new user, PID,
+network, IPC and mount namespaces with every capability dropped: the whole file system is
+read-only, and the project (``solutions/``, ``data/``, ``.git``), the submission's original
+folder and its siblings, and /tmp are replaced by empty folders. So the child cannot read the
+reference, the held-out labels or other submissions, cannot write anywhere but its stage, and
+has no network. Without bwrap (a student's laptop) the child is a plain subprocess in the
+stage with a scrubbed environment: still a separate process whose results are only data, but
+the file system is not hidden; ``Isolation`` says which one ran.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import paths, protocol
+from .compare import Invalid
+
+_MAX_SUBMISSION_BYTES = 50 << 20
+_MEMORY_LIMIT = 8 << 30
+_FILE_LIMIT = 256 << 20
+_LOG_TAIL = 2000
+
+_BOOT = "import sys; sys.path[:0] = sys.argv[1:2] + sys.argv[3:]; " \
+        "from grader.worker import main; main(sys.argv[1:3])"
+
+
+@functools.lru_cache(maxsize=1)
+def bwrap_available() -> bool:
+    """True if bubblewrap is installed and can create its namespaces on this machine."""
+    exe = shutil.which("bwrap")
+    if not exe:
+        return False
+    try:
+        done = subprocess.run([exe, "--ro-bind", "/", "/", "--unshare-all", "--cap-drop", "ALL",
+                               "--", "true"], capture_output=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def isolation_name(use_bwrap: bool) -> str:
+    return "sandbox (bubblewrap)" if use_bwrap else "process (no file-system sandbox: bwrap unavailable)"
+
+
+def _copy_tree(src: Path, dst: Path, budget: list[int], skipped: list[str]) -> None:
+    """Copies regular files and folders only; symlinks are skipped (they could point at solutions/)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for entry in sorted(src.iterdir()):
+        if entry.is_symlink():
+            skipped.append(f"{entry.name} (a symlink)")
+        elif entry.is_dir():
+            if entry.name != "__pycache__":
+                _copy_tree(entry, dst / entry.name, budget, skipped)
+        elif entry.is_file():
+            budget[0] -= entry.stat().st_size
+            if budget[0] < 0:
+                raise ValueError(f"the submission is larger than {_MAX_SUBMISSION_BYTES >> 20} MiB")
+            shutil.copyfile(entry, dst / entry.name)
+
+
+def make_stage(impl_root: Path, lab: str) -> tuple[Path, list[str]]:
+    """A fresh stage for one submission; returns (stage, notes about skipped files)."""
+    stage = Path(tempfile.mkdtemp(prefix="gradelab-stage-"))
+    skipped: list[str] = []
+    engine = Path(__file__).resolve().parent
+    (stage / "grader").mkdir()
+    for f in engine.glob("*.py"):
+        shutil.copyfile(f, stage / "grader" / f.name)
+    cases = paths.tests_dir() / lab / "cases.py"
+    (stage / "tests" / lab).mkdir(parents=True)
+    shutil.copyfile(cases, stage / "tests" / lab / "cases.py")
+    (stage / "submission").mkdir()
+    (stage / "work").mkdir()
+    src = Path(impl_root) / lab
+    if src.is_dir() and not src.is_symlink():
+        _copy_tree(src, stage / "submission" / lab, [_MAX_SUBMISSION_BYTES], skipped)
+    return stage, skipped
+
+
+def _site_dirs() -> list[str]:
+    """Where the child finds NumPy: it starts with -S, so site-packages are passed explicitly."""
+    dirs = [sysconfig.get_paths()[k] for k in ("purelib", "platlib")]
+    dirs += [p for p in sys.path if p.endswith("site-packages")]
+    return list(dict.fromkeys(d for d in dirs if os.path.isdir(d)))
+
+
+def _hidden(impl_root: Path) -> list[Path]:
+    """Folders replaced by empty ones inside the sandbox."""
+    candidates = [paths.project_root(), paths.solutions_dir(), paths.data_dir(),
+                  Path(impl_root).resolve(), Path("/tmp"), Path("/var/tmp"), Path("/dev/shm")]
+    parent = Path(impl_root).resolve().parent
+    if len(parent.parts) > 2:  # siblings: other students' submissions, but never / or /home
+        candidates.append(parent)
+    out: list[Path] = []
+    for c in sorted({c.resolve() for c in candidates}, key=lambda p: len(p.parts)):
+        if c.exists() and not any(c.is_relative_to(o) for o in out):
+            out.append(c)
+    return out
+
+
+def _bwrap_command(stage: Path, impl_root: Path) -> list[str]:
+    cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+           "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    for h in _hidden(impl_root):
+        cmd += ["--tmpfs", str(h)]
+    # Put back what the interpreter needs if a hidden folder held it (e.g. a .venv in the project).
+    needed = {sys.prefix, sys.base_prefix, sys.exec_prefix, *_site_dirs()}
+    for p in sorted(needed, key=len):
+        cmd += ["--ro-bind", p, p]
+    cmd += ["--ro-bind", str(stage), str(stage), "--bind", str(stage / "work"), str(stage / "work"),
+            "--chdir", str(stage / "work")]
+    return cmd
+
+
+def _limits() -> None:
+    """Runs in the child before exec: caps memory, file size and core dumps."""
+    for limit, value in ((resource.RLIMIT_AS, _MEMORY_LIMIT), (resource.RLIMIT_FSIZE, _FILE_LIMIT),
+                         (resource.RLIMIT_CORE, 0)):
+        try:
+            resource.setrlimit(limit, (value, value))
+        except (ValueError, OSError):
+            pass
+
+
+@dataclass
+class Reply:
+    """What came back for one case: arrays, or why there are none."""
+
+    outputs: dict[str, object] | None
+    error: str | None
+    log: str
+
+
+class Child:
+    """One sandboxed worker process for one submission; restarted after it dies or hangs."""
+
+    def __init__(self, impl_root: Path, lab: str, *, use_bwrap: bool) -> None:
+        self.impl_root, self.lab, self.use_bwrap = Path(impl_root), lab, use_bwrap
+        self.stage, self.notes = make_stage(self.impl_root, lab)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.import_error: str | None = None
+        self._log_pos = 0
+
+    def _start(self, timeout: float) -> None:
+        py = [sys.executable, "-I", "-S", "-c", _BOOT, str(self.stage), self.lab, *_site_dirs()]
+        cmd = (_bwrap_command(self.stage, self.impl_root) + ["--"] if self.use_bwrap else []) + py
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(self.stage / "work"),
+               "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
+               "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, env=env, cwd=self.stage / "work",
+                                     preexec_fn=_limits, start_new_session=True)
+        header, _ = protocol.read_frame_fd(self.proc.stdout.fileno(), time.monotonic() + timeout)
+        if header.get("status") != "ready":
+            raise protocol.ProtocolError(f"unexpected greeting {header!r}")
+        self.import_error = header.get("import_error")
+
+    def _kill(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        code = self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream:
+                stream.close()
+        self.proc = None
+        return code
+
+    def _log(self) -> str:
+        path = self.stage / "work" / "output.log"
+        try:
+            with open(path, "rb") as f:
+                f.seek(self._log_pos)
+                data = f.read()
+                self._log_pos = f.tell()
+        except OSError:
+            return ""
+        text = data.decode(errors="replace")
+        return text if len(text) <= _LOG_TAIL else "..." + text[-_LOG_TAIL:]
+
+    def run(self, case_name: str, inputs: dict[str, np.ndarray], timeout: float) -> Reply:
+        """Runs one case in the child; never raises for anything the student's code does."""
+        deadline = time.monotonic() + timeout
+        try:
+            if self.proc is None:
+                self._start(timeout=max(30.0, timeout))
+            assert self.proc and self.proc.stdin and self.proc.stdout
+            self.proc.stdin.write(protocol.pack({"case": case_name}, protocol.encode_arrays(inputs)))
+            self.proc.stdin.flush()
+            header, body = protocol.read_frame_fd(self.proc.stdout.fileno(), deadline)
+        except protocol.Timeout:
+            self._kill()
+            return Reply(None, f"did not finish within {timeout:g} s (an endless loop, or very slow "
+                               "code?); the process was stopped", self._log())
+        except (protocol.ChannelClosed, BrokenPipeError):
+            code = self._kill()
+            return Reply(None, _death_message(code), self._log())
+        except protocol.ProtocolError as exc:
+            self._kill()
+            return Reply(None, f"the process running your code sent garbage: {exc}", self._log())
+        log = self._log()
+        if header.get("status") == "error":
+            return Reply(None, str(header.get("error")), log)
+        try:
+            outputs: dict[str, object] = dict(protocol.decode_arrays(body))
+        except protocol.ProtocolError as exc:
+            return Reply(None, f"the process running your code sent garbage: {exc}", log)
+        invalid = header.get("invalid") or {}
+        if not isinstance(invalid, dict):
+            return Reply(None, "the process running your code sent garbage: bad 'invalid' field", log)
+        outputs.update({str(k): Invalid(str(v)) for k, v in invalid.items()})
+        return Reply(outputs, None, log)
+
+    def close(self) -> None:
+        self._kill()
+        shutil.rmtree(self.stage, ignore_errors=True)
+
+
+def _death_message(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return (f"the process running your code was killed by {name} while running this case "
+                "(a crash in native code, or running out of memory?)")
+    if code is not None and code > 128 and code - 128 in {s.value for s in signal.Signals}:
+        return (f"the process running your code was killed by {signal.Signals(code - 128).name} "
+                "while running this case (a crash in native code, or running out of memory?)")
+    return (f"the process running your code exited (exit code {code}) while running this case: "
+            "does your code call exit(), sys.exit() or os._exit()? No result counts as a failure")

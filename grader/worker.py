@@ -1,0 +1,85 @@
+"""The child side of isolated grading: imports the submission and runs cases on request.
+
+Started by ``grader.sandbox`` inside the sandbox as
+``python -I -S -c BOOT <stage> <lab> <site-dir>...``. It speaks ``grader.protocol`` over what
+were its stdin and stdout; the student's own prints go to ``<stage>/work/output.log``.
+Nothing here decides a grade: it only returns arrays (or the student's traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import protocol
+from .compare import describe_non_numeric
+from .loading import LoadError, load_cases, load_package, student_traceback
+
+
+def _take_channel() -> tuple[object, object]:
+    """Moves the protocol off fds 0/1 so that student prints cannot corrupt a frame by accident."""
+    proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    proto_out = os.fdopen(os.dup(1), "wb")
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    return proto_in, proto_out
+
+
+def _redirect_output(log_path: Path) -> None:
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    sys.stdout = os.fdopen(1, "w", buffering=1)
+    sys.stderr = os.fdopen(2, "w", buffering=1)
+
+
+def _outputs(result: object) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Splits a case's return value into sendable arrays and descriptions of the rest."""
+    if not isinstance(result, dict):
+        return {}, {"*": f"the case returned a {type(result).__name__}, not a dict"}
+    arrays, invalid = {}, {}
+    for name, value in result.items():
+        problem = describe_non_numeric(value)
+        if problem:
+            invalid[str(name)] = problem
+        else:
+            arrays[str(name)] = np.asarray(value)
+    return arrays, invalid
+
+
+def main(argv: list[str]) -> None:
+    stage, lab_name = Path(argv[0]), argv[1]
+    proto_in, proto_out = _take_channel()
+    _redirect_output(stage / "work" / "output.log")
+    lab = load_cases(lab_name, stage / "tests")
+    impl_root = stage / "submission"
+    try:
+        impl, import_error = load_package(impl_root, lab_name), None
+    except LoadError as exc:
+        impl, import_error = None, str(exc)
+    protocol.write_frame(proto_out, {"status": "ready", "import_error": import_error})
+    while True:
+        try:
+            header, body = protocol.read_frame(proto_in)
+        except protocol.ChannelClosed:
+            return
+        case = lab.get(header["case"])
+        inputs = protocol.decode_arrays(body)
+        start = time.perf_counter()
+        if impl is None:
+            protocol.write_frame(proto_out, {"status": "error", "error": import_error})
+            continue
+        try:
+            result = case.call(impl, inputs)
+        except BaseException as exc:  # SystemExit too: a case must never end the worker
+            protocol.write_frame(proto_out, {"status": "error",
+                                             "error": student_traceback(exc, impl_root / lab_name)})
+            continue
+        arrays, invalid = _outputs(result)
+        protocol.write_frame(proto_out, {"status": "ok", "invalid": invalid,
+                                         "seconds": time.perf_counter() - start},
+                             protocol.encode_arrays(arrays))
