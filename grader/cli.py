@@ -19,9 +19,8 @@ from pathlib import Path
 
 from . import fixtures, paths, report, stubs
 from .case import Lab
-from .loading import LoadError, load_cases, load_package
-from .runner import InProcess, LabResult, Sandboxed, hidden_seeds, run_lab
-from .sandbox import bwrap_available
+from .loading import LoadError, load_cases
+from .runner import GradingError, LabResult, grade, reference
 
 
 class UsageError(Exception):
@@ -33,28 +32,6 @@ def _lab(name: str) -> Lab:
         return load_cases(name, paths.tests_dir())
     except LoadError as exc:
         raise UsageError(str(exc)) from exc
-
-
-def _reference(lab: str):
-    if not (paths.solutions_dir() / lab).is_dir():
-        raise UsageError(f"no reference at {paths.solutions_dir() / lab}: isolated grading and "
-                         "fixtures need solutions/ (instructors only)")
-    return load_package(paths.solutions_dir(), lab)
-
-
-def grade(lab: Lab, impl: Path, *, isolated: bool, only: Sequence[str] | None = None,
-          timeout_scale: float = 1.0, require_sandbox: bool = False) -> LabResult:
-    """Grades one implementation folder (laid out like labs/)."""
-    if not isolated:
-        return run_lab(lab, InProcess(impl, lab.name), fixtures.FixtureExpected(lab.name),
-                       impl=str(impl), only=only, timeout_scale=timeout_scale)
-    use_bwrap = bwrap_available()
-    if require_sandbox and not use_bwrap:
-        raise UsageError("the bubblewrap sandbox is required (--require-sandbox) but `bwrap` is not "
-                         "usable here; install the Debian package bubblewrap")
-    expected = fixtures.ReferenceExpected(_reference(lab.name))
-    return run_lab(lab, Sandboxed(impl, lab.name, use_bwrap=use_bwrap), expected, impl=str(impl),
-                   hidden=hidden_seeds(lab.name), only=only, timeout_scale=timeout_scale)
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -102,12 +79,13 @@ def cmd_fixtures(args: argparse.Namespace) -> int:
                                if (paths.tests_dir() / p.name / "cases.py").is_file())
     status = 0
     for name in labs:
-        lab, ref = _lab(name), _reference(name)
+        lab, ref = _lab(name), reference(name)
         if args.check:
             problems = fixtures.check(lab, ref)
             for p in problems:
                 print(f"{name}: {p}")
-            print(f"{name}: fixtures {'are STALE: run `gradelab fixtures ' + name + '`' if problems else 'are up to date'}")
+            verdict = f"are STALE: run `gradelab fixtures {name}`" if problems else "are up to date"
+            print(f"{name}: fixtures {verdict}")
             status |= bool(problems)
         else:
             path = fixtures.save(name, fixtures.generate(lab, ref))
@@ -169,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, LoadError) as exc:
+    except (UsageError, LoadError, GradingError) as exc:
         print(f"gradelab: {exc}", file=sys.stderr)
         return 2
 

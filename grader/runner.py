@@ -21,14 +21,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Protocol
 
 from . import paths
 from .case import Arrays, Case, Close, GradCheck, Lab
 from .compare import evaluate
-from .fixtures import FixtureError, make_inputs
+from .fixtures import FixtureError, FixtureExpected, ReferenceExpected, make_inputs
 from .loading import LoadError, load_package, student_traceback
-from .sandbox import Child, Reply, isolation_name
+from .sandbox import Child, Reply, bwrap_available, isolation_name
 
 ExpectedFn = Callable[[Case, int, Arrays], Arrays]
 
@@ -220,3 +221,35 @@ def run_lab(lab: Lab, executor: Executor, expected: ExpectedFn, *, impl: str,
     result.notes += getattr(executor, "notes", [])
     result.seconds = time.perf_counter() - start
     return result
+
+
+class GradingError(Exception):
+    """Grading cannot start (no reference, no sandbox when one is required)."""
+
+
+def reference(lab: str) -> ModuleType:
+    """The reference implementation, imported in the grading process."""
+    if not (paths.solutions_dir() / lab).is_dir():
+        raise GradingError(f"no reference at {paths.solutions_dir() / lab}: isolated grading and "
+                           "fixtures need solutions/ (instructors only)")
+    return load_package(paths.solutions_dir(), lab)
+
+
+def grade(lab: Lab, impl: Path, *, isolated: bool, only: Sequence[str] | None = None,
+          timeout_scale: float = 1.0, require_sandbox: bool = False) -> LabResult:
+    """Grades one implementation folder (laid out like labs/).
+
+    In-process: public seeds, expected values from the committed fixtures.
+    Isolated: the implementation runs in a sandboxed child; public and hidden seeds; expected
+    values from the reference, computed here.
+    """
+    if not isolated:
+        return run_lab(lab, InProcess(impl, lab.name), FixtureExpected(lab.name), impl=str(impl),
+                       only=only, timeout_scale=timeout_scale)
+    use_bwrap = bwrap_available()
+    if require_sandbox and not use_bwrap:
+        raise GradingError("the bubblewrap sandbox is required but `bwrap` is not usable here; "
+                           "install the Debian package bubblewrap")
+    expected = ReferenceExpected(reference(lab.name))
+    return run_lab(lab, Sandboxed(impl, lab.name, use_bwrap=use_bwrap), expected, impl=str(impl),
+                   hidden=hidden_seeds(lab.name), only=only, timeout_scale=timeout_scale)

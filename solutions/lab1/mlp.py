@@ -15,7 +15,7 @@ from .optim import SGD
 
 #: Training hyperparameters used by ``fit_mnist``. The reference reaches the accuracy given in
 #: the handout with these; the grader calls ``fit_mnist`` with defaults only.
-HPARAMS: dict[str, float] = {"epochs": 8, "lr": 0.1, "batch_size": 32}
+HPARAMS: dict[str, float] = {"epochs": 15, "lr": 0.1, "batch_size": 32}
 
 
 def build_mlp(rng: np.random.Generator) -> Module:

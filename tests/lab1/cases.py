@@ -27,10 +27,12 @@ from grader.gradcheck import away_from_zero, directional_loss, numerical_gradien
 
 LAB = Lab("lab1", "Lab 1: a neural-network framework in NumPy")
 
-# The MNIST threshold: the reference's held-out accuracy over seeds 0-4 (measured by
-# scripts/measure_accuracy.py, written in the handout) minus a margin for other valid designs.
+# The MNIST threshold: the reference's worst held-out accuracy over seeds 0-4, measured by
+# `python scripts/measure_accuracy.py` (quoted in the handout), minus a 0.0125 margin for other
+# reasonable designs and hyperparameters.
 ACCURACY_THRESHOLD = 0.93
-REFERENCE_ACCURACY = "reference: see labs/lab1/README.md for its accuracy over 5 seeds"
+REFERENCE_ACCURACY = ("the reference MLP (784-128-10, ReLU, 15 epochs of SGD, lr 0.1, batch 32) reaches "
+                      "0.9453 on average over seeds 0-4 (worst 0.9425)")
 
 
 class ConventionError(Exception):

@@ -1,0 +1,45 @@
+"""Measures a lab implementation's held-out MNIST accuracy and training time over several seeds.
+
+The Lab 1 threshold (tests/lab1/cases.py: ACCURACY_THRESHOLD) is set from this: the
+reference's worst seed minus a margin. The handout quotes its output.
+
+    python scripts/measure_accuracy.py                 # the reference, seeds 0-4
+    python scripts/measure_accuracy.py --impl DIR --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from grader import mnist, paths
+from grader.loading import load_package
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--impl", type=Path, default=paths.solutions_dir())
+    parser.add_argument("--lab", default="lab1")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    args = parser.parse_args()
+    lab = load_package(args.impl, args.lab)
+    split = mnist.load_mnist()
+    print(f"data: {split.source}; train {len(split.train_labels)}, held-out {len(split.test_labels)}")
+    print(f"hyperparameters: {getattr(lab, 'HPARAMS', '?')}; cores: {os.cpu_count()}")
+    accs, times = [], []
+    for seed in args.seeds:
+        start = time.perf_counter()
+        model = lab.fit_mnist(split.train_images, split.train_labels, seed=seed)
+        times.append(time.perf_counter() - start)
+        accs.append(float(np.mean(lab.predict(model, split.test_images) == split.test_labels)))
+        print(f"  seed {seed}: accuracy {accs[-1]:.4f}, training {times[-1]:.1f} s")
+    print(f"accuracy: mean {np.mean(accs):.4f}, min {min(accs):.4f}, max {max(accs):.4f}; "
+          f"training time: mean {np.mean(times):.1f} s, max {max(times):.1f} s")
+
+
+if __name__ == "__main__":
+    main()
