@@ -40,7 +40,8 @@ def find_mismatch(got: np.ndarray, ref: np.ndarray, rtol: float, atol: float,
     got64, ref64 = got.astype(np.float64), ref.astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
         diff = np.abs(got64 - ref64)
-        bound = np.zeros_like(ref64) if exact else atol + rtol * np.abs(ref64)
+        # Where the reference is inf, the tolerance would be inf too: demand the same inf instead.
+        bound = np.zeros_like(ref64) if exact else np.where(np.isinf(ref64), 0.0, atol + rtol * np.abs(ref64))
         bad = ~(diff <= bound)  # catches NaN
         same_inf = np.isinf(got64) & (got64 == ref64)
         bad &= ~same_inf
@@ -73,7 +74,8 @@ def _window(arr: np.ndarray, index: tuple[int, ...], width: int = 3) -> tuple[st
     return label, values
 
 
-def _factor_hint(got: np.ndarray, ref: np.ndarray, factors: Mapping[str, float]) -> str | None:
+def _factor_hint(got: np.ndarray, ref: np.ndarray, factors: Mapping[str, float],
+                 ref_label: str = "expected") -> str | None:
     """'got = expected x c' when got is a constant multiple of ref, naming c if we can."""
     g, r = got.astype(np.float64).ravel(), ref.astype(np.float64).ravel()
     rr = float(r @ r)
@@ -82,7 +84,7 @@ def _factor_hint(got: np.ndarray, ref: np.ndarray, factors: Mapping[str, float])
     c = float(g @ r) / rr
     if abs(c - 1.0) < 1e-6 or np.linalg.norm(g - c * r) > 1e-6 * max(np.linalg.norm(g), 1e-300):
         return None
-    text = f"got = expected x {c:.6g} everywhere"
+    text = f"got = {ref_label} x {c:.6g}" + ("" if got.size == 1 else " everywhere")
     for name, value in factors.items():
         if value not in (0, 1, -1) and np.isclose(c, value, rtol=1e-6):
             return f"{text} (= {name}): an extra factor of {name}, or a missing division by it"
@@ -90,14 +92,14 @@ def _factor_hint(got: np.ndarray, ref: np.ndarray, factors: Mapping[str, float])
             return f"{text} (= 1/{name}): divided by {name} where no division belongs (or twice)"
     if np.isclose(c, -1.0, rtol=1e-6):
         return f"{text}: the sign is flipped"
-    if c == 0 or abs(c) < 1e-12:
+    if c == 0 or abs(c) < 1e-12 or got.size == 1:  # any two scalars are multiples: say nothing
         return None
     return f"{text}: off by a constant factor"
 
 
 def _hints(got: np.ndarray, ref: np.ndarray, mismatch: Mismatch | None, *, inputs: Arrays,
            expected: Arrays, own_name: str, mistakes: tuple[Mistake, ...],
-           factors: Mapping[str, float]) -> list[str]:
+           factors: Mapping[str, float], ref_label: str) -> list[str]:
     hints: list[str] = []
     for m in mistakes:
         try:
@@ -105,10 +107,7 @@ def _hints(got: np.ndarray, ref: np.ndarray, mismatch: Mismatch | None, *, input
         except Exception:  # noqa: BLE001 - a hint must never break grading
             continue
         if predicted.shape == got.shape and find_mismatch(got, predicted, 1e-6, 1e-9) is None:
-            hints.append(f"this is exactly what {m.description} gives")
-    if got.dtype.kind == "f" and got.dtype.itemsize < 8:
-        hints.append(f"got dtype {got.dtype}: compute in float64 ({got.dtype} keeps only "
-                     f"~{np.finfo(got.dtype).precision} significant digits)")
+            hints.append(f"matches a known mistake: {m.description}")
     if got.dtype.kind in "iub" and ref.dtype.kind == "f":
         hints.append(f"got an integer/boolean array ({got.dtype}) where real numbers are expected")
     if mismatch and mismatch.n_nonfinite:
@@ -116,6 +115,8 @@ def _hints(got: np.ndarray, ref: np.ndarray, mismatch: Mismatch | None, *, input
                      "or log(0); shift by the max before exp, or use a stable formula")
     if got.size and not np.any(got) and np.any(ref):
         hints.append("got is all zeros")
+    if hints:  # a named mistake says more than the generic hints below
+        return hints
     named = {**{f"the expected '{k}'": v for k, v in expected.items() if k != own_name},
              **{f"the input '{k}'": v for k, v in inputs.items()}}
     for label, arr in named.items():
@@ -123,8 +124,8 @@ def _hints(got: np.ndarray, ref: np.ndarray, mismatch: Mismatch | None, *, input
         if arr.shape == got.shape and arr.dtype.kind == "f" and np.any(arr) \
                 and find_mismatch(got, arr, 1e-9, 1e-12) is None:
             hints.append(f"got equals {label}: is the wrong variable returned?")
-    if not any(h.startswith("this is exactly") for h in hints) and mismatch and not mismatch.n_nonfinite:
-        factor = _factor_hint(got, ref, factors)
+    if mismatch and not mismatch.n_nonfinite:
+        factor = _factor_hint(got, ref, factors, ref_label)
         if factor:
             hints.append(factor)
     if got.ndim == 2 and mismatch and 0 < mismatch.n_bad < got.size:
@@ -158,21 +159,31 @@ def _compare(got: np.ndarray, ref: np.ndarray, *, rtol: float, atol: float, exac
     shape = _shape_problem(got, ref)
     if shape:
         return f"{header}\n  {shape}"
+    if ref.dtype == np.float64 and got.dtype.kind == "f" and got.dtype.itemsize < 8:
+        # A convention, not a tolerance question: float32 often lands within rtol by luck.
+        return (f"{header}\n  dtype: expected float64, got {got.dtype}: the labs compute in float64 "
+                f"({got.dtype} keeps only ~{np.finfo(got.dtype).precision} significant digits, and "
+                "gradient checks need more); look for an astype or a float32 array")
     mismatch = find_mismatch(got, ref, rtol, atol, exact)
     if mismatch is None:
         return None
     tol = "exact equality" if exact else f"|got - {ref_label}| <= {atol:g} + {rtol:g} * |{ref_label}|"
+    at = _fmt_index(mismatch.index)
+    got_at = got.astype(np.float64).reshape(-1)[np.ravel_multi_index(mismatch.index, got.shape)] if got.ndim \
+        else float(got)
+    where = (f"got {got_at} there" if not np.isfinite(got_at)
+             else f"abs {mismatch.abs_err:.3g}, relative {mismatch.rel_err:.3g}")
     lines = [header,
-             f"  {mismatch.n_bad} of {mismatch.size} entries differ; the largest error is at index "
-             f"{_fmt_index(mismatch.index)}: abs {mismatch.abs_err:.3g}, relative {mismatch.rel_err:.3g} "
-             f"(tolerance: {tol})"]
+             f"  {mismatch.n_bad} of {mismatch.size} entries differ; the largest error is at index {at}: "
+             f"{where} (tolerance: {tol})"]
     label, ref_vals = _window(ref, mismatch.index)
     _, got_vals = _window(got, mismatch.index)
     width = max(len(ref_label), 3)
     lines.append(f"  {ref_label:<{width}}{label} = {ref_vals}")
     lines.append(f"  {'got':<{width}}{label} = {got_vals}")
     lines += [f"  hint: {h}" for h in _hints(got, ref, mismatch, inputs=inputs, expected=expected,
-                                             own_name=own_name, mistakes=mistakes, factors=factors)]
+                                             own_name=own_name, mistakes=mistakes, factors=factors,
+                                             ref_label=ref_label)]
     return "\n".join(lines)
 
 

@@ -47,10 +47,23 @@ def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, h: float
     return grad
 
 
+def require_float64(value: object, what: str) -> np.ndarray:
+    """``value`` as an array, or a clear error if it is not float64.
+
+    A float32 forward makes its own numerical gradient noise (rounding 1e-7 / h = 0.1), which
+    would then blame a correct backward; the convention is named instead.
+    """
+    arr = np.asarray(value)
+    if arr.dtype != np.float64:
+        raise TypeError(f"{what} returned dtype {arr.dtype}; the labs compute in float64 (gradient "
+                        "checks cannot work in lower precision): look for an astype or a float32 array")
+    return arr
+
+
 def directional_loss(forward: Callable[[np.ndarray], np.ndarray],
-                     upstream: np.ndarray) -> Callable[[np.ndarray], float]:
+                     upstream: np.ndarray, what: str = "forward") -> Callable[[np.ndarray], float]:
     """L(x) = sum(forward(x) * upstream): its gradient is backward(upstream)."""
-    return lambda x: float(np.sum(np.asarray(forward(x), dtype=np.float64) * upstream))
+    return lambda x: float(np.sum(require_float64(forward(x), what) * upstream))
 
 
 def away_from_zero(rng: np.random.Generator, shape: tuple[int, ...], low: float = 0.1,

@@ -50,6 +50,14 @@ def student_traceback(exc: BaseException, root: Path | None = None) -> str:
 
     Engine frames are noise to a student; if no frame is theirs, the last frame is kept.
     """
+    # "raise X from Y" where Y came from student code (e.g. an overflow): show Y's frames first.
+    cause = ""
+    if exc.__cause__ is not None and exc.__cause__.__traceback__ is not None:
+        cause = student_traceback(exc.__cause__, root) + "\n\n"
+    return cause + _format(exc, root)
+
+
+def _format(exc: BaseException, root: Path | None) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     root_s = str(Path(root).resolve()) if root else None
     if isinstance(exc, SyntaxError) and exc.filename:

@@ -84,7 +84,10 @@ class CaseTimeout(BaseException):
 
 @contextmanager
 def _alarm(seconds: float | None) -> Iterator[None]:
-    if not seconds or threading.current_thread() is not threading.main_thread():
+    """Raises CaseTimeout after ``seconds``, unless a timer is already armed (e.g. pytest-timeout's):
+    that one keeps guarding, and is left untouched."""
+    if (not seconds or threading.current_thread() is not threading.main_thread()
+            or signal.getitimer(signal.ITIMER_REAL)[0] > 0):
         yield
         return
 

@@ -16,6 +16,8 @@ Conventions that the inputs follow:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -23,7 +25,7 @@ import numpy as np
 
 from grader import mnist
 from grader.case import Accuracy, Arrays, Close, GradCheck, Lab, Mistake
-from grader.gradcheck import away_from_zero, directional_loss, numerical_gradient
+from grader.gradcheck import away_from_zero, directional_loss, numerical_gradient, require_float64
 
 LAB = Lab("lab1", "Lab 1: a neural-network framework in NumPy")
 
@@ -40,6 +42,22 @@ class ConventionError(Exception):
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+@contextmanager
+def numerically_stable(what: str, hint: str) -> Iterator[None]:
+    """Overflow, invalid operations and division by zero become errors (NumPy only warns).
+
+    A naive sigmoid or softmax returns the right values at +-1000 by luck (exp overflows to inf,
+    1/inf is 0) with a warning nobody reads; stability is part of the task, so it is graded.
+    Underflow stays allowed: exp(-2000) = 0 is the correct limit.
+    """
+    try:
+        with np.errstate(over="raise", invalid="raise", divide="raise"):
+            yield
+    except FloatingPointError as exc:
+        raise ConventionError(f"{what} is not numerically stable: NumPy reports '{exc}' on inputs "
+                              f"near +-1000. {hint}") from exc
 
 
 def batch_factor(inputs: Arrays) -> dict[str, float]:
@@ -73,7 +91,7 @@ def param_loss(module: Any, param: Any, x: np.ndarray, upstream: np.ndarray):
         saved = param.data.copy()
         param.data[...] = value
         try:
-            return float(np.sum(module(x) * upstream))
+            return float(np.sum(require_float64(module(x), f"{type(module).__name__}.forward") * upstream))
         finally:
             param.data[...] = saved
 
@@ -145,7 +163,8 @@ def linear_forward(lab, x, weight, bias):
 
 
 @LAB.case(points=2, inputs=linear_inputs(1, 6, 4), checks=[
-    Close("y", "Linear.forward with a batch of one: output y"),
+    Close("y", "Linear.forward with a batch of one: output y",
+          mistakes=(Mistake("leaving out the bias", lambda i, e: i["x"] @ i["weight"].T),)),
 ])
 def linear_forward_batch_of_one(lab, x, weight, bias):
     """Linear.forward with N=1: nothing may squeeze the batch axis away."""
@@ -157,8 +176,6 @@ def linear_forward_batch_of_one(lab, x, weight, bias):
     Close("dx", "Linear.backward: dL/dx (its return value)", mistakes=(
         Mistake("returning the weight gradient grad_output.T @ x instead of dL/dx",
                 lambda i, e: i["dout"].T @ i["x"]),
-        Mistake("returning grad_output @ W.T's transpose-free cousin x @ W.T",
-                lambda i, e: i["x"] @ i["weight"].T),
     )),
 ])
 def linear_backward_input(lab, x, weight, bias, dout):
@@ -166,7 +183,7 @@ def linear_backward_input(lab, x, weight, bias, dout):
     layer = make_linear(lab, weight, bias)
     layer(x)
     dx = layer.backward(dout)
-    numeric = numerical_gradient(directional_loss(make_linear(lab, weight, bias), dout), x)
+    numeric = numerical_gradient(directional_loss(make_linear(lab, weight, bias), dout, "Linear.forward"), x)
     return {"dx": dx, "dx_numeric": numeric}
 
 
@@ -212,7 +229,9 @@ _OVERWRITE = Mistake("overwriting the gradient (grad = ...) instead of accumulat
           explain="Gradients accumulate until zero_grad(), as in PyTorch: backward adds into .grad."),
     Close("dbias_twice", "bias.grad after two backward passes", mistakes=(
         Mistake("overwriting the gradient (grad = ...) instead of accumulating (grad += ...)",
-                lambda i, e: e["dbias_twice"] / 2),)),
+                lambda i, e: e["dbias_twice"] / 2),
+        Mistake("averaging over the batch (mean) instead of summing: the 1/N belongs to the loss",
+                lambda i, e: e["dbias_twice"] / len(i["x"])),)),
     Close("grads_after_zero_grad", "weight.grad and bias.grad after zero_grad()", exact=True),
 ])
 def linear_gradients_accumulate(lab, x, weight, bias, dout):
@@ -236,7 +255,7 @@ def _run_activation(lab: ModuleType, cls: str, x: np.ndarray, dout: np.ndarray) 
     y = module(x_in)
     x_after = x_in.copy()
     dx = module.backward(dout)
-    numeric = numerical_gradient(directional_loss(getattr(lab, cls)(), dout), x)
+    numeric = numerical_gradient(directional_loss(getattr(lab, cls)(), dout, f"{cls}.forward"), x)
     return {"y": y, "x_after": x_after, "dx": dx, "dx_numeric": numeric}
 
 
@@ -272,8 +291,9 @@ def relu_backward(lab, x, dout):
           explain="Sigmoid must be finite for every finite x; see the hint in its docstring."),
 ])
 def sigmoid_forward(lab, x, dout):
-    """Sigmoid.forward, including saturating inputs +-1000 and +-40."""
-    return {"y": lab.Sigmoid()(x)}
+    """Sigmoid.forward, including saturating inputs +-1000 and +-40, without overflow."""
+    with numerically_stable("Sigmoid.forward", "Use the form in its docstring: z = exp(-|x|) never overflows."):
+        return {"y": lab.Sigmoid()(x)}
 
 
 @LAB.case(points=3, inputs=activation_inputs((3, 5)), checks=[
@@ -292,8 +312,9 @@ def sigmoid_backward(lab, x, dout):
     Close("y", "Tanh.forward: output y (x includes -1000 and +1000)"),
 ])
 def tanh_forward(lab, x, dout):
-    """Tanh.forward, including saturating inputs."""
-    return {"y": lab.Tanh()(x)}
+    """Tanh.forward, including saturating inputs, without overflow."""
+    with numerically_stable("Tanh.forward", "np.tanh is stable; (exp(x) - exp(-x)) / (exp(x) + exp(-x)) is not."):
+        return {"y": lab.Tanh()(x)}
 
 
 @LAB.case(points=3, inputs=activation_inputs((3, 5)), checks=[
@@ -346,7 +367,10 @@ def softmax_ce_forward(lab, logits, targets, g):
           mistakes=(WRONG_AXIS_LOSS, _SUM_NOT_MEAN),
           explain="With as many samples as classes, a softmax over the wrong axis has the right "
                   "shape but the wrong values: normalise each ROW (axis=1)."),
-    Close("dlogits", "SoftmaxCrossEntropy.backward with N = C = 5: dL/dlogits", mistakes=(WRONG_AXIS_GRAD,)),
+    Close("dlogits", "SoftmaxCrossEntropy.backward with N = C = 5: dL/dlogits", mistakes=(
+        WRONG_AXIS_GRAD,
+        Mistake("ignoring the upstream gradient grad_output", lambda i, e: e["dlogits"] / i["g"]),
+    )),
 ])
 def softmax_ce_square(lab, logits, targets, g):
     """Softmax over the right axis: N = C, so only the values can tell."""
@@ -356,13 +380,23 @@ def softmax_ce_square(lab, logits, targets, g):
 
 @LAB.case(points=5, inputs=logits_inputs(4, 5, extreme=True), checks=[
     Close("loss", "SoftmaxCrossEntropy.forward with logits near +-1000: the loss",
+          mistakes=(_SUM_NOT_MEAN,
+                    Mistake("a softmax over axis 0 (the batch) instead of axis 1 (the classes)",
+                            lambda i, e: np.array(-(i["logits"] - np.logaddexp.reduce(i["logits"], axis=0))[
+                                np.arange(len(i["logits"])), i["targets"]].mean()))),
           explain="exp(1000) overflows to inf: subtract each row's max before exp (it does not "
                   "change the softmax) and take log-probabilities as z - max - log(sum(exp(z - max)))."),
-    Close("dlogits", "SoftmaxCrossEntropy.backward with logits near +-1000: dL/dlogits"),
+    Close("dlogits", "SoftmaxCrossEntropy.backward with logits near +-1000: dL/dlogits", mistakes=(
+        Mistake("leaving out the 1/N of the mean", lambda i, e: e["dlogits"] * len(i["logits"])),
+        Mistake("ignoring the upstream gradient grad_output", lambda i, e: e["dlogits"] / i["g"]),
+        WRONG_AXIS_GRAD,
+    )),
 ])
 def softmax_ce_extreme_logits(lab, logits, targets, g):
     """No overflow and no NaN for logits of +-1000."""
-    out = _run_ce(lab, logits, targets, g, numeric=False)
+    with numerically_stable("SoftmaxCrossEntropy", "Subtract each row's max before exp (the softmax does not "
+                            "change) and compute log p as z - max - log(sum(exp(z - max)))."):
+        out = _run_ce(lab, logits, targets, g, numeric=False)
     return {"loss": out["loss"], "dlogits": out["dlogits"]}
 
 
@@ -383,8 +417,11 @@ def softmax_ce_backward(lab, logits, targets, g):
 
 
 @LAB.case(points=3, inputs=logits_inputs(1, 10), checks=[
-    Close("loss", "SoftmaxCrossEntropy.forward with a batch of one: the loss"),
-    Close("dlogits", "SoftmaxCrossEntropy.backward with a batch of one: dL/dlogits"),
+    Close("loss", "SoftmaxCrossEntropy.forward with a batch of one: the loss", mistakes=(WRONG_AXIS_LOSS,)),
+    Close("dlogits", "SoftmaxCrossEntropy.backward with a batch of one: dL/dlogits", mistakes=(
+        WRONG_AXIS_GRAD,
+        Mistake("ignoring the upstream gradient grad_output", lambda i, e: e["dlogits"] / i["g"]),
+    )),
 ])
 def softmax_ce_batch_of_one(lab, logits, targets, g):
     """N=1: shapes stay (1, C)."""
@@ -407,10 +444,19 @@ def _mlp(lab: ModuleType, w1, b1, w2, b2):
 
 
 @LAB.case(points=9, inputs=mlp_inputs, checks=[
-    Close("y", "Sequential.forward: output of Linear(5,4) -> Tanh -> Linear(4,2)"),
+    Close("y", "Sequential.forward: output of Linear(5,4) -> Tanh -> Linear(4,2)", mistakes=(
+        Mistake("Linear.forward leaving out the bias",
+                lambda i, e: np.tanh(i["x"] @ i["w1"].T) @ i["w2"].T),)),
     GradCheck("dx", "dx_numeric", "Sequential.backward: dL/dx"),
-    Close("dx", "Sequential.backward: dL/dx"),
+    Close("dx", "Sequential.backward: dL/dx", mistakes=(
+        Mistake("Tanh.backward using 1 - y instead of 1 - y**2",
+                lambda i, e: ((i["dout"] @ i["w2"]) * (1 - np.tanh(i["x"] @ i["w1"].T + i["b1"]))) @ i["w1"]),)),
     Close("param_grads", "Sequential.backward: every parameter's .grad, in parameters() order",
+          mistakes=(Mistake("Linear.backward averaging the bias gradient over the batch (mean) instead of "
+                            "summing it: the 1/N belongs to the loss",
+                            lambda i, e: e["param_grads"] / np.concatenate([
+                                np.ones(i["w1"].size), np.full(i["b1"].size, len(i["x"])),
+                                np.ones(i["w2"].size), np.full(i["b2"].size, len(i["x"]))])),),
           explain="backward must visit the layers LAST to first, feeding each the gradient the "
                   "next one returned."),
 ])
@@ -420,7 +466,7 @@ def sequential_forward_backward(lab, x, w1, b1, w2, b2, dout):
     y = model(x)
     dx = model.backward(dout)
     grads = np.concatenate([p.grad.ravel() for p in model.parameters()])
-    numeric = numerical_gradient(directional_loss(_mlp(lab, w1, b1, w2, b2), dout), x)
+    numeric = numerical_gradient(directional_loss(_mlp(lab, w1, b1, w2, b2), dout, "Sequential.forward"), x)
     return {"y": y, "dx": dx, "dx_numeric": numeric, "param_grads": grads}
 
 
@@ -463,7 +509,9 @@ def sgd_step(lab, w, b, gw, gb, lr):
           explain="Update in place (p.data -= lr * p.grad): other code holding p.data must see "
                   "the new values, as with PyTorch's optimizers.",
           mistakes=(Mistake("binding a new array (p.data = p.data - ...) instead of updating in place",
-                            lambda i, e: i["w"]),)),
+                            lambda i, e: i["w"]),
+                    Mistake("adding the gradient (p + lr * grad): that is gradient ASCENT",
+                            lambda i, e: i["w"] + i["lr"] * i["gw"]))),
 ])
 def sgd_updates_in_place(lab, w, b, gw, gb, lr):
     """SGD updates the parameter arrays in place."""
