@@ -20,7 +20,7 @@ from pathlib import Path
 from . import fixtures, paths, report, stubs
 from .case import Lab
 from .loading import LoadError, load_cases
-from .runner import GradingError, LabResult, grade, reference
+from .runner import GradingError, LabResult, crashed_result, grade, reference
 
 
 class UsageError(Exception):
@@ -58,8 +58,13 @@ def cmd_grade(args: argparse.Namespace) -> int:
         if not sub.is_dir():
             print(f"{name}: not a folder, skipped (scored 0)\n")
             continue
-        result = grade(lab, sub, isolated=True, timeout_scale=args.timeout_scale,
-                       require_sandbox=args.require_sandbox)
+        try:
+            result = grade(lab, sub, isolated=True, timeout_scale=args.timeout_scale,
+                           require_sandbox=args.require_sandbox)
+        except GradingError:
+            raise  # the grader's own set-up (no reference, no sandbox): same for every submission
+        except Exception as exc:  # noqa: BLE001 - nothing one submission does may stop the others
+            result = crashed_result(lab, sub, exc)
         report.write_json(result, out / name / "results.json")
         rows.append((name, result))
         print(report.table(result, details=args.details) + "\n")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -18,6 +19,7 @@ from types import ModuleType
 from .case import Lab
 
 _counter = itertools.count()
+_PRIVATE_NAME = re.compile(r"_gradelab_(\w+?)_\d+")
 
 
 class LoadError(Exception):
@@ -46,10 +48,7 @@ def load_package(root: Path, lab: str) -> ModuleType:
 
 
 def student_traceback(exc: BaseException, root: Path | None = None) -> str:
-    """The exception with only the frames in ``root`` (the student's files), most recent last.
-
-    Engine frames are noise to a student; if no frame is theirs, the last frame is kept.
-    """
+    """The exception with only the frames in ``root`` (the student's files), most recent last."""
     # "raise X from Y" where Y came from student code (e.g. an overflow): show Y's frames first.
     cause = ""
     if exc.__cause__ is not None and exc.__cause__.__traceback__ is not None:
@@ -64,8 +63,9 @@ def _format(exc: BaseException, root: Path | None) -> str:
         name = exc.filename.replace(str(Path(root_s).parent) + "/", "") if root_s else exc.filename
         return f"  File {name}, line {exc.lineno}\n    {(exc.text or '').strip()}\n{type(exc).__name__}: {exc.msg}"
     mine = [f for f in frames if root_s and str(Path(f.filename).resolve()).startswith(root_s)]
-    shown = mine or frames[-1:]
-    text = f"{''.join(traceback.format_list(shown))}{type(exc).__name__}: {exc}".rstrip()
+    # Only the student's frames: the engine's (or the sandbox stage's) are noise to them.
+    text = f"{''.join(traceback.format_list(mine))}{type(exc).__name__}: {exc}".rstrip()
+    text = _PRIVATE_NAME.sub(lambda m: m.group(1), text)  # "module '_gradelab_lab1_3'" -> "module 'lab1'"
     # Paths relative to the submission ("lab1/layers.py"): the same in a sandbox stage as at home.
     return text.replace(str(Path(root_s).parent) + "/", "") if root_s else text
 

@@ -14,6 +14,7 @@ import os
 import select
 import struct
 import time
+import zipfile
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -46,6 +47,7 @@ def decode_arrays(body: bytes) -> dict[str, np.ndarray]:
     """Arrays from an npz body; raises ProtocolError for anything that is not plain numeric data."""
     if not body:
         return {}
+    _check_members(body)
     try:
         with np.load(io.BytesIO(body), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
@@ -55,6 +57,19 @@ def decode_arrays(body: bytes) -> dict[str, np.ndarray]:
         if v.dtype.kind not in "biufU":
             raise ProtocolError(f"array {k!r} has unsupported dtype {v.dtype}")
     return arrays
+
+
+def _check_members(body: bytes) -> None:
+    """Only uncompressed members whose declared sizes fit MAX_BODY: no decompression bombs."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(body)) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise ProtocolError(f"unreadable arrays ({exc})") from exc
+    if any(i.compress_type != zipfile.ZIP_STORED or i.file_size != i.compress_size for i in infos):
+        raise ProtocolError("compressed arrays are not accepted")
+    if sum(i.file_size for i in infos) > len(body):
+        raise ProtocolError("array sizes do not add up")
 
 
 def pack(header: dict[str, Any], body: bytes = b"") -> bytes:
@@ -116,8 +131,8 @@ def _check_prefix(prefix: bytes) -> tuple[int, int]:
 def _parse_header(raw: bytes) -> dict[str, Any]:
     try:
         header = json.loads(raw.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"unreadable header ({exc})") from exc
+    except (ValueError, RecursionError) as exc:  # deep nesting is a RecursionError, not a JSON error
+        raise ProtocolError(f"unreadable header ({type(exc).__name__})") from exc
     if not isinstance(header, dict):
         raise ProtocolError("header is not an object")
     return header

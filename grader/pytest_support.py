@@ -1,8 +1,14 @@
-"""pytest glue: each lab case becomes one test, and the session ends with a score line.
+"""pytest plugin: each lab case becomes one test, and the session ends with a score line.
 
-Used by tests/conftest.py (the ``--impl`` option, the ``grade_case`` fixture, the summary)
-and by each lab's test module (``case_params``). The same runner as ``gradelab test``
-executes the cases, so pytest and the CLI can never disagree on a score.
+Loaded for every run by ``-p grader.pytest_support`` in pyproject.toml (a plugin, not a
+conftest, so that ``--impl`` is known wherever pytest is started). It adds the ``--impl``
+option, the ``grading`` fixture and the score summary; each lab's test module uses
+``case_params`` and ``check_case``. The same runner as ``gradelab test`` executes the cases,
+so pytest and the CLI can never disagree on a score.
+
+    pytest tests/lab1                      # your code in labs/
+    pytest tests/lab1 --impl solutions     # another folder laid out like labs/
+    pytest tests/lab1 -m "not slow"        # skip MNIST training while iterating
 """
 
 from __future__ import annotations
@@ -59,3 +65,27 @@ def check_case(session: Session, lab: str, case: Case) -> None:
     result = session.grade(lab, case)
     if not result.passed:
         pytest.fail(result.output, pytrace=False)
+
+
+_SESSION = pytest.StashKey[Session]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--impl", default=None,
+                     help="implementation folder laid out like labs/ (default: labs/)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    impl = config.getoption("--impl")
+    config.stash[_SESSION] = Session(Path(impl).resolve() if impl else paths.labs_dir())
+
+
+@pytest.fixture(scope="session")
+def grading(request: pytest.FixtureRequest) -> Session:
+    """The implementation under test (``--impl``) and the scores so far."""
+    return request.config.stash[_SESSION]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    for line in config.stash[_SESSION].summary():
+        terminalreporter.write_line(line, bold=True)

@@ -5,16 +5,20 @@ A *stage* is a fresh temporary folder holding only what the child needs:
     <stage>/grader/            a copy of this engine (the worker and what it imports)
     <stage>/tests/<lab>/cases.py
     <stage>/submission/<lab>/  a copy of the submission (symlinks are not followed)
-    <stage>/work/              the only writable place; cwd and HOME; output.log
+    <stage>/work/              cwd and HOME: the only writable place
 
 With bubblewrap (``bwrap``, Debian package ``bubblewrap``) the child runs in new user, PID,
-network, IPC and mount namespaces with every capability dropped: the whole file system is
-read-only, and the project (``solutions/``, ``data/``, ``.git``), the submission's original
-folder and its siblings, and /tmp are replaced by empty folders. So the child cannot read the
-reference, the held-out labels or other submissions, cannot write anywhere but its stage, and
-has no network. Without bwrap (a student's laptop) the child is a plain subprocess in the
-stage with a scrubbed environment: still a separate process whose results are only data, but
-the file system is not hidden; ``Isolation`` says which one ran.
+network, IPC and mount namespaces with every capability dropped, and sees an allow-list of
+the file system: /usr (and the /bin, /lib links into it), the Python installation and its
+site-packages, read-only, and the stage (its work/ a 256 MiB tmpfs). Nothing else exists
+there: not the project (solutions/, data/, .git), not other submissions, not /tmp, not any
+other copy of the data. It has no network. Without bwrap (a student's laptop) the child is a
+plain subprocess in the stage with a scrubbed environment: still a separate process whose
+results are only data, but the file system is not hidden; ``isolation_name`` says which ran.
+
+The grader owns every channel: the protocol pipes, and the log that the child's stdout and
+stderr go to (an unlinked file the grader opened), so nothing the child creates is ever
+opened by the grader.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import functools
 import os
 import resource
+import secrets
 import shutil
 import signal
 import subprocess
@@ -40,6 +45,8 @@ from .compare import Invalid
 _MAX_SUBMISSION_BYTES = 50 << 20
 _MEMORY_LIMIT = 8 << 30
 _FILE_LIMIT = 256 << 20
+_WORK_LIMIT = 256 << 20
+_STARTUP_SECONDS = 20.0  # Python + NumPy start in well under a second; the rest is the student's import
 _LOG_TAIL = 2000
 
 _BOOT = "import sys; sys.path[:0] = sys.argv[1:2] + sys.argv[3:]; " \
@@ -106,31 +113,33 @@ def _site_dirs() -> list[str]:
     return list(dict.fromkeys(d for d in dirs if os.path.isdir(d)))
 
 
-def _hidden(impl_root: Path) -> list[Path]:
-    """Folders replaced by empty ones inside the sandbox."""
-    candidates = [paths.project_root(), paths.solutions_dir(), paths.data_dir(),
-                  Path(impl_root).resolve(), Path("/tmp"), Path("/var/tmp"), Path("/dev/shm")]
-    parent = Path(impl_root).resolve().parent
-    if len(parent.parts) > 2:  # siblings: other students' submissions, but never / or /home
-        candidates.append(parent)
-    out: list[Path] = []
-    for c in sorted({c.resolve() for c in candidates}, key=lambda p: len(p.parts)):
-        if c.exists() and not any(c.is_relative_to(o) for o in out):
-            out.append(c)
-    return out
+def _python_paths() -> list[str]:
+    """The interpreter's installation, its standard library and site-packages (real paths)."""
+    found = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable)),
+             *(sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")), *_site_dirs()}
+    real = sorted({os.path.realpath(p) for p in found if os.path.isdir(p)} | {p for p in found if os.path.isdir(p)})
+    kept: list[str] = []
+    for p in sorted(real, key=len):  # a folder inside one already bound needs no bind of its own
+        if not any(p == k or p.startswith(k + "/") for k in kept):
+            kept.append(p)
+    return kept
 
 
-def _bwrap_command(stage: Path, impl_root: Path) -> list[str]:
-    cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-           "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
-    for h in _hidden(impl_root):
-        cmd += ["--tmpfs", str(h)]
-    # Put back what the interpreter needs if a hidden folder held it (e.g. a .venv in the project).
-    needed = {sys.prefix, sys.base_prefix, sys.exec_prefix, *_site_dirs()}
-    for p in sorted(needed, key=len):
-        cmd += ["--ro-bind", p, p]
-    cmd += ["--ro-bind", str(stage), str(stage), "--bind", str(stage / "work"), str(stage / "work"),
-            "--chdir", str(stage / "work")]
+def _bwrap_command(stage: Path) -> list[str]:
+    """An allow-list of the file system: what Python and NumPy need, and the stage."""
+    cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+           "--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for top in ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"):
+        if os.path.islink(top):  # merged /usr: these are links into it
+            cmd += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            cmd += ["--ro-bind", top, top]
+    for p in _python_paths():
+        if not p.startswith("/usr/"):
+            cmd += ["--ro-bind", p, p]
+    work = str(stage / "work")
+    cmd += ["--ro-bind", str(stage), str(stage), "--size", str(_WORK_LIMIT), "--tmpfs", work,
+            "--setenv", "HOME", work, "--chdir", work]
     return cmd
 
 
@@ -160,22 +169,22 @@ class Child:
         self.impl_root, self.lab, self.use_bwrap = Path(impl_root), lab, use_bwrap
         self.stage, self.notes = make_stage(self.impl_root, lab)
         self.proc: subprocess.Popen[bytes] | None = None
-        self.import_error: str | None = None
+        self.broken: str | None = None  # set when the child cannot even start: no use retrying
+        self._log = tempfile.TemporaryFile()  # unlinked: the child can write to it, never replace it
         self._log_pos = 0
 
     def _start(self, timeout: float) -> None:
         py = [sys.executable, "-I", "-S", "-c", _BOOT, str(self.stage), self.lab, *_site_dirs()]
-        cmd = (_bwrap_command(self.stage, self.impl_root) + ["--"] if self.use_bwrap else []) + py
+        cmd = (_bwrap_command(self.stage) + ["--"] if self.use_bwrap else []) + py
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(self.stage / "work"),
                "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
                "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, env=env, cwd=self.stage / "work",
+                                     stderr=self._log, env=env, cwd=self.stage / "work",
                                      preexec_fn=_limits, start_new_session=True)
         header, _ = protocol.read_frame_fd(self.proc.stdout.fileno(), time.monotonic() + timeout)
         if header.get("status") != "ready":
-            raise protocol.ProtocolError(f"unexpected greeting {header!r}")
-        self.import_error = header.get("import_error")
+            raise protocol.ProtocolError("unexpected greeting")
 
     def _kill(self) -> int | None:
         if self.proc is None:
@@ -192,39 +201,65 @@ class Child:
         self.proc = None
         return code
 
-    def _log(self) -> str:
-        path = self.stage / "work" / "output.log"
-        try:
-            with open(path, "rb") as f:
-                f.seek(self._log_pos)
-                data = f.read()
-                self._log_pos = f.tell()
-        except OSError:
+    def _log_tail(self) -> str:
+        """What the child printed since the last call (its last ``_LOG_TAIL`` characters)."""
+        fd = self._log.fileno()
+        size = os.fstat(fd).st_size
+        if size <= self._log_pos:  # nothing new (or the child truncated its log)
+            self._log_pos = size
             return ""
-        text = data.decode(errors="replace")
-        return text if len(text) <= _LOG_TAIL else "..." + text[-_LOG_TAIL:]
+        start = max(self._log_pos, size - 4 * _LOG_TAIL)  # never read more than a tail
+        text = os.pread(fd, size - start, start).decode(errors="replace")
+        cut = start > self._log_pos or len(text) > _LOG_TAIL
+        self._log_pos = size
+        return "..." + text[-_LOG_TAIL:] if cut else text
+
+    def _reply(self, request_id: str, deadline: float) -> tuple[dict, bytes]:
+        """The reply to this request; frames with another id (forged or stale) are dropped."""
+        assert self.proc and self.proc.stdout
+        for _ in range(64):
+            header, body = protocol.read_frame_fd(self.proc.stdout.fileno(), deadline)
+            if header.get("id") == request_id:
+                return header, body
+        raise protocol.ProtocolError("too many frames that answer no request")
 
     def run(self, case_name: str, inputs: dict[str, np.ndarray], timeout: float) -> Reply:
         """Runs one case in the child; never raises for anything the student's code does."""
-        deadline = time.monotonic() + timeout
+        if self.broken:
+            return Reply(None, self.broken, "")
         try:
             if self.proc is None:
-                self._start(timeout=max(30.0, timeout))
-            assert self.proc and self.proc.stdin and self.proc.stdout
-            self.proc.stdin.write(protocol.pack({"case": case_name}, protocol.encode_arrays(inputs)))
+                self._start(timeout + _STARTUP_SECONDS)
+        except protocol.Timeout:
+            self._kill()
+            self.broken = (f"importing your package did not finish within {timeout + _STARTUP_SECONDS:g} s "
+                           "(code at module level that loops or waits?)")
+            return Reply(None, self.broken, self._log_tail())
+        except (protocol.ProtocolError, OSError) as exc:
+            code = self._kill()
+            reason = _death_message(code) if isinstance(exc, (protocol.ChannelClosed, OSError)) else \
+                f"the process running your code sent garbage while starting: {exc}"
+            return Reply(None, reason.replace("while running this case", "while importing your package"),
+                         self._log_tail())
+        request_id = secrets.token_hex(8)
+        deadline = time.monotonic() + timeout
+        try:
+            assert self.proc and self.proc.stdin
+            self.proc.stdin.write(protocol.pack({"case": case_name, "id": request_id},
+                                                protocol.encode_arrays(inputs)))
             self.proc.stdin.flush()
-            header, body = protocol.read_frame_fd(self.proc.stdout.fileno(), deadline)
+            header, body = self._reply(request_id, deadline)
         except protocol.Timeout:
             self._kill()
             return Reply(None, f"did not finish within {timeout:g} s (an endless loop, or very slow "
-                               "code?); the process was stopped", self._log())
+                               "code?); the process was stopped", self._log_tail())
         except (protocol.ChannelClosed, BrokenPipeError):
             code = self._kill()
-            return Reply(None, _death_message(code), self._log())
+            return Reply(None, _death_message(code), self._log_tail())
         except protocol.ProtocolError as exc:
             self._kill()
-            return Reply(None, f"the process running your code sent garbage: {exc}", self._log())
-        log = self._log()
+            return Reply(None, f"the process running your code sent garbage: {exc}", self._log_tail())
+        log = self._log_tail()
         if header.get("status") == "error":
             return Reply(None, str(header.get("error")), log)
         try:
@@ -239,6 +274,7 @@ class Child:
 
     def close(self) -> None:
         self._kill()
+        self._log.close()
         shutil.rmtree(self.stage, ignore_errors=True)
 
 

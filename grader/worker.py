@@ -21,20 +21,17 @@ from .loading import LoadError, load_cases, load_package, student_traceback
 
 
 def _take_channel() -> tuple[object, object]:
-    """Moves the protocol off fds 0/1 so that student prints cannot corrupt a frame by accident."""
+    """Moves the protocol off fds 0/1, and sends stdout to the grader's log (fd 2).
+
+    Student prints then cannot corrupt a frame by accident.
+    """
     proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
     proto_out = os.fdopen(os.dup(1), "wb")
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    return proto_in, proto_out
-
-
-def _redirect_output(log_path: Path) -> None:
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    os.dup2(2, 1)
     sys.stdout = os.fdopen(1, "w", buffering=1)
     sys.stderr = os.fdopen(2, "w", buffering=1)
+    return proto_in, proto_out
 
 
 def _outputs(result: object) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -54,32 +51,31 @@ def _outputs(result: object) -> tuple[dict[str, np.ndarray], dict[str, str]]:
 def main(argv: list[str]) -> None:
     stage, lab_name = Path(argv[0]), argv[1]
     proto_in, proto_out = _take_channel()
-    _redirect_output(stage / "work" / "output.log")
     lab = load_cases(lab_name, stage / "tests")
     impl_root = stage / "submission"
     try:
         impl, import_error = load_package(impl_root, lab_name), None
     except LoadError as exc:
         impl, import_error = None, str(exc)
-    protocol.write_frame(proto_out, {"status": "ready", "import_error": import_error})
+    protocol.write_frame(proto_out, {"status": "ready"})
     while True:
         try:
             header, body = protocol.read_frame(proto_in)
         except protocol.ChannelClosed:
             return
-        case = lab.get(header["case"])
+        case, request_id = lab.get(header["case"]), header["id"]
         inputs = protocol.decode_arrays(body)
         start = time.perf_counter()
         if impl is None:
-            protocol.write_frame(proto_out, {"status": "error", "error": import_error})
+            protocol.write_frame(proto_out, {"id": request_id, "status": "error", "error": import_error})
             continue
         try:
             result = case.call(impl, inputs)
         except BaseException as exc:  # SystemExit too: a case must never end the worker
-            protocol.write_frame(proto_out, {"status": "error",
+            protocol.write_frame(proto_out, {"id": request_id, "status": "error",
                                              "error": student_traceback(exc, impl_root / lab_name)})
             continue
         arrays, invalid = _outputs(result)
-        protocol.write_frame(proto_out, {"status": "ok", "invalid": invalid,
+        protocol.write_frame(proto_out, {"id": request_id, "status": "ok", "invalid": invalid,
                                          "seconds": time.perf_counter() - start},
                              protocol.encode_arrays(arrays))

@@ -1,9 +1,5 @@
-"""Shared pytest setup: which implementation the lab tests grade, and the score summary.
-
-    pytest tests/lab1                      # your code in labs/
-    pytest tests/lab1 --impl solutions     # another folder laid out like labs/
-    pytest tests/lab1 -m "not slow"        # skip MNIST training while iterating
-"""
+"""Fixtures shared by the engine's tests. (The lab tests' ``--impl`` option, ``grading`` fixture and
+score summary live in the plugin grader/pytest_support.py.)"""
 
 from __future__ import annotations
 
@@ -14,31 +10,7 @@ from pathlib import Path
 import pytest
 
 from grader import paths
-from grader.pytest_support import Session
 from grader.sandbox import bwrap_available
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--impl", default=None,
-                     help="implementation folder laid out like labs/ (default: labs/)")
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    impl = config.getoption("--impl")
-    config.stash[_SESSION] = Session(Path(impl).resolve() if impl else paths.labs_dir())
-
-
-_SESSION = pytest.StashKey[Session]()
-
-
-@pytest.fixture(scope="session")
-def grading(request: pytest.FixtureRequest) -> Session:
-    return request.config.stash[_SESSION]
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
-    for line in config.stash[_SESSION].summary():
-        terminalreporter.write_line(line, bold=True)
 
 
 def require(available: bool, what: str) -> None:

@@ -456,9 +456,7 @@ def _mlp(lab: ModuleType, w1, b1, w2, b2):
                             "summing it: the 1/N belongs to the loss",
                             lambda i, e: e["param_grads"] / np.concatenate([
                                 np.ones(i["w1"].size), np.full(i["b1"].size, len(i["x"])),
-                                np.ones(i["w2"].size), np.full(i["b2"].size, len(i["x"]))])),),
-          explain="backward must visit the layers LAST to first, feeding each the gradient the "
-                  "next one returned."),
+                                np.ones(i["w2"].size), np.full(i["b2"].size, len(i["x"]))])),)),
 ])
 def sequential_forward_backward(lab, x, w1, b1, w2, b2, dout):
     """Sequential chains forward first-to-last and backward last-to-first."""
