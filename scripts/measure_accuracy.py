@@ -21,7 +21,8 @@ from grader.loading import load_package
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--impl", type=Path, default=paths.solutions_dir())
+    default = paths.solutions_dir() if paths.solutions_dir().is_dir() else paths.labs_dir()  # a student release
+    parser.add_argument("--impl", type=Path, default=default, help=f"folder laid out like labs/ (default: {default})")
     parser.add_argument("--lab", default="lab1")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     args = parser.parse_args()
