@@ -12,10 +12,13 @@ Modules:
     loading    importing an implementation (a folder laid out like labs/) under a private name
     runner     running cases in-process (students) or in a sandboxed child (grading)
     sandbox    the child process: bubblewrap when available, a plain subprocess otherwise
+    protocol   the frames between grader and child (JSON header + uncompressed npz)
+    worker     the child's side: imports the submission, runs cases on request
     report     Gradescope-shaped results and score tables
     fixtures   public expected values, generated from the reference
     stubs      solutions/ -> labs/ stub generation and its drift/leak check
     mnist      IDX reader, checksums and the fixed stratified split
+    pytest_support  the pytest plugin: --impl, one test per case, the score line
     cli        the ``gradelab`` command
 """
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from . import fixtures, paths, report, stubs
 from .case import Lab
 from .loading import LoadError, load_cases
-from .runner import GradingError, LabResult, crashed_result, grade, reference
+from .runner import GradingError, LabResult, grade, reference, zero_result
 
 
 class UsageError(Exception):
@@ -56,15 +56,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
     for sub in map(Path, args.submissions):
         name = sub.resolve().name
         if not sub.is_dir():
-            print(f"{name}: not a folder, skipped (scored 0)\n")
-            continue
-        try:
-            result = grade(lab, sub, isolated=True, timeout_scale=args.timeout_scale,
-                           require_sandbox=args.require_sandbox)
-        except GradingError:
-            raise  # the grader's own set-up (no reference, no sandbox): same for every submission
-        except Exception as exc:  # noqa: BLE001 - nothing one submission does may stop the others
-            result = crashed_result(lab, sub, exc)
+            result = zero_result(lab, sub, f"{sub} is not a folder; a submission is a folder laid out like labs/")
+        else:
+            result = _grade_one(lab, sub, args)
         report.write_json(result, out / name / "results.json")
         rows.append((name, result))
         print(report.table(result, details=args.details) + "\n")
@@ -73,6 +67,17 @@ def cmd_grade(args: argparse.Namespace) -> int:
     for name, r in rows:
         print(f"  {name:<30} {r.score:>6g} / {r.max_score:g}")
     return 0
+
+
+def _grade_one(lab: Lab, sub: Path, args: argparse.Namespace) -> LabResult:
+    try:
+        return grade(lab, sub, isolated=True, timeout_scale=args.timeout_scale,
+                     require_sandbox=args.require_sandbox)
+    except GradingError:
+        raise  # the grader's own set-up (no reference, no sandbox): the same for every submission
+    except Exception as exc:  # noqa: BLE001 - nothing one submission does may stop the others
+        return zero_result(lab, sub, f"grading this submission failed ({type(exc).__name__}: {exc}); "
+                                     "the instructor should look at it")
 
 
 def cmd_stubs(args: argparse.Namespace) -> int:

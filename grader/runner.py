@@ -258,10 +258,8 @@ def grade(lab: Lab, impl: Path, *, isolated: bool, only: Sequence[str] | None = 
                    hidden=hidden_seeds(lab.name), only=only, timeout_scale=timeout_scale)
 
 
-def crashed_result(lab: Lab, impl: Path, exc: BaseException) -> LabResult:
-    """A zero for every case when grading itself failed on a submission, saying why."""
-    result = LabResult(lab.name, lab.title, str(impl), "none (grading failed)")
-    message = (f"grading this submission failed ({type(exc).__name__}: {exc}); it scores 0 and "
-               "the instructor should look at it")
-    result.cases = [CaseResult(c.name, 0.0, c.points, message, 0.0) for c in lab.cases]
+def zero_result(lab: Lab, impl: Path, reason: str) -> LabResult:
+    """A zero for every case, saying why, for a submission that could not be graded at all."""
+    result = LabResult(lab.name, lab.title, str(impl), "none (not graded)")
+    result.cases = [CaseResult(c.name, 0.0, c.points, f"{reason}; it scores 0", 0.0) for c in lab.cases]
     return result

@@ -118,6 +118,8 @@ def _python_paths() -> list[str]:
     found = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable)),
              *(sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")), *_site_dirs()}
     real = sorted({os.path.realpath(p) for p in found if os.path.isdir(p)} | {p for p in found if os.path.isdir(p)})
+    if "/" in real:
+        raise RuntimeError("Python is installed at / here: the sandbox cannot expose it without exposing everything")
     kept: list[str] = []
     for p in sorted(real, key=len):  # a folder inside one already bound needs no bind of its own
         if not any(p == k or p.startswith(k + "/") for k in kept):

@@ -786,7 +786,8 @@ def test_a_hang_at_import_is_waited_for_once(sandbox, patched_reference, monkeyp
     at once with the reason, instead of each case restarting the child and waiting again."""
     monkeypatch.setattr(gsandbox, "_STARTUP_SECONDS", 2.0)
     root = patched_reference("import_hang", {"__init__.py": [
-        ('from .framework import Module, Parameter', 'while True:\n    pass\nfrom .framework import Module, Parameter')]})
+        ("from .framework import Module, Parameter",
+         "while True:\n    pass\nfrom .framework import Module, Parameter")]})
     only = ["linear_forward", "relu_forward", "tanh_forward", "sgd_step"]
     start = time.monotonic()
     result = graded(root, only=only)
