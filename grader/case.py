@@ -140,16 +140,6 @@ class Case:
     def needs_reference(self) -> bool:
         return any(c.needs_reference for c in self.checks)
 
-    @property
-    def outputs(self) -> tuple[str, ...]:
-        """Every output name the checks read (in check order, no repeats)."""
-        names: list[str] = []
-        for c in self.checks:
-            for name in (c.output, getattr(c, "numeric", None)):
-                if name and name not in names:
-                    names.append(name)
-        return tuple(names)
-
     def public_inputs(self, inputs: Arrays) -> Arrays:
         """The inputs the implementation may see: all but the private ones."""
         return {k: v for k, v in inputs.items() if k not in self.private}

@@ -17,7 +17,6 @@ import numpy as np
 from .case import Accuracy, Arrays, Case, Check, Close, GradCheck, Mistake
 
 _MAX_LIST = 8  # indices listed in "differences only in rows ..."
-KNOWN_MISTAKE = "matches a known mistake"
 
 
 @dataclass(frozen=True)
@@ -108,7 +107,7 @@ def _hints(got: np.ndarray, ref: np.ndarray, mismatch: Mismatch | None, *, input
         except Exception:  # noqa: BLE001 - a hint must never break grading
             continue
         if predicted.shape == got.shape and find_mismatch(got, predicted, 1e-6, 1e-9) is None:
-            hints.append(f"{KNOWN_MISTAKE}: {m.description}")
+            hints.append(f"matches a known mistake: {m.description}")
     if got.dtype.kind in "iub" and ref.dtype.kind == "f":
         hints.append(f"got an integer/boolean array ({got.dtype}) where real numbers are expected")
     if mismatch and mismatch.n_nonfinite:
