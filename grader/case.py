@@ -135,6 +135,15 @@ class Case:
     timeout: float = 60.0
     slow: bool = False
     factors: Callable[[Arrays], dict[str, float]] | None = None  # named constants for hints
+    # Hidden variant i builds its inputs with hidden_inputs[i % len] (other shapes, other
+    # hyperparameters), so code that special-cases the public inputs loses those points.
+    hidden_inputs: tuple[MakeInputs, ...] = ()
+
+    def inputs_maker(self, variant: int | None) -> MakeInputs:
+        """How the inputs of the public run (``variant`` None) or of hidden variant ``variant`` are made."""
+        if variant is None or not self.hidden_inputs:
+            return self.make_inputs
+        return self.hidden_inputs[variant % len(self.hidden_inputs)]
 
     @property
     def needs_reference(self) -> bool:
@@ -178,8 +187,13 @@ class Lab:
     def case(self, *, points: float, inputs: MakeInputs, checks: Sequence[Check],
              private: Sequence[str] = (), seeds: Sequence[int] = (0,), hidden: bool = True,
              timeout: float = 60.0, slow: bool = False,
-             factors: Callable[[Arrays], dict[str, float]] | None = None) -> Callable[[RunFn], RunFn]:
-        """Decorator registering ``run`` as a case named after the function."""
+             factors: Callable[[Arrays], dict[str, float]] | None = None,
+             hidden_inputs: Sequence[MakeInputs] = ()) -> Callable[[RunFn], RunFn]:
+        """Decorator registering ``run`` as a case named after the function.
+
+        ``inputs`` makes the public inputs; ``hidden_inputs`` (optional) make those of the hidden
+        variants, which should differ in shapes and hyperparameters, not only in random values.
+        """
 
         def register(run: RunFn) -> RunFn:
             if any(c.name == run.__name__ for c in self.cases):
@@ -189,6 +203,7 @@ class Lab:
                 name=run.__name__, points=points, description=doc.splitlines()[0] if doc else "",
                 make_inputs=inputs, run=run, checks=tuple(checks), private=frozenset(private),
                 seeds=tuple(seeds), hidden=hidden, timeout=timeout, slow=slow, factors=factors,
+                hidden_inputs=tuple(hidden_inputs),
             ))
             return run
 

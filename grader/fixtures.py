@@ -37,8 +37,9 @@ def case_rng(case: Case, seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, int.from_bytes(hashlib.sha256(case.name.encode()).digest()[:4], "big")])
 
 
-def make_inputs(case: Case, seed: int) -> Arrays:
-    return {k: np.asarray(v) for k, v in case.make_inputs(case_rng(case, seed)).items()}
+def make_inputs(case: Case, seed: int, variant: int | None = None) -> Arrays:
+    """The inputs of ``case`` for ``seed``: the public maker, or hidden variant ``variant``'s."""
+    return {k: np.asarray(v) for k, v in case.inputs_maker(variant)(case_rng(case, seed)).items()}
 
 
 def inputs_digest(inputs: Arrays) -> str:

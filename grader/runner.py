@@ -183,9 +183,11 @@ def run_case(case: Case, executor: Executor, expected: ExpectedFn,
     """Runs one case on each seed (stopping at the first failure) and scores it."""
     start = time.perf_counter()
     failure = None
+    n_public = sum(1 for _, hidden in seeds if not hidden)
     for i, (seed, hidden) in enumerate(seeds):
-        variant = f"hidden variant {i}" if hidden else f"seed {seed}"
-        inputs = make_inputs(case, seed)
+        k = i - n_public  # hidden seeds follow the public ones
+        variant = f"hidden variant {k}" if hidden else f"seed {seed}"
+        inputs = make_inputs(case, seed, k if hidden else None)
         reply = executor.execute(case, inputs, case.timeout * timeout_scale)
         if reply.outputs is None:
             failure = f"{case.name} ({variant}): your code raised an error\n{reply.error}"

@@ -16,8 +16,6 @@ Conventions that the inputs follow:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -25,7 +23,8 @@ import numpy as np
 
 from grader import mnist
 from grader.case import Accuracy, Arrays, Close, GradCheck, Lab, Mistake
-from grader.gradcheck import away_from_zero, directional_loss, numerical_gradient, require_float64
+from grader.casekit import ConventionError, batch_factor, numerically_stable, param_loss
+from grader.gradcheck import away_from_zero, directional_loss, numerical_gradient
 
 LAB = Lab("lab1", "Lab 1: a neural-network framework in NumPy")
 
@@ -37,33 +36,7 @@ REFERENCE_ACCURACY = ("the reference MLP (784-128-10, ReLU, 15 epochs of SGD, lr
                       "0.9453 on average over seeds 0-4 (worst 0.9425)")
 
 
-class ConventionError(Exception):
-    """The implementation does not follow a convention the handout fixes (raised by cases)."""
-
-
 # ----------------------------------------------------------------------------- helpers
-
-
-@contextmanager
-def numerically_stable(what: str, hint: str) -> Iterator[None]:
-    """Overflow, invalid operations and division by zero become errors (NumPy only warns).
-
-    A naive sigmoid or softmax returns the right values at +-1000 by luck (exp overflows to inf,
-    1/inf is 0) with a warning nobody reads; stability is part of the task, so it is graded.
-    Underflow stays allowed: exp(-2000) = 0 is the correct limit.
-    """
-    try:
-        with np.errstate(over="raise", invalid="raise", divide="raise"):
-            yield
-    except FloatingPointError as exc:
-        raise ConventionError(f"{what} is not numerically stable: NumPy reports '{exc}' on inputs "
-                              f"near +-1000. {hint}") from exc
-
-
-def batch_factor(inputs: Arrays) -> dict[str, float]:
-    """Names the batch size for the 'off by a factor' hint."""
-    first = inputs.get("x", inputs.get("logits"))
-    return {"N (the batch size)": float(len(first))} if first is not None else {}
 
 
 def make_linear(lab: ModuleType, weight: np.ndarray, bias: np.ndarray) -> Any:
@@ -82,20 +55,6 @@ def make_linear(lab: ModuleType, weight: np.ndarray, bias: np.ndarray) -> Any:
                 f"{value.shape}, as in PyTorch")
         param.data[...] = value
     return layer
-
-
-def param_loss(module: Any, param: Any, x: np.ndarray, upstream: np.ndarray):
-    """L(p) = sum(module(x) * upstream) as a function of one parameter's values."""
-
-    def loss(value: np.ndarray) -> float:
-        saved = param.data.copy()
-        param.data[...] = value
-        try:
-            return float(np.sum(require_float64(module(x), f"{type(module).__name__}.forward") * upstream))
-        finally:
-            param.data[...] = saved
-
-    return loss
 
 
 def linear_inputs(n: int, d: int, m: int):
