@@ -1,0 +1,101 @@
+"""Batch normalisation: BatchNorm1d on (N, D) and BatchNorm2d on (N, C, H, W).
+
+Conventions (PyTorch's; the tests rely on them, the handout derives them):
+  * Parameters are named ``weight`` (gamma, the scale, initialised to 1) and ``bias`` (beta,
+    the shift, initialised to 0), shape (D,) or (C,), as ``torch.nn.BatchNorm1d`` names them.
+  * Training forward normalises with the BATCH statistics; the variance used to normalise is
+    the BIASED one (divide by N): ``var = mean((x - mean)**2)``.
+  * ``eps`` goes INSIDE the square root: ``x_hat = (x - mean) / sqrt(var + eps)``.
+  * Running statistics (plain arrays ``running_mean``, ``running_var``, not Parameters; they
+    start at 0 and 1) are updated in every TRAINING forward with PyTorch's momentum convention
+
+        running = (1 - momentum) * running + momentum * batch_statistic
+
+    where the batch statistic for ``running_var`` is the UNBIASED variance (divide by N - 1).
+    Keras' ``momentum`` is the weight of the OLD value (0.99): a different convention.
+  * Eval forward (``self.training`` False, set by ``model.eval()``) normalises with the running
+    statistics and changes nothing.
+  * ``backward`` returns dL/dx and ADDS dL/dgamma, dL/dbeta into ``weight.grad``, ``bias.grad``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .lab1 import Module, Parameter
+
+
+class BatchNorm1d(Module):
+    """y = gamma * (x - mean) / sqrt(var + eps) + beta, statistics per feature over the batch.
+
+    Shapes: x (N, D) -> y (N, D); weight (gamma), bias (beta), running_mean, running_var: (D,).
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.weight = Parameter(np.ones(num_features))   # gamma
+        self.bias = Parameter(np.zeros(num_features))    # beta
+        self.running_mean = np.zeros(num_features)
+        self.running_var = np.ones(num_features)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Training: batch statistics, and update the running ones. Eval: running statistics.
+
+        Training (N >= 2), with every statistic of shape (D,) and taken over axis 0:
+            mean = x.mean(axis=0)
+            var  = ((x - mean)**2).mean(axis=0)                 biased: divide by N
+            x_hat = (x - mean) / sqrt(var + eps)                (N, D)
+            y = weight * x_hat + bias                           (N, D)
+            running_mean = (1 - momentum) * running_mean + momentum * mean
+            running_var  = (1 - momentum) * running_var  + momentum * var * N / (N - 1)
+        Eval:
+            y = weight * (x - running_mean) / sqrt(running_var + eps) + bias
+
+        Keep what backward needs on self; do not modify ``x``.
+        """
+        # TODO: your code here (see the docstring above).
+        raise NotImplementedError("BatchNorm1d.forward: not implemented yet")
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        """Given dL/dy (N, D) of the last TRAINING forward: add dgamma, dbeta; return dL/dx (N, D).
+
+            dL/dbeta  = sum_n dy                    -> add into bias.grad      (D,)
+            dL/dgamma = sum_n dy * x_hat            -> add into weight.grad    (D,)
+            dL/dx = gamma / sqrt(var + eps) * (dy - mean_n(dy) - x_hat * mean_n(dy * x_hat))
+
+        The last line is the compact formula; stepping back through the forward's stages
+        (x_hat, 1/std, std, var, x - mean, mean) gives the same numbers. Either is fine.
+        """
+        # TODO: your code here (see the docstring above).
+        raise NotImplementedError("BatchNorm1d.backward: not implemented yet")
+
+
+class BatchNorm2d(Module):
+    """BatchNorm over images: statistics per CHANNEL, over the batch and both spatial axes.
+
+    Everything is as in BatchNorm1d with each channel c's N * H * W values playing the role of
+    one feature's N values (so the unbiased factor for ``running_var`` is M / (M - 1) with
+    M = N * H * W). Reusing a BatchNorm1d on a reshaped input is one way; computing with
+    ``axis=(0, 2, 3)`` is another.
+
+    Shapes: x (N, C, H, W) -> y (N, C, H, W); weight, bias, running_mean, running_var: (C,).
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.weight = Parameter(np.ones(num_features))   # gamma
+        self.bias = Parameter(np.zeros(num_features))    # beta
+        self.running_mean = np.zeros(num_features)
+        self.running_var = np.ones(num_features)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Like BatchNorm1d.forward, each channel normalised over axes (0, 2, 3)."""
+        # TODO: your code here (see the docstring above).
+        raise NotImplementedError("BatchNorm2d.forward: not implemented yet")
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        """dL/dx (N, C, H, W); adds dL/dgamma, dL/dbeta (sums over N, H, W) into .grad."""
+        # TODO: your code here (see the docstring above).
+        raise NotImplementedError("BatchNorm2d.backward: not implemented yet")

@@ -1,0 +1,744 @@
+"""Lab 2 cases: BatchNorm1d, BatchNorm2d and Dropout, in training and eval mode.
+
+Each case's run function is the only code that touches the implementation (``lab`` is the
+imported lab package); what it returns is judged in the grading process against the
+reference (``Close``), a numerical gradient of the same implementation (``GradCheck``), or
+held-out labels (``Accuracy``). See labs/lab2/README.md for the table of cases and points.
+
+Conventions that the inputs follow:
+  * float64 everywhere; RANDOM upstream gradients: with an all-ones upstream gradient,
+    dL/dx of BatchNorm is identically zero (the output of every feature sums to N * beta
+    whatever x is), so any backward that returns zeros, or is wrong in the terms that cancel,
+    would pass;
+  * non-square shapes (N != D, C != H != W), some features with a small variance (~1e-4, so
+    that where eps goes matters) and a nonzero mean (so the mean path of the gradient matters);
+  * hidden variants change shapes and hyperparameters (eps, momentum, p), not only values;
+  * Dropout is graded by properties every valid mask satisfies (drop fraction near p over
+    100,000 entries, kept entries scaled by 1/(1 - p), backward reusing the forward's mask,
+    identity in eval), never against one particular random draw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from grader import mnist
+from grader.case import Accuracy, Arrays, Close, GradCheck, Lab, Mistake
+from grader.casekit import ConventionError, param_loss
+from grader.gradcheck import directional_loss, numerical_gradient
+
+LAB = Lab("lab2", "Lab 2: BatchNorm and Dropout")
+
+# The MNIST threshold: the reference's worst held-out accuracy over seeds 0-4, measured by
+# `python scripts/measure_accuracy.py --lab lab2` (quoted in the handout), minus a margin of
+# about 0.01 for other reasonable designs and hyperparameters.
+ACCURACY_THRESHOLD = 0.935
+REFERENCE_ACCURACY = ("the reference (784-128 Linear, BatchNorm1d, ReLU, Dropout(0.2), 128-10 Linear; 10 epochs "
+                      "of SGD, lr 0.1, batch 64) reaches 0.9485 on average over seeds 0-4 (worst 0.9440)")
+
+UNCHANGED = "The function must not modify its input array in place: the caller still uses it."
+PYTORCH_MOMENTUM = ("The convention (PyTorch's): running = (1 - momentum) * running + momentum * batch_statistic, "
+                    "with running_mean starting at 0, running_var at 1, and the UNBIASED batch variance "
+                    "(divide by N - 1) for running_var.")
+
+# ----------------------------------------------------------------------------- the math, for predictions
+
+
+def _normalise(x: np.ndarray, eps: float, axes: tuple[int, ...] = (0,), *, ddof: bool = False,
+               eps_outside: bool = False) -> np.ndarray:
+    """x_hat with statistics over ``axes`` (biased variance unless ``ddof``)."""
+    mu = x.mean(axis=axes, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=axes, keepdims=True)
+    if ddof:
+        m = np.prod([x.shape[a] for a in axes])
+        var = var * m / (m - 1)
+    return (x - mu) / (np.sqrt(var) + eps if eps_outside else np.sqrt(var + eps))
+
+
+def _per_channel(v: np.ndarray, ndim: int) -> np.ndarray:
+    """(D,) -> broadcastable against (N, D) or (N, C, H, W)."""
+    return v if ndim == 2 else v.reshape(1, -1, 1, 1)
+
+
+def _affine(xhat: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return _per_channel(g, xhat.ndim) * xhat + _per_channel(b, xhat.ndim)
+
+
+def _running(batches: list[np.ndarray], momentum: float, *, keras: bool = False, biased: bool = False,
+             axes: tuple[int, ...] = (0,), count: Callable[[np.ndarray], int] | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Running (mean, var) after training steps on ``batches``, under a (possibly wrong) convention."""
+    d = batches[0].shape[1]
+    rm, rv = np.zeros(d), np.ones(d)
+    for x in batches:
+        mu, var = x.mean(axis=axes), x.var(axis=axes)
+        m = count(x) if count else int(np.prod([x.shape[a] for a in axes]))
+        if not biased:
+            var = var * m / (m - 1)
+        w_old, w_new = (momentum, 1 - momentum) if keras else (1 - momentum, momentum)
+        rm, rv = w_old * rm + w_new * mu, w_old * rv + w_new * var
+    return rm, rv
+
+
+def _staged_dx(x: np.ndarray, g: np.ndarray, dy: np.ndarray, eps: float, bug: str = "") -> np.ndarray:
+    """dL/dx of BatchNorm1d by the staged derivation, optionally with one named bug."""
+    n = len(x)
+    mu = x.mean(axis=0)
+    xc = x - mu
+    var = (xc**2).mean(axis=0)
+    std = np.sqrt(var + eps)
+    istd = 1.0 / std
+    xhat = xc * istd
+    dxhat = dy if bug == "no_gamma" else dy * g
+    distd = (dxhat * (xhat if bug == "xhat_for_xc" else xc)).sum(axis=0)
+    if bug == "sum_no_axis_istd":
+        distd = np.full_like(distd, (dxhat * xc).sum())
+    dxc = dxhat * (std if bug == "std_for_istd" else istd)
+    dstd = -distd * (std**2 if bug == "istd_for_std" else istd**2)
+    dvar = 0.5 * dstd / std
+    if bug != "no_var_path":
+        dxc = dxc + 2.0 * xc * dvar / n
+    dmu = -(dxc.sum() if bug == "sum_no_axis_mu" else dxc.sum(axis=0))
+    return dxc if bug == "no_mean_path" else dxc + dmu / n
+
+
+def _rows(x: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) -> (N*H*W, C), one row per pixel."""
+    return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def _unrows(r: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    n, c, h, w = shape
+    return r.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+
+
+def _bn2d_dx(x: np.ndarray, g: np.ndarray, dy: np.ndarray, eps: float, *, flat_reshape: bool = False) -> np.ndarray:
+    """dL/dx of BatchNorm2d, or of the bug 'reshape(-1, C) without moving C last'."""
+    if flat_reshape:
+        c = x.shape[1]
+        return _staged_dx(x.reshape(-1, c), g, dy.reshape(-1, c), eps).reshape(x.shape)
+    return _unrows(_staged_dx(_rows(x), g, _rows(dy), eps), x.shape)
+
+
+# ----------------------------------------------------------------------------- building layers
+
+
+def _set_param(layer: Any, cls: str, name: str, greek: str, value: np.ndarray) -> None:
+    param = getattr(layer, name, None)
+    if param is None or not hasattr(param, "data") or not hasattr(param, "grad"):
+        raise ConventionError(f"{cls} has no Parameter attribute '{name}' (for {greek}): the convention is "
+                              "PyTorch's names, self.weight for gamma and self.bias for beta (the provided "
+                              "__init__ creates both)")
+    if param.data.shape != value.shape:
+        raise ConventionError(f"{cls}.{name} has shape {param.data.shape}; expected {value.shape} "
+                              "(one value per feature or channel)")
+    param.data[...] = value
+
+
+def make_bn(lab: ModuleType, gamma: np.ndarray, beta: np.ndarray, eps: Any, momentum: Any,
+            cls: str = "BatchNorm1d") -> Any:
+    """A BatchNorm layer of the implementation with the given gamma (weight), beta (bias), eps, momentum."""
+    layer = getattr(lab, cls)(len(gamma), eps=float(eps), momentum=float(momentum))
+    _set_param(layer, cls, "weight", "gamma", gamma)
+    _set_param(layer, cls, "bias", "beta", beta)
+    for name, start in (("running_mean", 0.0), ("running_var", 1.0)):
+        value = getattr(layer, name, None)
+        if value is None or np.shape(value) != gamma.shape:
+            raise ConventionError(f"{cls} needs an array attribute '{name}' of shape {gamma.shape}, "
+                                  f"starting at {start:g} (the provided __init__ creates it)")
+    return layer
+
+
+def _stats(layer: Any) -> tuple[np.ndarray, np.ndarray]:
+    return np.array(layer.running_mean, copy=True), np.array(layer.running_var, copy=True)
+
+
+def _features(rng: np.random.Generator, shape: tuple[int, ...], axis: int = 1) -> np.ndarray:
+    """Random inputs whose features (channels) have different means and scales, one with var ~1e-4."""
+    k = shape[axis]
+    scale = rng.uniform(0.5, 3.0, size=k)
+    scale[rng.integers(k)] = 0.01  # var + eps vs sqrt(var) + eps: visible only for small variances
+    shift = rng.uniform(-2.0, 2.0, size=k)
+    view = [1] * len(shape)
+    view[axis] = k
+    return rng.standard_normal(shape) * scale.reshape(view) + shift.reshape(view)
+
+
+def _affine_params(rng: np.random.Generator, k: int) -> tuple[np.ndarray, np.ndarray]:
+    gamma = rng.uniform(0.5, 2.0, size=k) * rng.choice([-1.0, 1.0], size=k)
+    return gamma, rng.standard_normal(k)
+
+
+# ----------------------------------------------------------------------------- BatchNorm1d: forward
+
+
+def bn1d_inputs(n: int, d: int, eps: float = 1e-5, momentum: float = 0.1):
+    def make(rng: np.random.Generator) -> Arrays:
+        gamma, beta = _affine_params(rng, d)
+        return {"x": _features(rng, (n, d)), "gamma": gamma, "beta": beta, "eps": np.array(eps),
+                "momentum": np.array(momentum), "dout": rng.standard_normal((n, d))}
+    return make
+
+
+def _y1d(i: Arrays, **kw: Any) -> np.ndarray:
+    return _affine(_normalise(i["x"], float(i["eps"]), **kw), i["gamma"], i["beta"])
+
+
+FORWARD_MISTAKES = (
+    Mistake("eps outside the square root: x_hat = (x - mean) / (sqrt(var) + eps); the convention is "
+            "(x - mean) / sqrt(var + eps)", lambda i, e: _y1d(i, eps_outside=True)),
+    Mistake("normalising with the UNBIASED variance (divide by N - 1); normalise with the biased one "
+            "(divide by N), keep N / (N - 1) for running_var only", lambda i, e: _y1d(i, ddof=True)),
+    Mistake("statistics over axis 1 (each sample's features) instead of axis 0 (the batch)",
+            lambda i, e: _y1d(i, axes=(1,))),
+    Mistake("gamma and beta swapped: y = beta * x_hat + gamma",
+            lambda i, e: _affine(_normalise(i["x"], float(i["eps"])), i["beta"], i["gamma"])),
+    Mistake("leaving out gamma and beta (returning x_hat)", lambda i, e: _normalise(i["x"], float(i["eps"]))),
+)
+
+
+@LAB.case(points=8, inputs=bn1d_inputs(6, 4),
+          hidden_inputs=(bn1d_inputs(3, 7, eps=1e-3), bn1d_inputs(10, 2, eps=1e-4, momentum=0.3)), checks=[
+    Close("y", "BatchNorm1d.forward (training): output y", mistakes=FORWARD_MISTAKES),
+    Close("x_after", "BatchNorm1d.forward: the input x after the call", exact=True, explain=UNCHANGED),
+])
+def bn1d_train_forward(lab, x, gamma, beta, eps, momentum):
+    """BatchNorm1d training forward on (N=6, D=4): batch statistics, biased variance, eps inside the sqrt."""
+    x_in = x.copy()
+    y = make_bn(lab, gamma, beta, eps, momentum)(x_in)
+    return {"y": y, "x_after": x_in}
+
+
+def batch_size_inputs(n_small: int, n_large: int, d: int):
+    def make(rng: np.random.Generator) -> Arrays:
+        gamma, beta = _affine_params(rng, d)
+        return {"x_small": _features(rng, (n_small, d)), "x_large": _features(rng, (n_large, d)),
+                "gamma": gamma, "beta": beta, "eps": np.array(1e-5), "momentum": np.array(0.1)}
+    return make
+
+
+@LAB.case(points=4, inputs=batch_size_inputs(2, 2000, 3),
+          hidden_inputs=(batch_size_inputs(2, 4096, 5), batch_size_inputs(3, 1500, 2)), checks=[
+    Close("y_small", "BatchNorm1d.forward with the smallest batch (N = 2): output y", mistakes=(
+        Mistake("normalising with the UNBIASED variance (divide by N - 1); normalise with the biased one",
+                lambda i, e: _affine(_normalise(i["x_small"], 1e-5, ddof=True), i["gamma"], i["beta"])),)),
+    Close("y_large", "BatchNorm1d.forward with a large batch: output y", rtol=1e-6, atol=1e-9),
+])
+def bn1d_batch_sizes(lab, x_small, x_large, gamma, beta, eps, momentum):
+    """Batch statistics for N = 2 (each x_hat is +-1) and for a large N."""
+    return {"y_small": make_bn(lab, gamma, beta, eps, momentum)(x_small),
+            "y_large": make_bn(lab, gamma, beta, eps, momentum)(x_large)}
+
+
+def float64_inputs(n: int, d: int):
+    def make(rng: np.random.Generator) -> Arrays:
+        inputs = bn1d_inputs(n, d)(rng)
+        inputs["x"] = inputs["x"] + 100.0  # float32 keeps ~7 digits: x - mean loses 2 of them here
+        return inputs
+    return make
+
+
+@LAB.case(points=3, inputs=float64_inputs(5, 3), hidden_inputs=(float64_inputs(4, 6), float64_inputs(9, 2)), checks=[
+    Close("y", "BatchNorm1d.forward on float64 inputs around 100: output y"),
+    Close("dx", "BatchNorm1d.backward on float64 inputs around 100: dL/dx", rtol=1e-6, atol=1e-9),
+    Close("stats", "BatchNorm1d: running_mean and running_var (concatenated) after the step"),
+    Close("param_grads", "BatchNorm1d: weight.grad and bias.grad (concatenated)", rtol=1e-6, atol=1e-9),
+])
+def bn1d_float64(lab, x, gamma, beta, eps, momentum, dout):
+    """Everything stays float64: outputs, gradients, running statistics."""
+    layer = make_bn(lab, gamma, beta, eps, momentum)
+    y = layer(x)
+    dx = layer.backward(dout)
+    return {"y": y, "dx": dx, "stats": np.concatenate(_stats(layer)),
+            "param_grads": np.concatenate([layer.weight.grad, layer.bias.grad])}
+
+
+# ----------------------------------------------------------------------------- running statistics and eval
+
+
+def steps_inputs(sizes: tuple[int, ...], d: int, momentum: float, eps: float = 1e-5):
+    def make(rng: np.random.Generator) -> Arrays:
+        gamma, beta = _affine_params(rng, d)
+        out = {f"x{k}": _features(rng, (n, d)) + rng.uniform(-1, 1, size=d) for k, n in enumerate(sizes)}
+        out.update(gamma=gamma, beta=beta, eps=np.array(eps), momentum=np.array(momentum),
+                   x_eval=_features(rng, (5, d)))
+        return out
+    return make
+
+
+def _batches(i: Arrays) -> list[np.ndarray]:
+    return [i[f"x{k}"] for k in range(sum(1 for key in i if key[1:].isdigit()))]
+
+
+def _train_steps(lab: ModuleType, layer: Any, batches: list[np.ndarray]) -> None:
+    layer.train()
+    for x in batches:
+        layer(x)
+
+
+KERAS = ("the Keras convention: momentum weighting the OLD value (running = momentum * running + "
+         "(1 - momentum) * batch); PyTorch's, used here, is running = (1 - momentum) * running + momentum * batch")
+BIASED_RUNNING = ("running_var updated with the BIASED batch variance (divide by N); it takes the UNBIASED one "
+                  "(divide by N - 1), as PyTorch does, because it estimates the population variance")
+NOT_UPDATED = "running statistics never updated in training (still 0 and 1)"
+
+
+def _running_mistakes(which: int, axes: tuple[int, ...] = (0,)) -> tuple[Mistake, ...]:
+    """Mistakes on running_mean (which=0) or running_var (which=1) after the steps."""
+    def run(**kw: Any) -> Callable[[Arrays, Arrays], np.ndarray]:
+        return lambda i, e: _running(_batches(i), float(i["momentum"]), axes=axes, **kw)[which]
+    mistakes = [Mistake(KERAS, run(keras=True)),
+                Mistake(NOT_UPDATED, lambda i, e: np.full(len(i["gamma"]), float(which)))]
+    if which == 1:
+        mistakes += [Mistake(BIASED_RUNNING, run(biased=True)),
+                     Mistake(f"{KERAS}; and {BIASED_RUNNING}", run(keras=True, biased=True))]
+    return tuple(mistakes)
+
+
+@LAB.case(points=10, inputs=steps_inputs((5, 8, 3), 4, 0.1),
+          hidden_inputs=(steps_inputs((2, 6, 4, 7), 3, 0.3), steps_inputs((9, 4), 5, 0.05, eps=1e-3)), checks=[
+    Close("running_mean", "BatchNorm1d.running_mean after training steps on different batches",
+          mistakes=_running_mistakes(0), explain=PYTORCH_MOMENTUM),
+    Close("running_var", "BatchNorm1d.running_var after training steps on different batches",
+          mistakes=_running_mistakes(1), explain=PYTORCH_MOMENTUM),
+])
+def bn1d_running_stats(lab, **inputs):
+    """running_mean/running_var after 3 training steps (N = 5, 8, 3): PyTorch's momentum, unbiased variance."""
+    layer = make_bn(lab, inputs["gamma"], inputs["beta"], inputs["eps"], inputs["momentum"])
+    _train_steps(lab, layer, _batches(inputs))
+    mean, var = _stats(layer)
+    return {"running_mean": mean, "running_var": var}
+
+
+def _eval_with(i: Arrays, **kw: Any) -> np.ndarray:
+    rm, rv = _running(_batches(i), float(i["momentum"]), **kw)
+    return _affine((i["x_eval"] - rm) / np.sqrt(rv + float(i["eps"])), i["gamma"], i["beta"])
+
+
+@LAB.case(points=8, inputs=steps_inputs((6, 4, 7), 3, 0.1),
+          hidden_inputs=(steps_inputs((3, 5), 6, 0.2), steps_inputs((8, 2, 5, 4), 2, 0.01, eps=1e-2)), checks=[
+    Close("y_eval", "BatchNorm1d.forward in eval mode (after model.eval()), after training steps", mistakes=(
+        Mistake("eval still normalising with the BATCH statistics; after eval() it must use "
+                "running_mean and running_var", lambda i, e: _affine(
+                    _normalise(i["x_eval"], float(i["eps"])), i["gamma"], i["beta"])),
+        Mistake(f"eval with running statistics that were never updated in training (0 and 1): {NOT_UPDATED}",
+                lambda i, e: _affine(i["x_eval"] / np.sqrt(1 + float(i["eps"])), i["gamma"], i["beta"])),
+        Mistake(f"eval with running statistics from {KERAS}", lambda i, e: _eval_with(i, keras=True)),
+        Mistake(f"eval with {BIASED_RUNNING}", lambda i, e: _eval_with(i, biased=True)),
+    ), explain="In eval mode: y = weight * (x - running_mean) / sqrt(running_var + eps) + bias."),
+    Close("stats_after_eval", "BatchNorm1d: running_mean and running_var (concatenated) after an EVAL forward",
+          explain="An eval forward must not change the running statistics (only training forwards update them)."),
+])
+def bn1d_eval_forward(lab, **inputs):
+    """After 3 training steps, eval() normalises with the running statistics and does not update them."""
+    layer = make_bn(lab, inputs["gamma"], inputs["beta"], inputs["eps"], inputs["momentum"])
+    _train_steps(lab, layer, _batches(inputs))
+    layer.eval()
+    y = layer(inputs["x_eval"])
+    return {"y_eval": y, "stats_after_eval": np.concatenate(_stats(layer))}
+
+
+# ----------------------------------------------------------------------------- BatchNorm1d: backward
+
+
+def _dx_mistake(description: str, bug: str) -> Mistake:
+    return Mistake(description, lambda i, e: _staged_dx(i["x"], i["gamma"], i["dout"], float(i["eps"]), bug))
+
+
+DX_MISTAKES = (
+    _dx_mistake("the mean path of the gradient is missing: mean = x.mean(0) depends on every x[n], so dx "
+                "needs the term - mean_n(dL/d(x - mean)) (in the compact formula: - mean_n(dy))", "no_mean_path"),
+    _dx_mistake("the variance path of the gradient is missing: var depends on x too (in the compact "
+                "formula: the term - x_hat * mean_n(dy * x_hat))", "no_var_path"),
+    _dx_mistake("in the staged backward, x_hat (the NORMALISED x) is used where x - mean belongs: "
+                "x_hat = (x - mean) * (1/std), so dL/d(1/std) = sum_n dL/dx_hat * (x - mean), not * x_hat",
+                "xhat_for_xc"),
+    _dx_mistake("in the staged backward, std is used where 1/std belongs: the direct path is "
+                "dL/d(x - mean) = dL/dx_hat * (1/std), not * std", "std_for_istd"),
+    _dx_mistake("in the staged backward, 1/std and std are swapped in d(1/std)/d(std) = -1/std**2: "
+                "dL/dstd = -dL/d(1/std) / std**2", "istd_for_std"),
+    _dx_mistake("a sum without axis=0 in the backward: dL/dmean summed over EVERY entry (a scalar that "
+                "broadcasts) instead of over the batch, per feature", "sum_no_axis_mu"),
+    _dx_mistake("a sum without axis=0 in the backward: dL/d(1/std) summed over EVERY entry (a scalar that "
+                "broadcasts) instead of over the batch, per feature", "sum_no_axis_istd"),
+    _dx_mistake("gamma left out of dx: dL/dx_hat = dL/dy * gamma", "no_gamma"),
+    Mistake("the mean and variance paths are both missing (x_hat treated as (x - constant) / constant)",
+            lambda i, e: i["dout"] * i["gamma"] / np.sqrt(i["x"].var(axis=0) + float(i["eps"]))),
+)
+
+
+@LAB.case(points=12, inputs=bn1d_inputs(5, 4),
+          hidden_inputs=(bn1d_inputs(3, 2), bn1d_inputs(16, 3, eps=1e-3)), checks=[
+    GradCheck("dx", "dx_numeric", "BatchNorm1d.backward: dL/dx (its return value)"),
+    Close("dx", "BatchNorm1d.backward: dL/dx (its return value)", rtol=1e-6, atol=1e-9, mistakes=DX_MISTAKES,
+          explain="dL/dx = gamma / sqrt(var + eps) * (dy - mean_n(dy) - x_hat * mean_n(dy * x_hat)); "
+                  "the handout derives it both ways (staged and compact)."),
+    Close("dout_after", "BatchNorm1d.backward: grad_output after the call", exact=True, explain=UNCHANGED),
+])
+def bn1d_backward_dx(lab, x, gamma, beta, eps, momentum, dout):
+    """BatchNorm1d.backward returns dL/dx, checked with a RANDOM upstream gradient (all ones gives dx = 0)."""
+    layer = make_bn(lab, gamma, beta, eps, momentum)
+    layer(x)
+    g = dout.copy()
+    dx = layer.backward(g)
+    numeric = numerical_gradient(directional_loss(
+        lambda v: make_bn(lab, gamma, beta, eps, momentum)(v), dout, "BatchNorm1d.forward"), x)
+    return {"dx": dx, "dx_numeric": numeric, "dout_after": g}
+
+
+def _sum_all(v: np.ndarray, d: int) -> np.ndarray:
+    return np.full(d, v.sum())
+
+
+@LAB.case(points=7, inputs=bn1d_inputs(6, 3), hidden_inputs=(bn1d_inputs(2, 5), bn1d_inputs(11, 4, eps=1e-2)), checks=[
+    GradCheck("dgamma", "dgamma_numeric", "BatchNorm1d.backward: weight.grad (dL/dgamma)"),
+    Close("dgamma", "BatchNorm1d.backward: weight.grad (dL/dgamma)", mistakes=(
+        Mistake("dL/dgamma = sum_n dy * x; it is sum_n dy * x_hat (the normalised x)",
+                lambda i, e: (i["dout"] * i["x"]).sum(axis=0)),
+        Mistake("averaging over the batch (mean) instead of summing", lambda i, e: e["dgamma"] / len(i["x"])),
+        Mistake("a sum without axis=0: summed over every entry (a scalar that broadcasts) instead of per feature",
+                lambda i, e: _sum_all(i["dout"] * _normalise(i["x"], float(i["eps"])), len(i["gamma"]))),
+    )),
+    GradCheck("dbeta", "dbeta_numeric", "BatchNorm1d.backward: bias.grad (dL/dbeta)"),
+    Close("dbeta", "BatchNorm1d.backward: bias.grad (dL/dbeta)", mistakes=(
+        Mistake("averaging over the batch (mean) instead of summing", lambda i, e: i["dout"].mean(axis=0)),
+        Mistake("a sum without axis=0: summed over every entry (a scalar that broadcasts) instead of per feature",
+                lambda i, e: _sum_all(i["dout"], len(i["gamma"]))),
+        Mistake("dL/dbeta = sum_n dy * x_hat: that is dL/dgamma (the two are swapped)",
+                lambda i, e: (i["dout"] * _normalise(i["x"], float(i["eps"]))).sum(axis=0)),
+    )),
+])
+def bn1d_backward_params(lab, x, gamma, beta, eps, momentum, dout):
+    """BatchNorm1d.backward adds dL/dgamma = sum_n dy * x_hat and dL/dbeta = sum_n dy into weight.grad, bias.grad."""
+    layer = make_bn(lab, gamma, beta, eps, momentum)
+    layer(x)
+    layer.backward(dout)
+    probe = make_bn(lab, gamma, beta, eps, momentum)
+    return {"dgamma": layer.weight.grad.copy(), "dbeta": layer.bias.grad.copy(),
+            "dgamma_numeric": numerical_gradient(param_loss(probe, probe.weight, x, dout), gamma),
+            "dbeta_numeric": numerical_gradient(param_loss(probe, probe.bias, x, dout), beta)}
+
+
+_OVERWRITE = "overwriting the gradient (grad = ...) instead of accumulating (grad += ...)"
+
+
+@LAB.case(points=4, inputs=bn1d_inputs(4, 3), hidden_inputs=(bn1d_inputs(7, 2), bn1d_inputs(3, 5)), checks=[
+    Close("dgamma_twice", "weight.grad after two forward/backward passes", mistakes=(
+        Mistake(_OVERWRITE, lambda i, e: e["dgamma_twice"] / 2),),
+          explain="Gradients accumulate until zero_grad(), as in PyTorch: backward adds into .grad."),
+    Close("dbeta_twice", "bias.grad after two forward/backward passes", mistakes=(
+        Mistake(_OVERWRITE, lambda i, e: e["dbeta_twice"] / 2),)),
+])
+def bn1d_gradients_accumulate(lab, x, gamma, beta, eps, momentum, dout):
+    """Two backward passes add up in weight.grad and bias.grad."""
+    layer = make_bn(lab, gamma, beta, eps, momentum)
+    for _ in range(2):
+        layer(x)
+        layer.backward(dout)
+    return {"dgamma_twice": layer.weight.grad.copy(), "dbeta_twice": layer.bias.grad.copy()}
+
+
+# ----------------------------------------------------------------------------- BatchNorm2d
+
+
+def bn2d_inputs(shape: tuple[int, int, int, int], eps: float = 1e-5, momentum: float = 0.1, steps: int = 0):
+    def make(rng: np.random.Generator) -> Arrays:
+        c = shape[1]
+        gamma, beta = _affine_params(rng, c)
+        out = {"x": _features(rng, shape), "gamma": gamma, "beta": beta, "eps": np.array(eps),
+               "momentum": np.array(momentum), "dout": rng.standard_normal(shape)}
+        for k in range(steps):  # further training batches with other N
+            out[f"x{k}"] = _features(rng, (shape[0] + k + 1, *shape[1:]))
+        return out
+    return make
+
+
+AXES_2D = "statistics per CHANNEL over axes (0, 2, 3), i.e. over N, H and W"
+
+
+def _y2d(i: Arrays, axes: tuple[int, ...]) -> np.ndarray:
+    return _affine(_normalise(i["x"], float(i["eps"]), axes), i["gamma"], i["beta"])
+
+
+def _y2d_flat(i: Arrays) -> np.ndarray:
+    x, c = i["x"], i["x"].shape[1]
+    return _affine(_normalise(x.reshape(-1, c), float(i["eps"])), i["gamma"], i["beta"]).reshape(x.shape)
+
+
+FLAT_RESHAPE = ("x.reshape(-1, C) without moving the channel axis last first: the rows mix channels and pixels; "
+                "use x.transpose(0, 2, 3, 1).reshape(-1, C) (and undo both after)")
+BN2D_MISTAKES = (
+    Mistake(f"statistics over axis 0 only (per channel AND pixel); the convention is {AXES_2D}",
+            lambda i, e: _y2d(i, (0,))),
+    Mistake(f"statistics over axes (2, 3) only (per sample and channel: that is instance norm); {AXES_2D}",
+            lambda i, e: _y2d(i, (2, 3))),
+    Mistake(f"statistics over axes (0, 1) (N and C); {AXES_2D}", lambda i, e: _y2d(i, (0, 1))),
+    Mistake(FLAT_RESHAPE, lambda i, e: _y2d_flat(i)),
+    Mistake("eps outside the square root: (x - mean) / (sqrt(var) + eps)", lambda i, e: _affine(
+        _normalise(i["x"], float(i["eps"]), (0, 2, 3), eps_outside=True), i["gamma"], i["beta"])),
+)
+
+
+@LAB.case(points=7, inputs=bn2d_inputs((3, 4, 2, 5)),
+          hidden_inputs=(bn2d_inputs((2, 3, 4, 4), eps=1e-3), bn2d_inputs((5, 2, 3, 1))), checks=[
+    Close("y", "BatchNorm2d.forward (training): output y", mistakes=BN2D_MISTAKES),
+    Close("x_after", "BatchNorm2d.forward: the input x after the call", exact=True, explain=UNCHANGED),
+])
+def bn2d_train_forward(lab, x, gamma, beta, eps, momentum, dout):
+    """BatchNorm2d training forward on (N=3, C=4, H=2, W=5): statistics per channel over N, H, W."""
+    x_in = x.copy()
+    y = make_bn(lab, gamma, beta, eps, momentum, "BatchNorm2d")(x_in)
+    return {"y": y, "x_after": x_in}
+
+
+def _batches2d(i: Arrays) -> list[np.ndarray]:
+    return [i["x"]] + [i[f"x{k}"] for k in range(sum(1 for key in i if key[1:].isdigit()))]
+
+
+def _running2d(i: Arrays, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
+    return _running(_batches2d(i), float(i["momentum"]), axes=(0, 2, 3), **kw)
+
+
+@LAB.case(points=5, inputs=bn2d_inputs((2, 3, 3, 2), steps=2),
+          hidden_inputs=(bn2d_inputs((3, 2, 2, 4), momentum=0.25, steps=1), bn2d_inputs((2, 4, 1, 3), steps=3)),
+          checks=[
+    Close("running_var", "BatchNorm2d.running_var after training steps", mistakes=(
+        Mistake("the unbiased correction with the batch size only, N / (N - 1); each channel has M = N * H * W "
+                "values, so it is M / (M - 1)", lambda i, e: _running2d(i, count=lambda x: x.shape[0])[1]),
+        Mistake(KERAS, lambda i, e: _running2d(i, keras=True)[1]),
+        Mistake(BIASED_RUNNING, lambda i, e: _running2d(i, biased=True)[1]),
+        Mistake(NOT_UPDATED, lambda i, e: np.ones(len(i["gamma"]))),
+    ), explain=PYTORCH_MOMENTUM),
+    Close("running_mean", "BatchNorm2d.running_mean after training steps", mistakes=(
+        Mistake(KERAS, lambda i, e: _running2d(i, keras=True)[0]),
+        Mistake(NOT_UPDATED, lambda i, e: np.zeros(len(i["gamma"]))),
+    )),
+    Close("y_eval", "BatchNorm2d.forward in eval mode after the training steps", mistakes=(
+        Mistake("eval still normalising with the BATCH statistics; after eval() it must use the running ones",
+                lambda i, e: _y2d(i, (0, 2, 3))),
+    )),
+])
+def bn2d_running_stats_and_eval(lab, **inputs):
+    """BatchNorm2d's running statistics over N*H*W values per channel, and its eval forward."""
+    layer = make_bn(lab, inputs["gamma"], inputs["beta"], inputs["eps"], inputs["momentum"], "BatchNorm2d")
+    _train_steps(lab, layer, _batches2d(inputs))
+    mean, var = _stats(layer)
+    layer.eval()
+    return {"running_mean": mean, "running_var": var, "y_eval": layer(inputs["x"])}
+
+
+@LAB.case(points=8, inputs=bn2d_inputs((2, 3, 2, 3)),
+          hidden_inputs=(bn2d_inputs((3, 2, 3, 2), eps=1e-3), bn2d_inputs((1, 4, 3, 2))), checks=[
+    GradCheck("dx", "dx_numeric", "BatchNorm2d.backward: dL/dx (its return value)"),
+    Close("dx", "BatchNorm2d.backward: dL/dx (its return value)", rtol=1e-6, atol=1e-9, mistakes=(
+        Mistake(FLAT_RESHAPE, lambda i, e: _bn2d_dx(i["x"], i["gamma"], i["dout"], float(i["eps"]), flat_reshape=True)),
+    )),
+    Close("dgamma", "BatchNorm2d.backward: weight.grad (dL/dgamma, summed over N, H, W)", mistakes=(
+        Mistake(FLAT_RESHAPE, lambda i, e: (i["dout"].reshape(-1, len(i["gamma"])) * _normalise(
+            i["x"].reshape(-1, len(i["gamma"])), float(i["eps"]))).sum(axis=0)),
+    )),
+    Close("dbeta", "BatchNorm2d.backward: bias.grad (dL/dbeta, summed over N, H, W)", mistakes=(
+        Mistake(FLAT_RESHAPE, lambda i, e: i["dout"].reshape(-1, len(i["gamma"])).sum(axis=0)),
+        Mistake("averaging (mean) instead of summing", lambda i, e: i["dout"].mean(axis=(0, 2, 3))),
+    )),
+])
+def bn2d_backward(lab, x, gamma, beta, eps, momentum, dout):
+    """BatchNorm2d.backward: dL/dx and dL/dgamma, dL/dbeta per channel, random upstream gradient."""
+    layer = make_bn(lab, gamma, beta, eps, momentum, "BatchNorm2d")
+    layer(x)
+    dx = layer.backward(dout)
+    numeric = numerical_gradient(directional_loss(
+        lambda v: make_bn(lab, gamma, beta, eps, momentum, "BatchNorm2d")(v), dout, "BatchNorm2d.forward"), x)
+    return {"dx": dx, "dx_numeric": numeric, "dgamma": layer.weight.grad.copy(), "dbeta": layer.bias.grad.copy()}
+
+
+# ----------------------------------------------------------------------------- Dropout (graded by properties)
+
+DROPOUT_SHAPE = (400, 250)  # 100,000 entries: the drop fraction is within 5 sigma (< 0.008) of p
+
+
+def _snap(fraction: float, p: float, size: int) -> float:
+    """The measured drop fraction, reported as exactly p (or 1 - p) when within 5 standard deviations of it.
+
+    A valid mask drops a fraction that is random around p; snapping makes the graded value the same
+    for every valid implementation (and for the reference), and shows the real fraction otherwise.
+    """
+    for target in (p, 1.0 - p):
+        if abs(fraction - target) <= 5.0 * np.sqrt(target * (1.0 - target) / size) + 1e-12:
+            return target
+    return fraction
+
+
+def _kept_ratio(out: np.ndarray, inp: np.ndarray) -> np.ndarray:
+    """[min, max] of out / inp over the kept (nonzero) entries: both 1 / (1 - p) for inverted dropout."""
+    kept = out != 0
+    if not kept.any():
+        return np.array([0.0, 0.0])
+    ratio = out[kept] / inp[kept]
+    return np.array([ratio.min(), ratio.max()])
+
+
+def dropout_inputs(p: float, p_high: float = 0.9):
+    def make(rng: np.random.Generator) -> Arrays:
+        x = rng.uniform(0.5, 2.0, size=DROPOUT_SHAPE) * rng.choice([-1.0, 1.0], size=DROPOUT_SHAPE)
+        return {"x": x, "dout": rng.standard_normal(DROPOUT_SHAPE), "p": np.array(p), "p_high": np.array(p_high),
+                "seed": np.array(rng.integers(2**31))}
+    return make
+
+
+def _dropout(lab: ModuleType, p: Any, seed: Any) -> Any:
+    layer = lab.Dropout(float(p), rng=np.random.default_rng(int(seed)))
+    layer.train()
+    return layer
+
+
+def _scale_mistakes(p_key: str = "p") -> tuple[Mistake, ...]:
+    def at(v: Callable[[float], float]) -> Callable[[Arrays, Arrays], np.ndarray]:
+        return lambda i, e: np.full(2, v(float(i[p_key])))
+    return (Mistake("no inverted-dropout scaling: kept entries must be divided by (1 - p)", at(lambda p: 1.0)),
+            Mistake("kept entries multiplied by (1 - p) instead of divided by it", at(lambda p: 1.0 - p)),
+            Mistake("kept entries divided by p instead of (1 - p) (p is the DROP probability)", at(lambda p: 1.0 / p)))
+
+
+KEEP_NOT_DROP = Mistake("p used as the probability to KEEP; in this lab (and PyTorch) p is the probability to DROP",
+                        lambda i, e: np.array(1.0 - float(i["p"])))
+
+
+@LAB.case(points=5, inputs=dropout_inputs(0.3), hidden_inputs=(dropout_inputs(0.2), dropout_inputs(0.65)), checks=[
+    Close("drop_fraction", "Dropout.forward (training): fraction of entries set to 0 over 100,000 entries",
+          mistakes=(KEEP_NOT_DROP,),
+          explain="Reported as exactly p when within 5 standard deviations of p (any valid random mask is); "
+                  "otherwise the measured fraction."),
+    Close("kept_scale", "Dropout.forward (training): [min, max] of y / x over the kept entries (both 1/(1-p))",
+          mistakes=_scale_mistakes()),
+    Close("x_after", "Dropout.forward: the input x after the call", exact=True, explain=UNCHANGED),
+    Close("fresh_masks", "Dropout.forward: two calls draw different masks (1 = yes)",
+          explain="Draw a new mask in every training forward; a mask drawn once (e.g. in __init__) drops the "
+                  "same units forever."),
+    Close("reproducible", "Dropout: two layers built with equally seeded rng give the same mask (1 = yes)",
+          explain="Draw the mask from self.rng (the generator passed to Dropout), not from np.random's "
+                  "global state: seeded runs must be reproducible."),
+])
+def dropout_train_forward(lab, x, dout, p, p_high, seed):
+    """Dropout in training: drops a fraction p, scales the rest by 1/(1-p), new mask per call, from self.rng."""
+    x_in = x.copy()
+    layer = _dropout(lab, p, seed)
+    y = layer(x_in)
+    y2 = layer(x)
+    twin = _dropout(lab, p, seed)(x)
+    return {"drop_fraction": np.array(_snap(float(np.mean(y == 0)), float(p), y.size)),
+            "kept_scale": _kept_ratio(y, x), "x_after": x_in,
+            "fresh_masks": np.array(float(not np.array_equal(y == 0, y2 == 0))),
+            "reproducible": np.array(float(np.array_equal(y, twin)))}
+
+
+@LAB.case(points=4, inputs=dropout_inputs(0.4), hidden_inputs=(dropout_inputs(0.25), dropout_inputs(0.7)), checks=[
+    Close("mask_disagreement", "Dropout.backward: fraction of entries where dx is zero but y is not, or the reverse",
+          explain="backward must reuse the mask of the last forward (keep it on self); drawing a new one drops "
+                  "different entries than the forward did."),
+    Close("grad_scale", "Dropout.backward: [min, max] of dx / grad_output over the kept entries (both 1/(1-p))",
+          mistakes=_scale_mistakes()),
+])
+def dropout_backward(lab, x, dout, p, p_high, seed):
+    """Dropout.backward uses the forward's mask and scale: dx = grad_output * mask / (1 - p)."""
+    layer = _dropout(lab, p, seed)
+    y = layer(x)
+    dx = np.asarray(layer.backward(dout))
+    return {"mask_disagreement": np.array(float(np.mean((dx == 0) != (y == 0)))) if dx.shape == y.shape else dx,
+            "grad_scale": _kept_ratio(dx, dout) if dx.shape == dout.shape else dx}
+
+
+@LAB.case(points=4, inputs=dropout_inputs(0.5, 0.9),
+          hidden_inputs=(dropout_inputs(0.3, 0.95), dropout_inputs(0.8, 0.97)), checks=[
+    Close("y_eval", "Dropout.forward in eval mode: y must equal x", exact=True, mistakes=(
+        Mistake("eval multiplying by (1 - p): that is non-inverted dropout; with inverted dropout eval is the "
+                "identity", lambda i, e: i["x"] * (1 - float(i["p"]))),)),
+    Close("dx_eval", "Dropout.backward in eval mode: dx must equal grad_output", exact=True),
+    Close("y_p0", "Dropout(p=0).forward in training: y must equal x", exact=True),
+    Close("drop_fraction_high", "Dropout(p close to 1).forward: fraction of entries set to 0",
+          mistakes=(Mistake("p used as the probability to KEEP; p is the probability to DROP",
+                            lambda i, e: np.array(1.0 - float(i["p_high"]))),)),
+    Close("kept_scale_high", "Dropout(p close to 1).forward: [min, max] of y / x over the kept entries",
+          mistakes=_scale_mistakes("p_high")),
+])
+def dropout_eval_and_edges(lab, x, dout, p, p_high, seed):
+    """Dropout is the identity in eval mode and for p = 0; p close to 1 keeps few entries, scaled by 1/(1-p)."""
+    layer = _dropout(lab, p, seed)
+    layer(x)
+    layer.eval()
+    y_eval = layer(x)
+    dx_eval = layer.backward(dout)
+    y_p0 = _dropout(lab, 0.0, seed)(x)
+    high = _dropout(lab, p_high, seed)(x)
+    return {"y_eval": y_eval, "dx_eval": dx_eval, "y_p0": y_p0,
+            "drop_fraction_high": np.array(_snap(float(np.mean(high == 0)), float(p_high), high.size)),
+            "kept_scale_high": _kept_ratio(high, x)}
+
+
+# ----------------------------------------------------------------------------- train() / eval() on a model
+
+
+def nested_inputs(n: int, d: int, m: int):
+    def make(rng: np.random.Generator) -> Arrays:
+        return {"x": _features(rng, (n, d)), "x_eval": _features(rng, (3, d)),
+                "w": rng.standard_normal((m, d)) / np.sqrt(d), "b": rng.standard_normal(m), "seed": np.array(7)}
+    return make
+
+
+def _modules(module: Any) -> Iterator[Any]:
+    yield module
+    for child in module.children():
+        yield from _modules(child)
+
+
+@LAB.case(points=3, inputs=nested_inputs(8, 5, 4), hidden_inputs=(nested_inputs(4, 3, 6), nested_inputs(12, 6, 2)),
+          checks=[
+    Close("y_eval", "Sequential(Linear, Sequential(BatchNorm1d, Dropout, ReLU)) after model.eval(): output",
+          explain="model.eval() sets training = False in every sub-module (the provided Module.train does it); "
+                  "your layers must read self.training in forward."),
+    Close("y_train_twice_differs", "after model.train() again, two forwards differ (1 = yes: dropout is back on)"),
+])
+def train_eval_nested(lab, x, x_eval, w, b, seed):
+    """model.train()/eval() reach BatchNorm and Dropout nested inside Sequentials."""
+    linear = lab.Linear(w.shape[1], w.shape[0], rng=np.random.default_rng(0))
+    linear.weight.data[...], linear.bias.data[...] = w, b
+    inner = lab.Sequential(lab.BatchNorm1d(w.shape[0]), lab.Dropout(0.5, rng=np.random.default_rng(int(seed))),
+                           lab.ReLU())
+    model = lab.Sequential(linear, inner)
+    model.train()
+    model(x)
+    model(x[::-1].copy())
+    model.eval()
+    y_eval = model(x_eval)
+    model.train()
+    differs = not np.array_equal(model(x), model(x))
+    return {"y_eval": y_eval, "y_train_twice_differs": np.array(float(differs))}
+
+
+# ----------------------------------------------------------------------------- MNIST
+
+
+def mnist_inputs(rng: np.random.Generator) -> Arrays:
+    split = mnist.load_mnist()
+    return {"train_images": split.train_images, "train_labels": split.train_labels,
+            "test_images": split.test_images, "test_labels": split.test_labels}
+
+
+@LAB.case(points=8, inputs=mnist_inputs, private=["test_labels"], hidden=False, timeout=300, slow=True,
+          checks=[Accuracy("predictions", "test_labels", ACCURACY_THRESHOLD,
+                           "fit_mnist + predict (model with BatchNorm1d and Dropout) on the held-out split",
+                           reference=REFERENCE_ACCURACY)])
+def mnist_accuracy(lab, train_images, train_labels, test_images):
+    """Train build_model (with BatchNorm1d and Dropout) with fit_mnist; predict the held-out digits."""
+    model = lab.build_model(np.random.default_rng(0))
+    kinds = {type(m).__name__ for m in _modules(model)}
+    missing = [name for name in ("BatchNorm1d", "Dropout")
+               if not any(isinstance(m, getattr(lab, name)) for m in _modules(model))]
+    if missing:
+        raise ConventionError(f"build_model must contain {' and '.join(missing)} (its modules: {sorted(kinds)})")
+    model = lab.fit_mnist(train_images, train_labels, seed=0)
+    return {"predictions": lab.predict(model, test_images)}
