@@ -5,6 +5,8 @@
     gradelab stubs [--check]
     gradelab fixtures [LAB...] [--check]
     gradelab list LAB
+    gradelab release LAB... --out DIR | --check DIR;  gradelab gradescope LAB --out ZIP
+    gradelab nbgrader import --course-dir DIR --assignment LAB
 
 Exit codes: 0 all cases passed (``grade``: every submission was graded, whatever its score),
 1 some case failed or a check found problems, 2 bad usage or a missing lab/folder.
@@ -150,7 +152,65 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="a lab's cases and points")
     ls.add_argument("lab")
     ls.set_defaults(func=cmd_list)
+    _add_course_commands(sub)
     return parser
+
+
+def _add_course_commands(sub: argparse._SubParsersAction) -> None:
+    """``release``, ``gradescope`` and ``nbgrader``: the bridges to how courses run (grader/release.py,
+    grader/gradescope.py, grader/nbgrader_bridge.py)."""
+    r = sub.add_parser("release", help="build the student repository of some labs (or --check one)")
+    r.add_argument("labs", nargs="*", help="e.g. lab1 (a lab that provides another is released after it)")
+    r.add_argument("--out", help="a new folder for the release")
+    r.add_argument("--check", metavar="DIR", help="scan every file of a release for solution code; build nothing")
+    r.add_argument("--classroom", action="store_true", help="add GitHub Classroom's autograding reporter to CI")
+    r.add_argument("--no-git", action="store_true", help="do not make the release a git repository")
+    r.set_defaults(func=cmd_release)
+    gs = sub.add_parser("gradescope", help="build a Gradescope autograder zip for a lab")
+    gs.add_argument("lab")
+    gs.add_argument("--out", default="autograder.zip")
+    gs.set_defaults(func=cmd_gradescope)
+    nb = sub.add_parser("nbgrader", help="nbgrader integration (needs the nbgrader extra)")
+    nbsub = nb.add_subparsers(dest="nbgrader_command", required=True)
+    imp = nbsub.add_parser("import", help="grade each submitted/<student>/<assignment>/ in the sandbox "
+                                          "and write the scores into nbgrader's gradebook")
+    imp.add_argument("--course-dir", required=True)
+    imp.add_argument("--assignment", required=True, help="the nbgrader assignment, named like the lab (lab1)")
+    imp.add_argument("--lab", help="the lab, if the assignment has another name")
+    imp.add_argument("--regrade", action="store_true", help="grade students whose scores are already imported")
+    imp.set_defaults(func=cmd_nbgrader_import)
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from . import release
+
+    try:
+        if args.check:
+            return release.main_check(Path(args.check))
+        if not args.labs or not args.out:
+            raise UsageError("gradelab release LAB [LAB...] --out DIR, or gradelab release --check DIR")
+        release.build(args.labs, Path(args.out), classroom=args.classroom, git=not args.no_git)
+    except release.ReleaseError as exc:
+        print(f"gradelab release: {exc}", file=sys.stderr)
+        return 1
+    print(f"released {', '.join(args.labs)} into {args.out}: checked, no solution code "
+          f"(students: bash scripts/setup.sh, then .venv/bin/python -m pytest tests/{args.labs[0]})")
+    return 0
+
+
+def cmd_gradescope(args: argparse.Namespace) -> int:
+    from . import gradescope
+
+    path = gradescope.build_zip(args.lab, Path(args.out))
+    print(f"wrote {path}: upload it as the assignment's autograder (setup.sh + run_autograder)")
+    return 0
+
+
+def cmd_nbgrader_import(args: argparse.Namespace) -> int:
+    from . import nbgrader_bridge
+
+    return nbgrader_bridge.run_import(Path(args.course_dir), args.assignment, lab=args.lab or args.assignment,
+                                      regrade=args.regrade)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,165 @@
+"""A notebook per lab, for students and for nbgrader, built from code (never edited by hand).
+
+The notebook loads the data, calls the student's package, draws pictures, and ends with one
+autograded test cell per public case of the lab, worth the case's points::
+
+    from grader.notebooks import check
+    check("lab1", "linear_forward")     # raises AssertionError with the grader's message
+
+The test cells carry nbgrader's cell metadata (schema version 3: ``grade: true``, a unique
+``grade_id``, ``points``, ``locked: true``), so a course can put the notebook in
+``source/<lab>/`` and run ``nbgrader generate_assignment``. The notebook holds no solution code
+(the work is in ``labs/<lab>/*.py``), so nothing needs stripping; ``gradelab release --check``
+scans its cells like every other file. What a notebook's own kernel computes is a self-check:
+the grade comes from ``gradelab nbgrader import`` (sandboxed), see grader/nbgrader_bridge.py.
+
+The JSON is written directly (nbformat 4.5, the same structure ``nbformat.v4`` builds), so the
+default install does not need Jupyter; the tests validate it with nbformat.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+from . import paths
+from .loading import load_cases
+
+__all__ = ["build_notebook", "check", "grade_id", "write_notebook"]
+
+SCHEMA_VERSION = 3
+
+
+def grade_id(lab: str, case: str) -> str:
+    """The nbgrader grade cell id of a case: unique in the notebook, stable across releases."""
+    return f"{lab}_{case}"
+
+
+def _source(text: str) -> list[str]:
+    return textwrap.dedent(text).strip("\n").splitlines(keepends=True)
+
+
+def _cell(kind: str, text: str, cell_id: str, nbgrader: dict | None = None) -> dict:
+    cell: dict = {"cell_type": kind, "id": cell_id, "metadata": {}, "source": _source(text)}
+    if nbgrader is not None:
+        cell["metadata"]["nbgrader"] = {"schema_version": SCHEMA_VERSION, **nbgrader}
+    if kind == "code":
+        cell |= {"execution_count": None, "outputs": []}
+    return cell
+
+
+_LOCKED = {"grade": False, "locked": True, "solution": False, "task": False}
+
+_SETUP = '''
+import sys
+from pathlib import Path
+
+import numpy as np
+
+# The repository root: this notebook lives in notebooks/ (or, under nbgrader, deeper).
+ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "grader").is_dir())
+sys.path[:0] = [str(ROOT), str(ROOT / "labs")]
+import importlib
+{lab} = importlib.import_module("{lab}")
+try:
+    import matplotlib.pyplot as plt
+except ImportError:  # the pictures need the nbgrader extra: pip install -e ".[nbgrader]"
+    plt = None
+print("{lab} imported from", Path({lab}.__file__).parent)
+'''
+
+_DATA = '''
+from grader.mnist import load_mnist
+
+data = load_mnist()
+print("train:", data.train_images.shape, "test:", data.test_images.shape)
+if plt is not None:
+    fig, axes = plt.subplots(2, 8, figsize=(8, 2.4))
+    for ax, image, label in zip(axes.flat, data.train_images, data.train_labels):
+        ax.imshow(image, cmap="gray")
+        ax.set_title(int(label))
+        ax.axis("off")
+    plt.show()
+'''
+
+# Lab 1's pictures: what the trained MLP gets wrong, and what its first layer looks at.
+_LAB1_TRAIN = '''
+model = lab1.fit_mnist(data.train_images, data.train_labels, seed=0)
+predicted = lab1.predict(model, data.test_images)
+accuracy = float(np.mean(predicted == data.test_labels))
+print(f"held-out accuracy: {accuracy:.4f}")
+'''
+
+_LAB1_PICTURES = '''
+if plt is not None:
+    wrong = np.flatnonzero(predicted != data.test_labels)[:16]
+    fig, axes = plt.subplots(2, 8, figsize=(8, 2.6))
+    for ax, i in zip(axes.flat, wrong):
+        ax.imshow(data.test_images[i], cmap="gray")
+        ax.set_title(f"{predicted[i]} (is {data.test_labels[i]})", fontsize=8)
+        ax.axis("off")
+    fig.suptitle("misclassified digits: predicted (true)")
+    plt.show()
+    first = next(p.data for p in model.parameters() if 784 in p.data.shape)
+    filters = first if first.shape[0] != 784 else first.T
+    fig, axes = plt.subplots(2, 8, figsize=(8, 2.2))
+    for ax, w in zip(axes.flat, filters):
+        ax.imshow(w.reshape(28, 28), cmap="RdBu")
+        ax.axis("off")
+    fig.suptitle("first-layer weights")
+    plt.show()
+'''
+
+
+def build_notebook(lab: str, root: Path | None = None) -> dict:
+    """The notebook of ``lab`` as nbformat-4 JSON data."""
+    root = root or paths.project_root()
+    cases = load_cases(lab, root / "tests")
+    cells = [
+        _cell("markdown", f"""
+            # {cases.title}
+
+            Your code lives in `labs/{lab}/` (the handout is `labs/{lab}/README.md`); this notebook
+            calls it. Restart the kernel after editing the package. The last cells run the lab's
+            public cases, one cell per case with its points; the course grades your package with
+            hidden variants too.
+            """, "intro", _LOCKED),
+        _cell("code", _SETUP.format(lab=lab), "setup", _LOCKED),
+        _cell("markdown", "## The data", "data-md", _LOCKED),
+        _cell("code", _DATA, "data", _LOCKED),
+    ]
+    if lab == "lab1":
+        cells += [_cell("markdown", "## Training the MLP (after the gradients pass their cases)", "train-md", _LOCKED),
+                  _cell("code", _LAB1_TRAIN, "train", _LOCKED),
+                  _cell("code", _LAB1_PICTURES, "pictures", _LOCKED)]
+    cells.append(_cell("markdown", f"## The public cases ({cases.max_score:g} points)", "cases-md", _LOCKED))
+    for case in cases.cases:
+        cells.append(_cell("code", f"""
+            # {case.description} ({case.points:g} points)
+            from grader.notebooks import check
+            check("{lab}", "{case.name}")
+            """, f"case-{case.name}".replace("_", "-"),
+            {"grade": True, "grade_id": grade_id(lab, case.name), "locked": True, "points": case.points,
+             "solution": False, "task": False}))
+    return {"cells": cells, "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python",
+                                                        "name": "python3"},
+                                         "language_info": {"name": "python"}},
+            "nbformat": 4, "nbformat_minor": 5}
+
+
+def write_notebook(lab: str, path: Path, root: Path | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(build_notebook(lab, root), indent=1) + "\n")
+    return path
+
+
+def check(lab: str, case: str, impl: Path | None = None) -> None:
+    """Runs one public case against ``labs/`` (in this kernel); AssertionError with the message if it fails."""
+    from .runner import grade
+
+    result = grade(load_cases(lab, paths.tests_dir()), impl or paths.labs_dir(), isolated=False, only=[case])
+    outcome = result.cases[0]
+    if not outcome.passed:
+        raise AssertionError(outcome.output)
+    print(f"{case}: {outcome.score:g}/{outcome.max_score:g} ({outcome.output})")
