@@ -116,12 +116,13 @@ def _unrows(r: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return r.reshape(n, h, w, c).transpose(0, 3, 1, 2)
 
 
-def _bn2d_dx(x: np.ndarray, g: np.ndarray, dy: np.ndarray, eps: float, *, flat_reshape: bool = False) -> np.ndarray:
-    """dL/dx of BatchNorm2d, or of the bug 'reshape(-1, C) without moving C last'."""
+def _bn2d_dx(x: np.ndarray, g: np.ndarray, dy: np.ndarray, eps: float, bug: str = "", *,
+             flat_reshape: bool = False) -> np.ndarray:
+    """dL/dx of BatchNorm2d (with one of _staged_dx's bugs), or of 'reshape(-1, C) without moving C last'."""
     if flat_reshape:
         c = x.shape[1]
         return _staged_dx(x.reshape(-1, c), g, dy.reshape(-1, c), eps).reshape(x.shape)
-    return _unrows(_staged_dx(_rows(x), g, _rows(dy), eps), x.shape)
+    return _unrows(_staged_dx(_rows(x), g, _rows(dy), eps, bug), x.shape)
 
 
 # ----------------------------------------------------------------------------- building layers
@@ -184,26 +185,25 @@ def bn1d_inputs(n: int, d: int, eps: float = 1e-5, momentum: float = 0.1):
     return make
 
 
-def _y1d(i: Arrays, **kw: Any) -> np.ndarray:
-    return _affine(_normalise(i["x"], float(i["eps"]), **kw), i["gamma"], i["beta"])
-
-
-FORWARD_MISTAKES = (
-    Mistake("eps outside the square root: x_hat = (x - mean) / (sqrt(var) + eps); the convention is "
-            "(x - mean) / sqrt(var + eps)", lambda i, e: _y1d(i, eps_outside=True)),
-    Mistake("normalising with the UNBIASED variance (divide by N - 1); normalise with the biased one "
-            "(divide by N), keep N / (N - 1) for running_var only", lambda i, e: _y1d(i, ddof=True)),
-    Mistake("statistics over axis 1 (each sample's features) instead of axis 0 (the batch)",
-            lambda i, e: _y1d(i, axes=(1,))),
-    Mistake("gamma and beta swapped: y = beta * x_hat + gamma",
-            lambda i, e: _affine(_normalise(i["x"], float(i["eps"])), i["beta"], i["gamma"])),
-    Mistake("leaving out gamma and beta (returning x_hat)", lambda i, e: _normalise(i["x"], float(i["eps"]))),
-)
+def _forward_mistakes(key: str = "x") -> tuple[Mistake, ...]:
+    """Known wrong training forwards of BatchNorm1d on the input ``key``."""
+    def y(**kw: Any) -> Callable[[Arrays, Arrays], np.ndarray]:
+        return lambda i, e: _affine(_normalise(i[key], float(i["eps"]), **kw), i["gamma"], i["beta"])
+    return (
+        Mistake("eps outside the square root: x_hat = (x - mean) / (sqrt(var) + eps); the convention is "
+                "(x - mean) / sqrt(var + eps)", y(eps_outside=True)),
+        Mistake("normalising with the UNBIASED variance (divide by N - 1); normalise with the biased one "
+                "(divide by N), keep N / (N - 1) for running_var only", y(ddof=True)),
+        Mistake("statistics over axis 1 (each sample's features) instead of axis 0 (the batch)", y(axes=(1,))),
+        Mistake("gamma and beta swapped: y = beta * x_hat + gamma",
+                lambda i, e: _affine(_normalise(i[key], float(i["eps"])), i["beta"], i["gamma"])),
+        Mistake("leaving out gamma and beta (returning x_hat)", lambda i, e: _normalise(i[key], float(i["eps"]))),
+    )
 
 
 @LAB.case(points=8, inputs=bn1d_inputs(6, 4),
           hidden_inputs=(bn1d_inputs(3, 7, eps=1e-3), bn1d_inputs(10, 2, eps=1e-4, momentum=0.3)), checks=[
-    Close("y", "BatchNorm1d.forward (training): output y", mistakes=FORWARD_MISTAKES),
+    Close("y", "BatchNorm1d.forward (training): output y", mistakes=_forward_mistakes()),
     Close("x_after", "BatchNorm1d.forward: the input x after the call", exact=True, explain=UNCHANGED),
 ])
 def bn1d_train_forward(lab, x, gamma, beta, eps, momentum):
@@ -223,10 +223,10 @@ def batch_size_inputs(n_small: int, n_large: int, d: int):
 
 @LAB.case(points=4, inputs=batch_size_inputs(2, 2000, 3),
           hidden_inputs=(batch_size_inputs(2, 4096, 5), batch_size_inputs(3, 1500, 2)), checks=[
-    Close("y_small", "BatchNorm1d.forward with the smallest batch (N = 2): output y", mistakes=(
-        Mistake("normalising with the UNBIASED variance (divide by N - 1); normalise with the biased one",
-                lambda i, e: _affine(_normalise(i["x_small"], 1e-5, ddof=True), i["gamma"], i["beta"])),)),
-    Close("y_large", "BatchNorm1d.forward with a large batch: output y", rtol=1e-6, atol=1e-9),
+    Close("y_small", "BatchNorm1d.forward with the smallest batch (N = 2): output y",
+          mistakes=_forward_mistakes("x_small")),
+    Close("y_large", "BatchNorm1d.forward with a large batch: output y", rtol=1e-6, atol=1e-9,
+          mistakes=_forward_mistakes("x_large")),
 ])
 def bn1d_batch_sizes(lab, x_small, x_large, gamma, beta, eps, momentum):
     """Batch statistics for N = 2 (each x_hat is +-1) and for a large N."""
@@ -234,27 +234,28 @@ def bn1d_batch_sizes(lab, x_small, x_large, gamma, beta, eps, momentum):
             "y_large": make_bn(lab, gamma, beta, eps, momentum)(x_large)}
 
 
-def float64_inputs(n: int, d: int):
-    def make(rng: np.random.Generator) -> Arrays:
-        inputs = bn1d_inputs(n, d)(rng)
-        inputs["x"] = inputs["x"] + 100.0  # float32 keeps ~7 digits: x - mean loses 2 of them here
-        return inputs
-    return make
+FLOAT64_ITEMS = ("y", "dx", "running_mean", "running_var", "weight.grad", "bias.grad")
 
 
-@LAB.case(points=3, inputs=float64_inputs(5, 3), hidden_inputs=(float64_inputs(4, 6), float64_inputs(9, 2)), checks=[
-    Close("y", "BatchNorm1d.forward on float64 inputs around 100: output y"),
-    Close("dx", "BatchNorm1d.backward on float64 inputs around 100: dL/dx", rtol=1e-6, atol=1e-9),
-    Close("stats", "BatchNorm1d: running_mean and running_var (concatenated) after the step"),
-    Close("param_grads", "BatchNorm1d: weight.grad and bias.grad (concatenated)", rtol=1e-6, atol=1e-9),
+def _precision(value: Any) -> float:
+    """8 for a float64 array, its item size for another float, 0 for anything else."""
+    arr = np.asarray(value)
+    return float(arr.dtype.itemsize) if arr.dtype.kind == "f" else 0.0
+
+
+@LAB.case(points=3, inputs=bn1d_inputs(5, 3), hidden_inputs=(bn1d_inputs(4, 6), bn1d_inputs(9, 2, eps=1e-3)), checks=[
+    Close("bytes_per_value", f"BatchNorm1d: bytes per value of {', '.join(FLOAT64_ITEMS)} after a training step",
+          exact=True, explain="Every entry must be 8 (float64): the labs compute in float64, and gradient checks "
+                              "need it. A 4 is float32 (an astype, or an array created with dtype=np.float32); "
+                              "a 0 is not a float array at all."),
 ])
 def bn1d_float64(lab, x, gamma, beta, eps, momentum, dout):
-    """Everything stays float64: outputs, gradients, running statistics."""
+    """Everything stays float64: output, dL/dx, running statistics, parameter gradients."""
     layer = make_bn(lab, gamma, beta, eps, momentum)
     y = layer(x)
     dx = layer.backward(dout)
-    return {"y": y, "dx": dx, "stats": np.concatenate(_stats(layer)),
-            "param_grads": np.concatenate([layer.weight.grad, layer.bias.grad])}
+    values = (y, dx, layer.running_mean, layer.running_var, layer.weight.grad, layer.bias.grad)
+    return {"bytes_per_value": np.array([_precision(v) for v in values])}
 
 
 # ----------------------------------------------------------------------------- running statistics and eval
@@ -346,7 +347,11 @@ def bn1d_eval_forward(lab, **inputs):
 
 
 def _dx_mistake(description: str, bug: str) -> Mistake:
-    return Mistake(description, lambda i, e: _staged_dx(i["x"], i["gamma"], i["dout"], float(i["eps"]), bug))
+    """A known wrong dL/dx; the same bug in BatchNorm2d (4-d inputs) is predicted per channel."""
+    def predict(i: Arrays, e: Arrays) -> np.ndarray:
+        fn = _staged_dx if i["x"].ndim == 2 else _bn2d_dx
+        return fn(i["x"], i["gamma"], i["dout"], float(i["eps"]), bug)
+    return Mistake(description, predict)
 
 
 DX_MISTAKES = (
@@ -428,10 +433,13 @@ _OVERWRITE = "overwriting the gradient (grad = ...) instead of accumulating (gra
 
 @LAB.case(points=4, inputs=bn1d_inputs(4, 3), hidden_inputs=(bn1d_inputs(7, 2), bn1d_inputs(3, 5)), checks=[
     Close("dgamma_twice", "weight.grad after two forward/backward passes", mistakes=(
-        Mistake(_OVERWRITE, lambda i, e: e["dgamma_twice"] / 2),),
+        Mistake(_OVERWRITE, lambda i, e: e["dgamma_twice"] / 2),
+        Mistake("dL/dgamma = sum_n dy * x; it is sum_n dy * x_hat (the normalised x)",
+                lambda i, e: 2 * (i["dout"] * i["x"]).sum(axis=0))),
           explain="Gradients accumulate until zero_grad(), as in PyTorch: backward adds into .grad."),
     Close("dbeta_twice", "bias.grad after two forward/backward passes", mistakes=(
-        Mistake(_OVERWRITE, lambda i, e: e["dbeta_twice"] / 2),)),
+        Mistake(_OVERWRITE, lambda i, e: e["dbeta_twice"] / 2),
+        Mistake("averaging over the batch (mean) instead of summing", lambda i, e: 2 * i["dout"].mean(axis=0)))),
 ])
 def bn1d_gradients_accumulate(lab, x, gamma, beta, eps, momentum, dout):
     """Two backward passes add up in weight.grad and bias.grad."""
@@ -536,8 +544,10 @@ def bn2d_running_stats_and_eval(lab, **inputs):
     GradCheck("dx", "dx_numeric", "BatchNorm2d.backward: dL/dx (its return value)"),
     Close("dx", "BatchNorm2d.backward: dL/dx (its return value)", rtol=1e-6, atol=1e-9, mistakes=(
         Mistake(FLAT_RESHAPE, lambda i, e: _bn2d_dx(i["x"], i["gamma"], i["dout"], float(i["eps"]), flat_reshape=True)),
-    )),
+        *DX_MISTAKES[:-1])),
     Close("dgamma", "BatchNorm2d.backward: weight.grad (dL/dgamma, summed over N, H, W)", mistakes=(
+        Mistake("dL/dgamma = sum dy * x; it is sum dy * x_hat (the normalised x)",
+                lambda i, e: (i["dout"] * i["x"]).sum(axis=(0, 2, 3))),
         Mistake(FLAT_RESHAPE, lambda i, e: (i["dout"].reshape(-1, len(i["gamma"])) * _normalise(
             i["x"].reshape(-1, len(i["gamma"])), float(i["eps"]))).sum(axis=0)),
     )),
@@ -656,7 +666,8 @@ def dropout_backward(lab, x, dout, p, p_high, seed):
           hidden_inputs=(dropout_inputs(0.3, 0.95), dropout_inputs(0.8, 0.97)), checks=[
     Close("y_eval", "Dropout.forward in eval mode: y must equal x", exact=True, mistakes=(
         Mistake("eval multiplying by (1 - p): that is non-inverted dropout; with inverted dropout eval is the "
-                "identity", lambda i, e: i["x"] * (1 - float(i["p"]))),)),
+                "identity", lambda i, e: i["x"] * (1 - float(i["p"]))),),
+          explain="After eval() (self.training False), Dropout drops nothing and scales nothing."),
     Close("dx_eval", "Dropout.backward in eval mode: dx must equal grad_output", exact=True),
     Close("y_p0", "Dropout(p=0).forward in training: y must equal x", exact=True),
     Close("drop_fraction_high", "Dropout(p close to 1).forward: fraction of entries set to 0",
@@ -697,26 +708,32 @@ def _modules(module: Any) -> Iterator[Any]:
 
 @LAB.case(points=3, inputs=nested_inputs(8, 5, 4), hidden_inputs=(nested_inputs(4, 3, 6), nested_inputs(12, 6, 2)),
           checks=[
-    Close("y_eval", "Sequential(Linear, Sequential(BatchNorm1d, Dropout, ReLU)) after model.eval(): output",
+    Close("modes", "after model.eval() / model.train() on Sequential(Linear, Sequential(BatchNorm1d, Dropout, "
+                   "ReLU)): [eval output independent of the rest of the batch, running statistics unchanged by "
+                   "eval forwards, two training forwards differ] (1 = yes)", exact=True,
           explain="model.eval() sets training = False in every sub-module (the provided Module.train does it); "
-                  "your layers must read self.training in forward."),
-    Close("y_train_twice_differs", "after model.train() again, two forwards differ (1 = yes: dropout is back on)"),
+                  "your layers must read self.training in forward: eval uses the running statistics (so each "
+                  "sample's output does not depend on the others), updates nothing, and drops nothing."),
 ])
 def train_eval_nested(lab, x, x_eval, w, b, seed):
     """model.train()/eval() reach BatchNorm and Dropout nested inside Sequentials."""
     linear = lab.Linear(w.shape[1], w.shape[0], rng=np.random.default_rng(0))
     linear.weight.data[...], linear.bias.data[...] = w, b
-    inner = lab.Sequential(lab.BatchNorm1d(w.shape[0]), lab.Dropout(0.5, rng=np.random.default_rng(int(seed))),
-                           lab.ReLU())
-    model = lab.Sequential(linear, inner)
+    bn = lab.BatchNorm1d(w.shape[0])
+    model = lab.Sequential(linear, lab.Sequential(bn, lab.Dropout(0.5, rng=np.random.default_rng(int(seed))),
+                                                  lab.ReLU()))
     model.train()
     model(x)
     model(x[::-1].copy())
     model.eval()
-    y_eval = model(x_eval)
+    stats = np.concatenate(_stats(bn))
+    alone = model(x_eval)
+    together = model(np.concatenate([x_eval, x]))[:len(x_eval)]
+    unchanged = np.array_equal(stats, np.concatenate(_stats(bn)))
     model.train()
     differs = not np.array_equal(model(x), model(x))
-    return {"y_eval": y_eval, "y_train_twice_differs": np.array(float(differs))}
+    return {"modes": np.array([float(np.allclose(alone, together, rtol=1e-12, atol=1e-12)), float(unchanged),
+                               float(differs)])}
 
 
 # ----------------------------------------------------------------------------- MNIST

@@ -1,0 +1,401 @@
+"""Lab 2's grader against realistic BatchNorm and Dropout bugs, and against correct alternatives.
+
+Every bug is a patch of the reference (``patched_reference`` with lab="lab2"), graded in-process
+on every case but MNIST training. For each we declare the exact set of cases that must fail and,
+per failing case, substrings of the message that name the bug. Correct alternatives (the compact
+backward formula instead of the staged one, BatchNorm2d without reusing BatchNorm1d, other ways to
+draw a dropout mask) must keep full marks. The untouched stubs score 0, each case naming the
+function it reached first.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from grader import paths
+from grader.loading import load_cases
+from grader.runner import LabResult, grade
+
+LAB = load_cases("lab2", paths.tests_dir())
+POINTS = {c.name: c.points for c in LAB.cases}
+MNIST = "mnist_accuracy"
+FAST = [c.name for c in LAB.cases if c.name != MNIST]
+FAST_MAX = 100 - POINTS[MNIST]
+
+BN = "batchnorm.py"
+DR = "dropout.py"
+# Reference lines the patches replace (each must occur exactly once in its file).
+STD = "std = np.sqrt(var + self.eps)"
+VAR = "var = (xc**2).mean(axis=0)"
+CACHE = "self._cache = (xc, std, istd, x_hat)"
+FWD_OUT = "return self.weight.data * x_hat + self.bias.data"
+RUN_MEAN = "self.running_mean = (1.0 - m) * self.running_mean + m * mu"
+RUN_VAR = "self.running_var = (1.0 - m) * self.running_var + m * var * n / (n - 1)"
+EVAL_BRANCH = "        if not self.training:\n            return"
+DBETA = "self.bias.grad += grad_output.sum(axis=0)"
+DGAMMA = "self.weight.grad += (grad_output * x_hat).sum(axis=0)"
+DISTD = "distd = (dx_hat * xc).sum(axis=0)"
+DXC1 = "dxc = dx_hat * istd "
+DVAR_PATH = "dxc = dxc + 2.0 * xc * dvar / n"
+DMU = "dmu = -dxc.sum(axis=0)"
+DX_RET = "return dxc + dmu / n "
+ROWS_FWD = "rows = x.transpose(0, 2, 3, 1).reshape(-1, c)"
+UNROWS_FWD = "return y.reshape(n, h, w, c).transpose(0, 3, 1, 2)"
+ROWS_BWD = "dx = self._rows_backward(grad_output.transpose(0, 2, 3, 1).reshape(-1, c))"
+UNROWS_BWD = "return dx.reshape(n, h, w, c).transpose(0, 3, 1, 2)"
+MASK = "self._scale = (self.rng.random(x.shape) >= self.p) / (1.0 - self.p)"
+DR_BWD = "return grad_output * self._scale"
+DR_EVAL = "if not self.training or self.p == 0.0:"
+
+GRAD_DISAGREES = "numerical gradient"  # the engine words the rest (it may say whether forward or backward is off)
+EPS_OUTSIDE = "eps outside the square root"
+KERAS = "the Keras convention: momentum weighting the OLD value"
+BIASED = "running_var updated with the BIASED batch variance"
+NOT_UPDATED = "running statistics never updated in training (still 0 and 1)"
+BATCH_IN_EVAL = "eval still normalising with the BATCH statistics"
+MEAN_PATH = "the mean path of the gradient is missing"
+VAR_PATH = "the variance path of the gradient is missing"
+SUM_NO_AXIS = "a sum without axis=0 in the backward"
+XHAT_FOR_XC = "x_hat (the NORMALISED x) is used where x - mean belongs"
+FLAT = "x.reshape(-1, C) without moving the channel axis last first"
+DGAMMA_X = "it is sum_n dy * x_hat (the normalised x)"
+MEAN_NOT_SUM = "averaging over the batch (mean) instead of summing"
+OVERWRITE = "overwriting the gradient (grad = ...) instead of accumulating (grad += ...)"
+UNBIASED_NORM = "normalising with the UNBIASED variance"
+SWAPPED = "gamma and beta swapped"
+NO_SCALING = "no inverted-dropout scaling"
+RAISED = "your code raised an error"
+
+
+def bug(bug_id: str, patches: dict[str, list[tuple[str, str]]], fails: dict[str, list[str]]):
+    """One bug: its patches, and {case expected to fail: substrings its message must contain}."""
+    return pytest.param(patches, fails, id=bug_id)
+
+
+BUGS = [
+    # ---------------------------------------------------------------- BatchNorm forward
+    bug("eps-outside-sqrt", {BN: [(STD, "std = np.sqrt(var) + self.eps")]}, {
+        "bn1d_train_forward": ["BatchNorm1d.forward (training): output y", EPS_OUTSIDE],
+        "bn1d_batch_sizes": [EPS_OUTSIDE],
+        # The staged backward differentiates sqrt(var + eps): it no longer matches this forward.
+        "bn1d_backward_dx": [GRAD_DISAGREES],
+        "bn1d_backward_params": ["weight.grad (dL/dgamma): does not match the reference"],
+        "bn1d_gradients_accumulate": ["weight.grad after two forward/backward passes"],
+        "bn2d_train_forward": [EPS_OUTSIDE],
+        "bn2d_backward": [GRAD_DISAGREES],
+    }),
+    bug("unbiased-variance-to-normalise", {BN: [(VAR, "var = (xc**2).sum(axis=0) / (n - 1)")]}, {
+        "bn1d_train_forward": [UNBIASED_NORM],
+        "bn1d_batch_sizes": [UNBIASED_NORM],
+        # var feeds the running variance too: it is now corrected twice.
+        "bn1d_running_stats": ["BatchNorm1d.running_var after training steps"],
+        "bn1d_eval_forward": ["BatchNorm1d.forward in eval mode"],
+        "bn1d_backward_dx": [GRAD_DISAGREES],
+        "bn1d_backward_params": ["BatchNorm1d.backward: weight.grad (dL/dgamma)"],
+        "bn1d_gradients_accumulate": ["weight.grad after two forward/backward passes"],
+        "bn2d_train_forward": ["BatchNorm2d.forward (training): output y"],
+        "bn2d_running_stats_and_eval": ["BatchNorm2d.running_var after training steps"],
+        "bn2d_backward": [GRAD_DISAGREES],
+    }),
+    bug("gamma-beta-swapped", {BN: [(FWD_OUT, "return self.bias.data * x_hat + self.weight.data")]}, {
+        "bn1d_train_forward": [SWAPPED],
+        "bn1d_batch_sizes": [SWAPPED],
+        "bn1d_backward_dx": [GRAD_DISAGREES],
+        "bn1d_backward_params": [GRAD_DISAGREES],
+        "bn2d_train_forward": ["BatchNorm2d.forward (training): output y"],
+        "bn2d_backward": [GRAD_DISAGREES],
+    }),
+    # ---------------------------------------------------------------- running statistics and eval
+    bug("keras-momentum", {BN: [
+        (RUN_MEAN, "self.running_mean = m * self.running_mean + (1.0 - m) * mu"),
+        (RUN_VAR, "self.running_var = m * self.running_var + (1.0 - m) * var * n / (n - 1)"),
+    ]}, {
+        "bn1d_running_stats": ["BatchNorm1d.running_mean after training steps", KERAS,
+                               "running = (1 - momentum) * running + momentum * batch"],
+        "bn1d_eval_forward": [f"eval with running statistics from {KERAS}"],
+        "bn2d_running_stats_and_eval": [KERAS],
+    }),
+    bug("biased-running-var", {BN: [(RUN_VAR, "self.running_var = (1.0 - m) * self.running_var + m * var")]}, {
+        "bn1d_running_stats": ["BatchNorm1d.running_var after training steps", BIASED, "divide by N - 1"],
+        "bn1d_eval_forward": [f"eval with {BIASED}"],
+        "bn2d_running_stats_and_eval": [BIASED],
+    }),
+    bug("running-stats-not-updated", {BN: [(f"        {RUN_MEAN}\n        {RUN_VAR}\n", "")]}, {
+        "bn1d_running_stats": [NOT_UPDATED],
+        "bn1d_eval_forward": ["eval with running statistics that were never updated in training"],
+        "bn2d_running_stats_and_eval": [NOT_UPDATED],
+    }),
+    bug("eval-uses-batch-stats", {BN: [(EVAL_BRANCH, "        if False:\n            return")]}, {
+        "bn1d_eval_forward": [BATCH_IN_EVAL, "must use running_mean and running_var"],
+        "bn2d_running_stats_and_eval": [BATCH_IN_EVAL],
+        "train_eval_nested": ["eval output independent of the rest of the batch",
+                              "your layers must read self.training"],
+    }),
+    # ---------------------------------------------------------------- backward
+    bug("mean-path-missing", {BN: [(DX_RET, "return dxc ")]}, {
+        "bn1d_backward_dx": [GRAD_DISAGREES, MEAN_PATH],
+        "bn2d_backward": [MEAN_PATH],
+    }),
+    bug("variance-path-missing", {BN: [(DVAR_PATH, "dxc = dxc")]}, {
+        "bn1d_backward_dx": [GRAD_DISAGREES, VAR_PATH],
+        "bn2d_backward": [VAR_PATH],
+    }),
+    bug("sum-without-axis-in-backward", {BN: [(DMU, "dmu = -dxc.sum()")]}, {
+        "bn1d_backward_dx": [SUM_NO_AXIS, "dL/dmean summed over EVERY entry"],
+        "bn2d_backward": [SUM_NO_AXIS],
+    }),
+    # The real student's bug: two intermediate variables swapped in the staged backward.
+    bug("xhat-used-for-x-minus-mean", {BN: [(DISTD, "distd = (dx_hat * x_hat).sum(axis=0)")]}, {
+        "bn1d_backward_dx": [GRAD_DISAGREES, XHAT_FOR_XC, "dL/d(1/std) = sum_n dL/dx_hat * (x - mean)"],
+        "bn2d_backward": [XHAT_FOR_XC],
+    }),
+    bug("std-used-for-1-over-std", {BN: [(DXC1, "dxc = dx_hat * std ")]}, {
+        "bn1d_backward_dx": ["std is used where 1/std belongs"],
+        "bn2d_backward": ["std is used where 1/std belongs"],
+    }),
+    bug("dgamma-uses-x-not-xhat", {BN: [(CACHE, f"{CACHE}\n        self._x = x"),
+                                        (DGAMMA, "self.weight.grad += (grad_output * self._x).sum(axis=0)")]}, {
+        "bn1d_backward_params": [GRAD_DISAGREES, DGAMMA_X],
+        "bn1d_gradients_accumulate": [DGAMMA_X],
+        "bn2d_backward": ["it is sum dy * x_hat"],
+    }),
+    bug("dbeta-averaged", {BN: [(DBETA, "self.bias.grad += grad_output.mean(axis=0)")]}, {
+        "bn1d_backward_params": [MEAN_NOT_SUM],
+        "bn1d_gradients_accumulate": [MEAN_NOT_SUM],
+        "bn2d_backward": ["averaging (mean) instead of summing"],
+    }),
+    bug("grads-overwritten", {BN: [(DGAMMA, "self.weight.grad = (grad_output * x_hat).sum(axis=0)"),
+                                   (DBETA, "self.bias.grad = grad_output.sum(axis=0)")]}, {
+        "bn1d_gradients_accumulate": [OVERWRITE, "backward adds into .grad"],
+    }),
+    bug("2d-reshape-without-transpose", {BN: [
+        (ROWS_FWD, "rows = x.reshape(-1, c)"), (UNROWS_FWD, "return y.reshape(n, c, h, w)"),
+        (ROWS_BWD, "dx = self._rows_backward(grad_output.reshape(-1, c))"),
+        (UNROWS_BWD, "return dx.reshape(n, c, h, w)"),
+    ]}, {
+        "bn2d_train_forward": [FLAT, "x.transpose(0, 2, 3, 1).reshape(-1, C)"],
+        "bn2d_running_stats_and_eval": ["BatchNorm2d.running_var after training steps"],
+        "bn2d_backward": [FLAT],
+    }),
+    bug("2d-stats-over-axis-0-only", {BN: [
+        (ROWS_FWD, "rows = x.reshape(n, -1)  # per (channel, pixel)"),
+        ("bn = BatchNorm1d(c, self.eps, self.momentum)", "bn = BatchNorm1d(c * h * w, self.eps, self.momentum)"),
+        ("bn.weight, bn.bias = self.weight, self.bias", "bn.weight.data[...] = np.repeat(self.weight.data, h * w)\n"
+                                                        "        bn.bias.data[...] = np.repeat(self.bias.data, h * w)"),
+        ("        bn.running_mean, bn.running_var = self.running_mean, self.running_var\n", ""),
+        ("self.running_mean, self.running_var = bn.running_mean, bn.running_var",
+         "self.running_mean = bn.running_mean.reshape(c, -1).mean(axis=1)\n"
+         "        self.running_var = bn.running_var.reshape(c, -1).mean(axis=1)"),
+        (UNROWS_FWD, "return y.reshape(n, c, h, w)"),
+    ]}, {
+        "bn2d_train_forward": ["statistics over axis 0 only (per channel AND pixel)", "over N, H and W"],
+        "bn2d_running_stats_and_eval": ["BatchNorm2d.running_var after training steps"],
+        # backward still uses the (per-channel) parameters' shapes: it raises
+        "bn2d_backward": [RAISED],
+    }),
+    # ---------------------------------------------------------------- Dropout
+    bug("dropout-p-as-keep-probability", {DR: [(MASK, "self._scale = (self.rng.random(x.shape) < self.p) / self.p")]}, {
+        "dropout_train_forward": ["p used as the probability to KEEP", "expected = 0.3", "got      = 0.7"],
+        "dropout_backward": ["kept entries divided by p instead of (1 - p)"],
+        "dropout_eval_and_edges": ["p used as the probability to KEEP"],
+    }),
+    bug("dropout-without-scaling", {DR: [(MASK, "self._scale = (self.rng.random(x.shape) >= self.p) * 1.0")]}, {
+        "dropout_train_forward": [NO_SCALING],
+        "dropout_backward": [NO_SCALING],
+        "dropout_eval_and_edges": [NO_SCALING],
+    }),
+    bug("dropout-new-mask-in-backward", {DR: [
+        (DR_BWD, "return grad_output * (self.rng.random(grad_output.shape) >= self.p) / (1.0 - self.p)")]}, {
+        "dropout_backward": ["fraction of entries where dx is zero but y is not",
+                             "backward must reuse the mask of the last forward"],
+        "dropout_eval_and_edges": ["Dropout.backward in eval mode: dx must equal grad_output"],
+    }),
+    bug("dropout-active-in-eval", {DR: [(DR_EVAL, "if self.p == 0.0:")]}, {
+        "dropout_eval_and_edges": ["Dropout.forward in eval mode: y must equal x", "drops nothing and scales nothing"],
+        "train_eval_nested": ["your layers must read self.training"],
+    }),
+    bug("dropout-global-random-state", {DR: [
+        (MASK, "self._scale = (np.random.random(x.shape) >= self.p) / (1.0 - self.p)")]}, {
+        "dropout_train_forward": ["equally seeded rng give the same mask", "not from np.random's global state"],
+    }),
+    bug("dropout-mask-drawn-once", {DR: [(MASK, (
+        "if getattr(self, '_fixed', None) is None or self._fixed.shape != x.shape:\n"
+        "                self._fixed = (self.rng.random(x.shape) >= self.p) / (1.0 - self.p)\n"
+        "            self._scale = self._fixed"))]}, {
+        "dropout_train_forward": ["two calls draw different masks", "Draw a new mask in every training forward"],
+        "train_eval_nested": ["two training forwards differ"],
+    }),
+]
+
+
+def outputs(result: LabResult) -> dict[str, str]:
+    return {c.name: c.output for c in result.cases}
+
+
+def failed(result: LabResult) -> set[str]:
+    return {c.name for c in result.cases if not c.passed}
+
+
+def test_lab2_points() -> None:
+    assert LAB.max_score == 100
+
+
+def test_unpatched_reference_passes_every_fast_case(patched_reference) -> None:
+    """The control: a copy of the reference with no patch scores full marks."""
+    result = grade(LAB, patched_reference("reference", {}, lab="lab2"), isolated=False, only=FAST)
+    assert failed(result) == set(), outputs(result)
+    assert result.score == result.max_score == FAST_MAX
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize(("patches", "fails"), BUGS)
+def test_bug_fails_exactly_its_cases_with_a_message_naming_it(patched_reference, request, patches, fails) -> None:
+    root = patched_reference(request.node.callspec.id, patches, lab="lab2")
+    result = grade(LAB, root, isolated=False, only=FAST)
+    out = outputs(result)
+    assert len(result.cases) == len(FAST)
+    assert failed(result) == set(fails), "\n\n".join(
+        f"[{name}]\n{out[name]}" for name in sorted(failed(result) ^ set(fails)))
+    for case, needles in fails.items():
+        assert needles, f"{case}: declare at least one substring"
+        for needle in needles:
+            assert needle in out[case], f"{case}: {needle!r} not in the message:\n{out[case]}"
+    assert result.score == FAST_MAX - sum(POINTS[c] for c in fails)
+
+
+def test_at_least_twelve_batchnorm_bugs() -> None:
+    ids = [p.id for p in BUGS]
+    assert len(ids) == len(set(ids))
+    assert sum(1 for p in BUGS if BN in p.values[0]) >= 12
+
+
+def test_all_ones_upstream_hides_the_real_students_bug(patched_reference) -> None:
+    """Why the cases use random upstream gradients: under all ones, dL/dx is zero for ANY x, and the
+    swapped-variable backward returns (numerically) zero too, so an all-ones check would pass it."""
+    import numpy as np
+
+    from grader.loading import load_package
+
+    lab = load_package(patched_reference("swapped", {BN: [(DISTD, "distd = (dx_hat * x_hat).sum(axis=0)")]},
+                                         lab="lab2"), "lab2")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 4)) * 2 + 1
+    layer = lab.BatchNorm1d(4)
+    layer.weight.data[...] = rng.uniform(0.5, 2.0, 4)
+    layer(x)
+    assert np.abs(layer.backward(np.ones((6, 4)))).max() < 1e-12
+    layer(x)
+    assert np.abs(layer.backward(rng.standard_normal((6, 4)))).max() > 1e-2
+
+
+# ----------------------------------------------------------------------------- correct alternatives
+
+COMPACT = ("        xc, std, istd, x_hat = self._cache\n"
+           "        self.bias.grad += grad_output.sum(axis=0)\n"
+           "        self.weight.grad += (grad_output * x_hat).sum(axis=0)\n"
+           "        dx_hat = grad_output * self.weight.data\n"
+           "        return istd * (dx_hat - dx_hat.mean(axis=0) - x_hat * (dx_hat * x_hat).mean(axis=0))\n")
+STAGED_START = "        xc, std, istd, x_hat = self._cache\n        n = grad_output.shape[0]\n"
+
+
+def _replace_region(text: str, start: str, end: str, new: str) -> str:
+    i = text.index(start)
+    j = text.index(end, i)
+    return text[:i] + new + text[j:]
+
+
+AXES_2D = '''        mu = x.mean(axis=(0, 2, 3), keepdims=True)
+        if not self.training:
+            rm, rv = self.running_mean.reshape(1, -1, 1, 1), self.running_var.reshape(1, -1, 1, 1)
+            return self.weight.data.reshape(1, -1, 1, 1) * (x - rm) / np.sqrt(rv + self.eps) \\
+                + self.bias.data.reshape(1, -1, 1, 1)
+        m = x.size // x.shape[1]
+        xc = x - mu
+        var = (xc**2).mean(axis=(0, 2, 3), keepdims=True)
+        istd = 1.0 / np.sqrt(var + self.eps)
+        self._x_hat, self._istd = xc * istd, istd
+        self.running_mean = (1 - self.momentum) * self.running_mean + self.momentum * mu.ravel()
+        self.running_var = (1 - self.momentum) * self.running_var + self.momentum * var.ravel() * m / (m - 1)
+        return self.weight.data.reshape(1, -1, 1, 1) * self._x_hat + self.bias.data.reshape(1, -1, 1, 1)
+'''
+AXES_2D_BWD = '''        axes = (0, 2, 3)
+        self.bias.grad += grad_output.sum(axis=axes)
+        self.weight.grad += (grad_output * self._x_hat).sum(axis=axes)
+        dx_hat = grad_output * self.weight.data.reshape(1, -1, 1, 1)
+        return self._istd * (dx_hat - dx_hat.mean(axis=axes, keepdims=True)
+                             - self._x_hat * (dx_hat * self._x_hat).mean(axis=axes, keepdims=True))
+'''
+
+
+def alternative(alt_id: str, edit):
+    return pytest.param(edit, id=alt_id)
+
+
+def _compact(files):
+    files[BN] = _replace_region(files[BN], STAGED_START, "        ### END SOLUTION", COMPACT)
+
+
+def _bn2d_axes(files):
+    text = files[BN]
+    start = text.index("class BatchNorm2d")
+    head, tail = text[:start], text[start:]
+    tail = _replace_region(tail, "        n, c, h, w = x.shape\n", "        ### END SOLUTION", AXES_2D)
+    tail = _replace_region(tail, "        n, c, h, w = grad_output.shape\n", "        ### END SOLUTION", AXES_2D_BWD)
+    files[BN] = head + tail
+
+
+def _dropout_binomial(files):
+    files[DR] = files[DR].replace(
+        MASK, "self._scale = self.rng.binomial(1, 1.0 - self.p, size=x.shape) / (1.0 - self.p)")
+
+
+def _dropout_uniform_lt(files):
+    files[DR] = files[DR].replace(MASK, "self._scale = np.where(self.rng.uniform(size=x.shape) < 1.0 - self.p, "
+                                        "1.0 / (1.0 - self.p), 0.0)")
+
+
+def _running_in_place(files):
+    files[BN] = files[BN].replace(RUN_MEAN, "self.running_mean *= 1.0 - m\n        self.running_mean += m * mu") \
+        .replace(RUN_VAR, "self.running_var *= 1.0 - m\n        self.running_var += m * x.var(axis=0, ddof=1)")
+
+
+ALTERNATIVES = [
+    alternative("compact-backward-formula", _compact),
+    alternative("bn2d-with-axes-not-reshape", _bn2d_axes),
+    alternative("bn2d-axes-and-compact-1d", lambda f: (_compact(f), _bn2d_axes(f))),
+    alternative("dropout-mask-by-binomial", _dropout_binomial),
+    alternative("dropout-mask-by-uniform-below-keep", _dropout_uniform_lt),
+    alternative("running-stats-in-place-with-ddof", _running_in_place),
+]
+
+
+@pytest.mark.parametrize("edit", ALTERNATIVES)
+def test_correct_alternative_keeps_full_marks(patched_reference, request, edit) -> None:
+    root = patched_reference(request.node.callspec.id, {}, lab="lab2")
+    files = {name: (root / "lab2" / name).read_text() for name in (BN, DR)}
+    before = dict(files)
+    edit(files)
+    assert files != before, "the alternative did not change anything"
+    for name, text in files.items():
+        (root / "lab2" / name).write_text(text)
+    result = grade(LAB, root, isolated=False, only=FAST)
+    assert failed(result) == set(), outputs(result)
+
+
+# ----------------------------------------------------------------------------- stubs
+
+STUB_FUNCTION = {  # the first unimplemented function each case reaches
+    "bn1d": "BatchNorm1d.forward", "bn2d": "BatchNorm2d.forward", "dropout": "Dropout.forward",
+    "train": "BatchNorm1d.forward", "mnist": "build_model",
+}
+
+
+def test_untouched_stubs_score_zero_and_every_case_names_the_missing_function() -> None:
+    result = grade(LAB, paths.labs_dir(), isolated=False)  # every case, MNIST included
+    assert [c.name for c in result.cases] == [c.name for c in LAB.cases]
+    assert result.score == 0 and result.max_score == 100
+    for case in result.cases:
+        function = STUB_FUNCTION[case.name.split("_")[0]]
+        assert not case.passed
+        assert RAISED in case.output, case.output
+        assert f"NotImplementedError: {function}: not implemented yet" in case.output, case.output
