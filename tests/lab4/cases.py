@@ -1,0 +1,835 @@
+"""Lab 4 cases: optimizers and learning-rate schedules, compared with the reference at every step.
+
+A trajectory case builds three parameters of different shapes, feeds the optimizer a fixed
+sequence of gradients (exact zeros included, and a parameter that gets NO gradient, ``grad is
+None``, on some steps), and returns each parameter after every step. Each parameter is its own
+``Close`` check, so a failure names the parameter; a locating hint names the first step that
+differs. Known wrong rules are recognised by running them over the same gradient sequence here,
+in the grading process (``simulate`` below), and comparing with the student's trajectory.
+
+``simulate`` is written from the handout's formulas (it is what the mistakes are variants of);
+the reference in solutions/lab4 is the source of truth for the expected values, and
+tests/engine/test_lab4_torch.py checks both against torch.optim.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from grader import mnist
+from grader.case import Accuracy, Arrays, Close, Lab, Mistake
+from grader.casekit import ConventionError
+
+LAB = Lab("lab4", "Lab 4: optimizers and learning-rate schedules")
+
+# The MNIST threshold: the reference's worst held-out accuracy over seeds 0-4, measured by
+# `python scripts/measure_accuracy.py --lab lab4` (quoted in the handout), minus a margin.
+ACCURACY_THRESHOLD = 0.93
+REFERENCE_ACCURACY = ("the reference (Lab 1's MLP, Adam lr 2e-3 with a 50-step linear warm-up then cosine, "
+                      "batch 32, 4 epochs) reaches 0.95 on average over seeds 0-4")
+
+N_PARAMS = 3
+ROLES = ("p0 (exact-zero gradients on some steps)", "p1 (small gradients; NO gradient on some steps)",
+         "p2 (large gradients)")
+TRAJ_EXPLAIN = ("Row t is the parameter after t optimizer steps (row 0: the initial values). The "
+                "gradients are fixed; p1.grad is None on some steps: skip it entirely then (no state "
+                "change, no step count, no weight decay), as torch.optim does.")
+HYPER = ("momentum", "dampening", "nesterov", "weight_decay", "eps", "alpha", "beta1", "beta2")
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def trajectory_inputs(shapes: Sequence[tuple[int, ...]], steps: int, hp: dict[str, float],
+                      lr_changes: Sequence[tuple[int, float]] = (), no_grad: Sequence[int] = (2, 3, 9, 10, 11, 24),
+                      scales: Sequence[float] = (1.0, 1e-3, 10.0)) -> Callable[[np.random.Generator], Arrays]:
+    """Initial values x<k>, gradients g<k> (steps, *shape), has<k> (steps,) bool, lrs (steps,), hyperparameters.
+
+    p0 gets an all-zero gradient on steps 4, 5 and 17 (exact zeros: state still updates);
+    every gradient has ~15% exact-zero entries; p1 has no gradient on the steps ``no_grad``.
+    ``lr_changes`` = ((step, factor), ...): from that step on, lr = hp["lr"] * factor.
+    """
+
+    def make(rng: np.random.Generator) -> Arrays:
+        out: Arrays = {}
+        for k, (shape, scale) in enumerate(zip(shapes, scales, strict=True)):
+            out[f"x{k}"] = rng.standard_normal(shape)
+            g = rng.standard_normal((steps, *shape)) * scale
+            g[rng.random(g.shape) < 0.15] = 0.0
+            out[f"g{k}"] = g
+            out[f"has{k}"] = np.ones(steps, dtype=bool)
+        out["g0"][[s for s in (4, 5, 17) if s < steps]] = 0.0
+        out["has1"][[s for s in no_grad if s < steps]] = False
+        lrs = np.full(steps, float(hp["lr"]))
+        for start, factor in lr_changes:
+            lrs[start:] = float(hp["lr"]) * factor
+        out["lrs"] = lrs
+        out.update({name: np.array(value) for name, value in hp.items()})
+        return out
+
+    return make
+
+
+def optimizer_kwargs(inputs: Arrays) -> dict[str, Any]:
+    """The constructor's keyword arguments from the hyperparameters in ``inputs``."""
+    kwargs: dict[str, Any] = {"lr": float(inputs["lr"])}
+    for name in HYPER:
+        if name in inputs and not name.startswith("beta"):
+            kwargs[name] = bool(inputs[name]) if name == "nesterov" else float(inputs[name])
+    if "beta1" in inputs:
+        kwargs["betas"] = (float(inputs["beta1"]), float(inputs["beta2"]))
+    return kwargs
+
+
+# ----------------------------------------------------------------------------- running the student's code
+
+
+@contextmanager
+def _arithmetic(cls: str, step: int):
+    """Division by zero and 0/0 become errors that say where they come from (NumPy only warns)."""
+    try:
+        with np.errstate(divide="raise", invalid="raise", over="raise"):
+            yield
+    except FloatingPointError as exc:
+        raise ConventionError(
+            f"{cls}.step, optimizer step {step + 1}: NumPy reports '{exc}'. The usual causes: a step "
+            "counter incremented after use (at the first step t must be 1, or 1 - beta**t = 0 divides by "
+            "zero), or eps missing from the denominator (exact-zero gradients give sqrt(v) = 0, and 0/0)"
+        ) from exc
+
+
+def _set_grads(params: list[Any], inputs: Arrays, t: int) -> None:
+    for k, p in enumerate(params):
+        p.grad = inputs[f"g{k}"][t].copy() if inputs[f"has{k}"][t] else None
+
+
+def run_steps(opt: Any, cls: str, params: list[Any], inputs: Arrays, start: int, stop: int,
+              lr: float | None) -> list[list[np.ndarray]]:
+    """Steps ``start..stop-1``, setting ``opt.lr`` only where ``lrs`` changes; each parameter's values after each."""
+    out: list[list[np.ndarray]] = [[] for _ in params]
+    for t in range(start, stop):
+        new_lr = float(inputs["lrs"][t])
+        if lr is not None and new_lr != lr:
+            opt.lr = lr = new_lr
+        _set_grads(params, inputs, t)
+        with _arithmetic(cls, t):
+            opt.step()
+        for k, p in enumerate(params):
+            out[k].append(np.array(p.data, dtype=np.float64, copy=True))
+    return out
+
+
+def make_params(lab: ModuleType, values: Sequence[np.ndarray]) -> list[Any]:
+    return [lab.Parameter(np.array(v, copy=True)) for v in values]
+
+
+def run_trajectory(lab: ModuleType, cls: str, inputs: Arrays) -> Arrays:
+    """The optimizer ``cls`` over the whole gradient sequence: ``p<k>`` of shape (steps + 1, *shape)."""
+    n = sum(1 for k in inputs if k.startswith("x"))
+    params = make_params(lab, [inputs[f"x{k}"] for k in range(n)])
+    kwargs = optimizer_kwargs(inputs)
+    opt = getattr(lab, cls)(params, **kwargs)
+    steps = run_steps(opt, cls, params, inputs, 0, len(inputs["lrs"]), kwargs["lr"])
+    out = {f"p{k}": np.stack([inputs[f"x{k}"], *steps[k]]) for k in range(n)}
+    out["grads_after"] = np.concatenate([p.grad.ravel() for p in params if p.grad is not None])
+    return out
+
+
+# ----------------------------------------------------------------------------- the rules, and their variants
+
+
+def _sgd(p: np.ndarray, g: np.ndarray, st: dict, lr: float, t: int, hp: dict, bugs: frozenset) -> None:
+    wd, mom, damp, nesterov = hp["weight_decay"], hp["momentum"], hp["dampening"], hp["nesterov"]
+    if wd and not bugs & {"decoupled_wd", "wd_after_momentum"}:
+        g = g + wd * p
+    if wd and "decoupled_wd" in bugs:
+        p *= 1.0 - lr * wd
+    upd = g
+    if mom and "velocity" in bugs:  # v = m v - lr g; p = p + v
+        st["v"] = -lr * g if "v" not in st else mom * st["v"] - lr * g
+        p += st["v"]
+        return
+    if mom:
+        old = st.get("buf")
+        if old is None:
+            st["buf"] = (1.0 - damp) * g if "damp_first" in bugs else g.copy()
+        elif "ema" in bugs:
+            st["buf"] = mom * old + (1.0 - mom) * g
+        else:
+            st["buf"] = mom * old + (1.0 - damp) * g
+        if nesterov and "no_nesterov" not in bugs:
+            upd = g + mom * (old if "nesterov_old" in bugs and old is not None else st["buf"])
+        else:
+            upd = st["buf"]
+    if wd and "wd_after_momentum" in bugs:
+        upd = upd + wd * p
+    p += lr * upd if "ascent" in bugs else -lr * upd
+
+
+def _adagrad(p: np.ndarray, g: np.ndarray, st: dict, lr: float, t: int, hp: dict, bugs: frozenset) -> None:
+    wd, eps = hp["weight_decay"], hp["eps"]
+    raw = g
+    if wd:
+        g = g + wd * p
+    st["sum"] = st.get("sum", 0.0) + (raw * raw if "sum_without_wd" in bugs else g * g)
+    denom = np.sqrt(st["sum"] + eps) if "eps_inside" in bugs else np.sqrt(st["sum"]) + eps
+    p -= lr * g / denom
+
+
+def _rmsprop(p: np.ndarray, g: np.ndarray, st: dict, lr: float, t: int, hp: dict, bugs: frozenset) -> None:
+    wd, eps, alpha, mom = hp["weight_decay"], hp["eps"], hp["alpha"], hp["momentum"]
+    if wd:
+        g = g + wd * p
+    a = 1.0 - alpha if "alpha_swapped" in bugs else alpha
+    st["sq"] = a * st.get("sq", 0.0) + (1.0 - a) * g * g
+    denom = np.sqrt(st["sq"] + eps) if "eps_inside" in bugs else np.sqrt(st["sq"]) + eps
+    if mom > 0:
+        if "momentum_before_division" in bugs:
+            st["buf"] = mom * st.get("buf", 0.0) + g
+            p -= lr * st["buf"] / denom
+        else:
+            st["buf"] = mom * st.get("buf", 0.0) + g / denom
+            p -= lr * st["buf"]
+    else:
+        p -= lr * g / denom
+
+
+def _adam(p: np.ndarray, g: np.ndarray, st: dict, lr: float, t: int, hp: dict, bugs: frozenset) -> None:
+    wd, eps, b1, b2 = hp["weight_decay"], hp["eps"], hp["beta1"], hp["beta2"]
+    decoupled = hp.get("decoupled", False) != ("l2" in bugs or "decoupled_in_adam" in bugs)
+    if wd and decoupled:
+        if "decay_without_lr" in bugs:
+            p *= 1.0 - wd
+        elif "decay_after_update" not in bugs:
+            p *= 1.0 - lr * wd
+    elif wd:
+        g = g + wd * p
+    st["step"] = st.get("step", 0) + 1
+    step = t if "global_step" in bugs else st["step"]
+    step += 1 if "step_ahead" in bugs else 0
+    st["m"] = b1 * st.get("m", 0.0) + (1.0 - b1) * g
+    st["v"] = b2 * st.get("v", 0.0) + (1.0 - b2) * g * g
+    bc1, bc2 = (1.0, 1.0) if "no_bias_correction" in bugs else (1.0 - b1**step, 1.0 - b2**step)
+    if "eps_before_correction" in bugs:
+        update = (lr * math.sqrt(bc2) / bc1) * st["m"] / (np.sqrt(st["v"]) + eps)
+    elif "eps_inside" in bugs:
+        update = lr * (st["m"] / bc1) / np.sqrt(st["v"] / bc2 + eps)
+    else:
+        update = lr * (st["m"] / bc1) / (np.sqrt(st["v"] / bc2) + eps)
+    p -= update
+    if wd and decoupled and "decay_after_update" in bugs:
+        p *= 1.0 - lr * wd
+
+
+RULES: dict[str, Callable[..., None]] = {"SGD": _sgd, "Adagrad": _adagrad, "RMSprop": _rmsprop,
+                                         "Adam": _adam, "AdamW": _adam}
+DEFAULTS: dict[str, float] = {"momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0,
+                              "eps": 1e-8, "alpha": 0.99, "beta1": 0.9, "beta2": 0.999}
+
+
+def simulate(cls: str, inputs: Arrays, bugs: Sequence[str] = (), *, start: int = 0, stop: int | None = None,
+             values: list[np.ndarray] | None = None, states: list[dict] | None = None,
+             lr: float | None = None) -> tuple[list[np.ndarray], list[dict], float]:
+    """The rule ``cls`` (with ``bugs``) over steps start..stop-1 of the gradient sequence.
+
+    Returns (each parameter's trajectory over those steps, the final states, the final lr).
+    ``values``/``states``/``lr`` resume from a given point (for the state_dict cases).
+    """
+    hp = {**DEFAULTS, **{k: inputs[k].item() for k in DEFAULTS if k in inputs}, "decoupled": cls == "AdamW"}
+    if cls == "Adagrad" and "eps" not in inputs:
+        hp["eps"] = 1e-10
+    if cls == "AdamW" and "weight_decay" not in inputs:
+        hp["weight_decay"] = 1e-2
+    bug_set = frozenset(bugs)
+    n = sum(1 for k in inputs if k.startswith("x"))
+    ps = [np.array(v, dtype=np.float64, copy=True) for v in (values or [inputs[f"x{k}"] for k in range(n)])]
+    shared: dict = {} if states is None else states[0]
+    sts = states if states is not None else [shared if "shared" in bug_set else {} for _ in range(n)]
+    stop = len(inputs["lrs"]) if stop is None else stop
+    lr = float(inputs["lrs"][start]) if lr is None else lr
+    traj: list[list[np.ndarray]] = [[] for _ in range(n)]
+    for t in range(start, stop):
+        if "lr_fixed" not in bug_set:
+            lr = float(inputs["lrs"][t])
+        for k in range(n):
+            if inputs[f"has{k}"][t]:
+                RULES[cls](ps[k], inputs[f"g{k}"][t], sts[k], lr, t + 1, hp, bug_set)
+            traj[k].append(ps[k].copy())
+    return [np.stack(tr) if tr else np.zeros((0,)) for tr in traj], sts, lr
+
+
+def first_difference(name: str, explain_row: str, rtol: float, atol: float, max_rows: int = 120) -> tuple[Mistake, ...]:
+    """Locating hints: 'the first <row> that differs is t' (predictions that apply only at that row).
+
+    Each returns the student's own array (so it "matches") exactly when row t is the first row
+    outside the tolerance; it needs the engine's three-argument predictions (the student's outputs).
+    """
+
+    def locate(t: int) -> Callable[..., np.ndarray | None]:
+        def predict(inputs: Arrays, expected: Arrays, got: Any = None) -> np.ndarray | None:
+            if got is None or name not in got or name not in expected:
+                return None
+            mine, ref = np.asarray(got[name], dtype=np.float64), np.asarray(expected[name], dtype=np.float64)
+            if mine.shape != ref.shape or mine.ndim == 0:
+                return None
+            with np.errstate(invalid="ignore"):
+                bad = ~(np.abs(mine - ref) <= atol + rtol * np.abs(ref))
+            rows = np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1))
+            return mine if len(rows) and rows[0] == t else None
+        return predict
+
+    return tuple(Mistake(f"[where] {explain_row} {t} is the first that differs; everything before it matches",
+                         locate(t)) for t in range(max_rows))
+
+
+def traj_mistake(description: str, cls: str, k: int, bugs: Sequence[str]) -> Mistake:
+    """A named wrong rule, predicted for parameter ``k``'s trajectory (initial row included)."""
+
+    def predict(inputs: Arrays, expected: Arrays) -> np.ndarray:
+        traj, _, _ = simulate(cls, inputs, bugs)
+        return np.concatenate([inputs[f"x{k}"][None], traj[k]])
+
+    return Mistake(description, predict)
+
+
+def trajectory_checks(title: str, cls: str, named: Sequence[tuple[str, Sequence[str]]],
+                      grads_unchanged: bool = False, rtol: float = 1e-7, atol: float = 1e-10) -> list[Close]:
+    """One Close per parameter, each knowing the mistakes ``named`` = ((description, bugs), ...)."""
+    checks = []
+    for k in range(N_PARAMS):
+        mistakes = tuple(traj_mistake(d, cls, k, b) for d, b in named)
+        checks.append(Close(f"p{k}", f"{title}: {ROLES[k]} after each step", rtol=rtol, atol=atol,
+                            explain=TRAJ_EXPLAIN,
+                            mistakes=mistakes + first_difference(f"p{k}", "step (row)", rtol, atol)))
+    if grads_unchanged:
+        checks.append(Close("grads_after", f"{title}: p.grad after the last step", exact=True,
+                            explain="step() must not modify p.grad: compute the decayed gradient into a new "
+                                    "array (g = p.grad + weight_decay * p.data), never p.grad += ..."))
+    return checks
+
+
+# ----------------------------------------------------------------------------- shared mistake texts
+
+VELOCITY = ("v = m*v - lr*g convention (lr inside the buffer): equal to PyTorch's only while lr is constant; "
+            "PyTorch keeps lr out of the buffer (buf = m*buf + g; p -= lr*buf), so a new lr applies at once")
+EMA_MOMENTUM = "momentum as an average buf = m*buf + (1-m)*g: PyTorch adds the full gradient (1 - dampening)*g"
+DAMP_FIRST = ("dampening applied at the first step (a buffer started at zero): PyTorch starts the buffer "
+              "AS the first gradient, buf = g, and dampens only later steps")
+NO_NESTEROV = "nesterov=True ignored: the update used buf, not g + momentum*buf"
+NESTEROV_OLD = "Nesterov look-ahead with the OLD buffer: g + momentum*buf must use the buffer after this step's update"
+SGD_DECOUPLED = ("weight decay decoupled (p *= 1 - lr*wd) where SGD adds wd*p to the gradient BEFORE momentum "
+                 "(with momentum the two differ)")
+SGD_WD_AFTER = "weight decay added after momentum (to the update) instead of to the gradient before it"
+EPS_INSIDE = "eps inside the square root (sqrt(v + eps)): PyTorch adds eps after it, sqrt(v) + eps"
+NO_BIAS = "Adam without bias correction (m and v used without dividing by 1 - beta**t)"
+EPS_BEFORE = ("eps added before the bias correction (the paper's 'efficient' form lr*sqrt(1-b2^t)/(1-b1^t) * "
+              "m/(sqrt(v)+eps)): PyTorch adds eps to sqrt(v_hat)")
+STEP_AHEAD = "step counter one ahead (t = 2 at the first update): increment once, before use, starting from 0"
+GLOBAL_STEP = ("one step counter for all parameters (it counted steps where this parameter had no gradient): "
+               "t is per parameter and advances only when the parameter is updated")
+ADAM_DECOUPLED = "weight decay decoupled (AdamW's rule) in Adam: Adam's weight_decay is L2, added to the gradient"
+ADAMW_L2 = "weight decay added to the gradient (L2, Adam) where AdamW decouples it: p *= 1 - lr*weight_decay"
+ADAMW_NO_LR = "AdamW decay without lr (p *= 1 - weight_decay): PyTorch scales it by lr, p *= 1 - lr*weight_decay"
+ADAMW_AFTER = "AdamW decay applied after the Adam update: PyTorch shrinks p first, then applies the Adam update"
+SHARED_SGD = "your momentum buffer is shared between parameters: keep one buffer per parameter (self.state[i])"
+SHARED_ADAM = ("your m and v are shared between parameters (one step counter per step() call): keep m, v and "
+               "step per parameter (self.state[i])")
+
+
+def sgd_hp(**kw: float) -> dict[str, float]:
+    return {"lr": 0.05, "momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0, **kw}
+
+
+PUBLIC_SHAPES = ((4, 3), (5,), (2, 3, 2))
+HIDDEN_SHAPES = (((1, 6), (3,), (2, 2, 1)), ((7, 2), (1,), (3, 1, 4)))
+T_PUBLIC, T_HIDDEN = 32, (36, 40)
+LR_CHANGES = ((12, 0.3), (22, 2.0))
+
+
+def variants(hp: dict[str, float], hidden_hps: Sequence[dict[str, float]], lr_changes=()):
+    """Public inputs and the two hidden variants (other shapes, steps and hyperparameters)."""
+    public = trajectory_inputs(PUBLIC_SHAPES, T_PUBLIC, hp, lr_changes)
+    hidden = tuple(trajectory_inputs(s, n, h, lr_changes, no_grad=(1, 5, 6, 13, 29))
+                   for s, n, h in zip(HIDDEN_SHAPES, T_HIDDEN, hidden_hps, strict=True))
+    return {"inputs": public, "hidden_inputs": hidden}
+
+
+# ----------------------------------------------------------------------------- SGD
+
+
+@LAB.case(points=4, **variants(sgd_hp(), [sgd_hp(lr=0.2), sgd_hp(lr=0.01)]),
+          checks=trajectory_checks("SGD (no momentum)", "SGD", [
+              ("adding the gradient (p + lr*g): that is gradient ascent", ["ascent"]),
+          ]))
+def sgd_plain(lab, **inputs):
+    """SGD without momentum: p -= lr * g over 32 steps; a None gradient skips the parameter."""
+    return run_trajectory(lab, "SGD", inputs)
+
+
+@LAB.case(points=6, **variants(sgd_hp(momentum=0.9), [sgd_hp(lr=0.02, momentum=0.7), sgd_hp(lr=0.1, momentum=0.95)]),
+          checks=trajectory_checks("SGD with momentum", "SGD", [
+              (EMA_MOMENTUM, ["ema"]), (SHARED_SGD, ["shared"]),
+          ]))
+def sgd_momentum(lab, **inputs):
+    """SGD with momentum (constant lr): buf = g at the first step, then buf = m*buf + g."""
+    return run_trajectory(lab, "SGD", inputs)
+
+
+@LAB.case(points=6, **variants(sgd_hp(momentum=0.9), [sgd_hp(lr=0.02, momentum=0.8), sgd_hp(lr=0.1, momentum=0.5)],
+                               lr_changes=LR_CHANGES),
+          checks=trajectory_checks("SGD with momentum, lr changed at steps 12 and 22", "SGD", [
+              (VELOCITY, ["velocity"]), (EMA_MOMENTUM, ["ema"]),
+          ]))
+def sgd_momentum_lr_change(lab, **inputs):
+    """SGD with momentum while lr changes mid-run: separates lr-outside (PyTorch) from v = m*v - lr*g."""
+    return run_trajectory(lab, "SGD", inputs)
+
+
+@LAB.case(points=3, **variants(sgd_hp(momentum=0.9, dampening=0.3),
+                               [sgd_hp(lr=0.03, momentum=0.6, dampening=0.5),
+                                sgd_hp(lr=0.1, momentum=0.9, dampening=0.1)]),
+          checks=trajectory_checks("SGD with momentum and dampening", "SGD", [
+              (DAMP_FIRST, ["damp_first"]), (EMA_MOMENTUM, ["ema"]),
+          ]))
+def sgd_dampening(lab, **inputs):
+    """SGD with dampening: buf = g first, then buf = m*buf + (1 - dampening)*g."""
+    return run_trajectory(lab, "SGD", inputs)
+
+
+@LAB.case(points=5, **variants(sgd_hp(momentum=0.9, nesterov=True),
+                               [sgd_hp(lr=0.02, momentum=0.7, nesterov=True),
+                                sgd_hp(lr=0.1, momentum=0.95, nesterov=True)],
+                               lr_changes=LR_CHANGES),
+          checks=trajectory_checks("SGD with Nesterov momentum", "SGD", [
+              (NO_NESTEROV, ["no_nesterov"]), (NESTEROV_OLD, ["nesterov_old"]),
+          ]))
+def sgd_nesterov(lab, **inputs):
+    """SGD with Nesterov momentum: p -= lr * (g + m*buf), buf updated first; lr changes mid-run."""
+    return run_trajectory(lab, "SGD", inputs)
+
+
+@LAB.case(points=5, **variants(sgd_hp(momentum=0.9, weight_decay=0.05),
+                               [sgd_hp(lr=0.02, momentum=0.8, weight_decay=0.1),
+                                sgd_hp(lr=0.1, momentum=0.5, weight_decay=0.02, nesterov=True)]),
+          checks=trajectory_checks("SGD with momentum and weight decay", "SGD", [
+              (SGD_DECOUPLED, ["decoupled_wd"]), (SGD_WD_AFTER, ["wd_after_momentum"]),
+          ], grads_unchanged=True))
+def sgd_weight_decay(lab, **inputs):
+    """SGD weight decay: g = g + wd*p before momentum; p.grad itself stays unchanged."""
+    return run_trajectory(lab, "SGD", inputs)
+
+
+# ----------------------------------------------------------------------------- Adagrad, RMSprop
+
+
+@LAB.case(points=6, **variants({"lr": 0.05, "eps": 1e-10, "weight_decay": 0.0},
+                               [{"lr": 0.2, "eps": 1e-6, "weight_decay": 0.05},
+                                {"lr": 0.01, "eps": 1e-8, "weight_decay": 0.01}]),
+          checks=trajectory_checks("Adagrad", "Adagrad", [
+              (EPS_INSIDE, ["eps_inside"]),
+              ("the squared gradient accumulated WITHOUT the weight-decay term: decay g first, then sum += g**2",
+               ["sum_without_wd"]),
+          ]))
+def adagrad(lab, **inputs):
+    """Adagrad: sum += g**2; p -= lr * g / (sqrt(sum) + eps); hidden variants add weight decay."""
+    return run_trajectory(lab, "Adagrad", inputs)
+
+
+def rms_hp(**kw: float) -> dict[str, float]:
+    return {"lr": 0.01, "alpha": 0.99, "eps": 1e-8, "momentum": 0.0, "weight_decay": 0.0, **kw}
+
+
+@LAB.case(points=5, **variants(rms_hp(), [rms_hp(lr=0.003, alpha=0.9, eps=1e-6, weight_decay=0.05),
+                                          rms_hp(lr=0.02, alpha=0.95)]),
+          checks=trajectory_checks("RMSprop", "RMSprop", [
+              (EPS_INSIDE, ["eps_inside"]),
+              ("alpha on the wrong term: v = (1 - alpha)*v + alpha*g**2; PyTorch keeps alpha*v", ["alpha_swapped"]),
+          ]))
+def rmsprop(lab, **inputs):
+    """RMSprop (not centered): v = alpha*v + (1 - alpha)*g**2; p -= lr * g / (sqrt(v) + eps)."""
+    return run_trajectory(lab, "RMSprop", inputs)
+
+
+@LAB.case(points=4, **variants(rms_hp(momentum=0.9), [rms_hp(lr=0.003, momentum=0.5, alpha=0.9, weight_decay=0.02),
+                                                      rms_hp(lr=0.02, momentum=0.8, eps=1e-6)]),
+          checks=trajectory_checks("RMSprop with momentum", "RMSprop", [
+              ("momentum on the raw gradient (buf = m*buf + g; p -= lr*buf/(sqrt(v)+eps)): PyTorch's buffer "
+               "accumulates the normalised step g/(sqrt(v)+eps)", ["momentum_before_division"]),
+              (EPS_INSIDE, ["eps_inside"]),
+          ]))
+def rmsprop_momentum(lab, **inputs):
+    """RMSprop with momentum: buf = m*buf + g/(sqrt(v) + eps); p -= lr * buf."""
+    return run_trajectory(lab, "RMSprop", inputs)
+
+
+# ----------------------------------------------------------------------------- Adam, AdamW
+
+
+def adam_hp(**kw: float) -> dict[str, float]:
+    return {"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0, **kw}
+
+
+ADAM_MISTAKES = [(NO_BIAS, ["no_bias_correction"]), (EPS_INSIDE, ["eps_inside"]),
+                 (EPS_BEFORE, ["eps_before_correction"]), (STEP_AHEAD, ["step_ahead"]), (GLOBAL_STEP, ["global_step"])]
+
+
+@LAB.case(points=9, **variants(adam_hp(), [adam_hp(lr=0.003, beta1=0.8, beta2=0.99, eps=1e-6),
+                                           adam_hp(lr=0.03, beta1=0.95, beta2=0.9999)], lr_changes=LR_CHANGES),
+          checks=trajectory_checks("Adam", "Adam", ADAM_MISTAKES))
+def adam(lab, **inputs):
+    """Adam with bias correction, a per-parameter step counter, and lr changed mid-run."""
+    return run_trajectory(lab, "Adam", inputs)
+
+
+@LAB.case(points=4, **variants(adam_hp(weight_decay=0.05), [adam_hp(lr=0.003, weight_decay=0.2, eps=1e-6),
+                                                            adam_hp(lr=0.03, weight_decay=0.01, beta1=0.8)]),
+          checks=trajectory_checks("Adam with weight decay (L2)", "Adam", [
+              (ADAM_DECOUPLED, ["decoupled_in_adam"]), *ADAM_MISTAKES[:2]], grads_unchanged=True))
+def adam_weight_decay(lab, **inputs):
+    """Adam's weight_decay is L2: g = g + wd*p before m and v; p.grad stays unchanged."""
+    return run_trajectory(lab, "Adam", inputs)
+
+
+@LAB.case(points=6, **variants(adam_hp(lr=0.02, weight_decay=0.1), [adam_hp(lr=0.005, weight_decay=0.3, eps=1e-6),
+                                                                    adam_hp(lr=0.05, weight_decay=0.05, beta2=0.99)],
+                               lr_changes=LR_CHANGES),
+          checks=trajectory_checks("AdamW", "AdamW", [
+              (ADAMW_L2, ["l2"]), (ADAMW_NO_LR, ["decay_without_lr"]), (ADAMW_AFTER, ["decay_after_update"]),
+              *ADAM_MISTAKES[:3]], grads_unchanged=True))
+def adamw(lab, **inputs):
+    """AdamW: p *= 1 - lr*wd, then Adam's update without L2; lr changed mid-run."""
+    return run_trajectory(lab, "AdamW", inputs)
+
+
+# ----------------------------------------------------------------------------- state
+
+
+def same_shape_inputs(shape: tuple[int, ...], steps: int) -> Callable[[np.random.Generator], Arrays]:
+    """Two parameters of the SAME shape (a shared buffer would not crash), different gradients."""
+    base = trajectory_inputs((shape, shape, shape), steps, {"lr": 0.05}, no_grad=(3, 7), scales=(1.0, 0.1, 3.0))
+
+    def make(rng: np.random.Generator) -> Arrays:
+        out = base(rng)
+        out.update(momentum=np.array(0.9), lr_adam=np.array(0.01))
+        return out
+
+    return make
+
+
+def _shared_prediction(cls: str, k: int, bugs: Sequence[str]) -> Callable[[Arrays, Arrays], np.ndarray]:
+    def predict(inputs: Arrays, expected: Arrays) -> np.ndarray:
+        inp = _as_cls(inputs, cls)
+        traj, _, _ = simulate(cls, inp, bugs)
+        return np.concatenate([inp[f"x{k}"][None], traj[k]])
+    return predict
+
+
+def _as_cls(inputs: Arrays, cls: str) -> Arrays:
+    """The inputs of state_per_parameter as one optimizer's (its own lr, its hyperparameters)."""
+    inp = {k: v for k, v in inputs.items() if k not in ("momentum", "lr_adam", "lr")}
+    if cls == "SGD":
+        inp["momentum"] = inputs["momentum"]
+        inp["lr"] = inputs["lr"]
+    else:
+        inp["lr"] = inputs["lr_adam"]
+        inp["lrs"] = np.full_like(inputs["lrs"], float(inputs["lr_adam"]))
+    return inp
+
+
+def _state_checks() -> list[Close]:
+    checks = []
+    for cls, what, desc, bugs in (("SGD", "SGD(momentum=0.9)", SHARED_SGD, ["shared"]),
+                                  ("Adam", "Adam", SHARED_ADAM, ["shared", "global_step"])):
+        for k in range(N_PARAMS):
+            name = f"{cls.lower()}_p{k}"
+            checks.append(Close(name, f"{what} on three parameters of the same shape: parameter {k} after each step",
+                                explain="Each parameter has its own state: optimizer.state[i] for params[i].",
+                                mistakes=(Mistake(desc, _shared_prediction(cls, k, bugs)),
+                                          *first_difference(name, "step (row)", 1e-7, 1e-10))))
+    return checks
+
+
+@LAB.case(points=5, inputs=same_shape_inputs((4, 3), 24), hidden_inputs=(same_shape_inputs((2, 5), 20),
+                                                                         same_shape_inputs((6,), 28)),
+          checks=_state_checks())
+def state_per_parameter(lab, **inputs):
+    """SGD momentum and Adam keep one state per parameter (three parameters of the same shape)."""
+    out = {}
+    for cls in ("SGD", "Adam"):
+        inp = _as_cls(inputs, cls)
+        res = run_trajectory(lab, cls, inp)
+        out.update({f"{cls.lower()}_p{k}": res[f"p{k}"] for k in range(N_PARAMS)})
+    return out
+
+
+SAVE_AT, LR_CHANGE_AT = 16, 6
+
+
+def roundtrip_inputs(shapes: Sequence[tuple[int, ...]], steps: int, hp: dict[str, float]):
+    """A trajectory whose lr changes once, at step LR_CHANGE_AT, before the checkpoint."""
+    return trajectory_inputs(shapes, steps, hp, lr_changes=((LR_CHANGE_AT, 0.5),))
+
+
+def run_roundtrip(lab: ModuleType, cls: str, inputs: Arrays) -> Arrays:
+    """A runs SAVE_AT steps (lr changed before), saves, continues; B loads the checkpoint and continues.
+
+    B is built with the constructor's lr: the changed lr must come from the checkpoint.
+    """
+    n = sum(1 for k in inputs if k.startswith("x"))
+    kwargs = optimizer_kwargs(inputs)
+    params = make_params(lab, [inputs[f"x{k}"] for k in range(n)])
+    opt = getattr(lab, cls)(params, **kwargs)
+    run_steps(opt, cls, params, inputs, 0, SAVE_AT, kwargs["lr"])
+    checkpoint = opt.state_dict()
+    saved = [np.array(p.data, copy=True) for p in params]
+    steps = len(inputs["lrs"])
+    run_steps(opt, cls, params, inputs, SAVE_AT, steps, None)  # A goes on: the checkpoint must not change
+    resumed = make_params(lab, saved)
+    opt2 = getattr(lab, cls)(resumed, **kwargs)
+    opt2.load_state_dict(checkpoint)
+    traj = run_steps(opt2, cls, resumed, inputs, SAVE_AT, steps, None)
+    return {f"resumed_p{k}": np.stack(traj[k]) for k in range(n)}
+
+
+def _roundtrip_prediction(cls: str, k: int, how: str) -> Callable[[Arrays, Arrays], np.ndarray]:
+    """B's trajectory when the checkpoint is restored wrongly (``how``)."""
+
+    def predict(inputs: Arrays, expected: Arrays) -> np.ndarray:
+        before, states, lr = simulate(cls, inputs, stop=SAVE_AT)
+        saved = [b[-1] for b in before]
+        if how == "aliased":  # the checkpoint's arrays were A's live ones: A's later steps changed them
+            counters = [st.get("step") for st in states]  # an int is saved by value, arrays by reference
+            _, states, lr = simulate(cls, inputs, start=SAVE_AT, values=saved, states=states, lr=lr)
+            for st, count in zip(states, counters, strict=True):
+                if count is not None:
+                    st["step"] = count
+        elif how == "lr":
+            lr = float(inputs["lr"])
+        elif how == "fresh":
+            states, lr = [{} for _ in saved], float(inputs["lr"])
+        elif how == "step":
+            for st in states:
+                st.pop("step", None)
+        traj, _, _ = simulate(cls, inputs, ["lr_fixed"], start=SAVE_AT, values=saved, states=states, lr=lr)
+        return traj[k]
+
+    return predict
+
+
+ROUNDTRIP_MISTAKES = {
+    "aliased": "state_dict() returned the optimizer's live arrays, not copies: continuing training changed "
+               "the checkpoint (copy.deepcopy the state)",
+    "lr": "load_state_dict did not restore lr (the resumed optimizer kept its constructor's lr, but lr had been "
+          "changed before the checkpoint)",
+    "fresh": "load_state_dict restored nothing: the resumed optimizer started from empty state",
+    "step": "the step counter was not restored (bias correction restarted at t = 1)",
+}
+
+
+def _roundtrip_checks(cls: str, hows: Sequence[str]) -> list[Close]:
+    return [Close(f"resumed_p{k}", f"{cls}: parameter {k} after each step resumed from state_dict() at step "
+                                   f"{SAVE_AT}", explain="Resuming must continue exactly the trajectory an "
+                                   "uninterrupted run follows (lr included: it changed before the checkpoint).",
+                  mistakes=tuple(Mistake(ROUNDTRIP_MISTAKES[h], _roundtrip_prediction(cls, k, h)) for h in hows)
+                  + first_difference(f"resumed_p{k}", "resumed step (row)", 1e-7, 1e-10))
+            for k in range(N_PARAMS)]
+
+
+@LAB.case(points=4, inputs=roundtrip_inputs(PUBLIC_SHAPES, 30, adam_hp()),
+          hidden_inputs=(roundtrip_inputs(HIDDEN_SHAPES[0], 34, adam_hp(lr=0.003, beta1=0.8)),
+                         roundtrip_inputs(HIDDEN_SHAPES[1], 32, adam_hp(lr=0.03, eps=1e-6))),
+          checks=_roundtrip_checks("Adam", ("aliased", "lr", "fresh", "step")))
+def state_dict_adam(lab, **inputs):
+    """Adam: state_dict() at step 16, load_state_dict() into a new optimizer, continue identically."""
+    return run_roundtrip(lab, "Adam", inputs)
+
+
+@LAB.case(points=3, inputs=roundtrip_inputs(PUBLIC_SHAPES, 30, sgd_hp(momentum=0.9, nesterov=True)),
+          hidden_inputs=(roundtrip_inputs(HIDDEN_SHAPES[0], 34, sgd_hp(lr=0.02, momentum=0.7)),
+                         roundtrip_inputs(HIDDEN_SHAPES[1], 32, sgd_hp(lr=0.1, momentum=0.9, dampening=0.2))),
+          checks=_roundtrip_checks("SGD", ("aliased", "lr", "fresh")))
+def state_dict_sgd(lab, **inputs):
+    """SGD with momentum: state_dict() at step 16, load_state_dict(), continue identically."""
+    return run_roundtrip(lab, "SGD", inputs)
+
+
+def zero_grad_inputs(shapes: Sequence[tuple[int, ...]]):
+    def make(rng: np.random.Generator) -> Arrays:
+        return {**{f"x{k}": rng.standard_normal(s) for k, s in enumerate(shapes)},
+                **{f"g{k}": rng.standard_normal(s) for k, s in enumerate(shapes)}}
+    return make
+
+
+@LAB.case(points=2, inputs=zero_grad_inputs(PUBLIC_SHAPES), hidden_inputs=(zero_grad_inputs(HIDDEN_SHAPES[0]),),
+          checks=[Close("grads", "zero_grad(): the gradients afterwards (all exactly 0)", exact=True),
+                  Close("same_arrays", "zero_grad(): 1 where p.grad is still the same array (set in place)",
+                        exact=True, explain="Set gradients to zero in place (p.grad[...] = 0): Lab 1's "
+                                            "layers add into the array they find in p.grad."),
+                  Close("none_kept", "zero_grad(): 1 where a None gradient stayed None", exact=True),
+                  Close("data", "zero_grad(): the parameters' data afterwards (unchanged)", exact=True)])
+def zero_grad(lab, **inputs):
+    """zero_grad() zeroes every existing gradient in place; None stays None; data is untouched."""
+    params = make_params(lab, [inputs[f"x{k}"] for k in range(N_PARAMS)])
+    for k, p in enumerate(params):
+        p.grad = inputs[f"g{k}"].copy() if k != 1 else None
+    before = [p.grad for p in params]
+    lab.Adam(params, lr=0.01).zero_grad()
+    kept = [p for k, p in enumerate(params) if k != 1]
+    return {"grads": np.concatenate([np.asarray(p.grad, dtype=np.float64).ravel() for p in kept]),
+            "same_arrays": np.array([float(p.grad is before[k]) for k, p in enumerate(params) if k != 1]),
+            "none_kept": np.array([float(params[1].grad is None)]),
+            "data": np.concatenate([p.data.ravel() for p in params])}
+
+
+# ----------------------------------------------------------------------------- schedules
+
+SCHEDULE_STEPS = 100
+SCHEDULE_EXPLAIN = ("Entry k is optimizer.lr after k calls of scheduler.step() (entry 0: right after the "
+                    "scheduler is created), as PyTorch's schedulers step.")
+
+
+def schedule_inputs(**hp: float):
+    def make(rng: np.random.Generator) -> Arrays:
+        return {"base_lr": np.array(float(np.round(rng.uniform(0.05, 0.5), 4))),
+                **{k: np.array(v) for k, v in hp.items()}}
+    return make
+
+
+def record_lrs(lab: ModuleType, make_scheduler: Callable[[Any], Any], base_lr: float) -> Arrays:
+    """optimizer.lr after 0..SCHEDULE_STEPS scheduler steps (the optimizer itself never steps)."""
+    opt = lab.SGD([lab.Parameter(np.zeros(3))], lr=base_lr)
+    scheduler = make_scheduler(opt)
+    lrs = [opt.lr]
+    for _ in range(SCHEDULE_STEPS):
+        scheduler.step()
+        lrs.append(opt.lr)
+    return {"lrs": np.array(lrs, dtype=np.float64)}
+
+
+def _k() -> np.ndarray:
+    return np.arange(SCHEDULE_STEPS + 1, dtype=np.float64)
+
+
+def _on_inputs(f: Callable[[Arrays], np.ndarray]) -> Callable[[Arrays, Arrays], np.ndarray]:
+    def predict(inputs: Arrays, expected: Arrays) -> np.ndarray:
+        return f(inputs)
+    return predict
+
+
+def schedule_check(title: str, named: Sequence[tuple[str, Callable[[Arrays], np.ndarray]]]) -> list[Close]:
+    return [Close("lrs", f"{title}: optimizer.lr after k = 0..{SCHEDULE_STEPS} scheduler steps", rtol=1e-9,
+                  atol=1e-12, explain=SCHEDULE_EXPLAIN,
+                  mistakes=tuple(Mistake(d, _on_inputs(f)) for d, f in named)
+                  + first_difference("lrs", "k", 1e-9, 1e-12, SCHEDULE_STEPS + 1))]
+
+
+def _steplr(i: Arrays, k: np.ndarray) -> np.ndarray:
+    return float(i["base_lr"]) * float(i["gamma"]) ** np.floor(np.maximum(k, 0) / float(i["step_size"]))
+
+
+@LAB.case(points=3, inputs=schedule_inputs(step_size=7, gamma=0.5),
+          hidden_inputs=(schedule_inputs(step_size=1, gamma=0.97), schedule_inputs(step_size=30, gamma=0.1)),
+          checks=schedule_check("StepLR", [
+              ("the decay comes one step late (floor((k - 1) / step_size))", lambda i: _steplr(i, _k() - 1)),
+              ("the decay comes one step early (floor((k + 1) / step_size))", lambda i: _steplr(i, _k() + 1)),
+              ("a smooth decay gamma**(k / step_size) without the floor",
+               lambda i: float(i["base_lr"]) * float(i["gamma"]) ** (_k() / float(i["step_size"]))),
+          ]))
+def step_lr(lab, base_lr, step_size, gamma):
+    """StepLR: lr(k) = base_lr * gamma**floor(k / step_size), 100 steps."""
+    return record_lrs(lab, lambda opt: lab.StepLR(opt, step_size=int(step_size), gamma=float(gamma)), float(base_lr))
+
+
+def _cosine(i: Arrays, k: np.ndarray) -> np.ndarray:
+    eta, base, t_max = float(i["eta_min"]), float(i["base_lr"]), float(i["T_max"])
+    return eta + (base - eta) * (1 + np.cos(np.pi * k / t_max)) / 2
+
+
+@LAB.case(points=4, inputs=schedule_inputs(T_max=40, eta_min=0.001),
+          hidden_inputs=(schedule_inputs(T_max=100, eta_min=0.0), schedule_inputs(T_max=17, eta_min=0.01)),
+          checks=schedule_check("CosineAnnealingLR", [
+              ("held at eta_min after T_max steps: PyTorch's cosine goes on (the lr rises again, period 2*T_max)",
+               lambda i: np.where(_k() > float(i["T_max"]), float(i["eta_min"]), _cosine(i, _k()))),
+              ("off by one: the cosine at k + 1", lambda i: _cosine(i, _k() + 1)),
+              ("eta_min left out: base_lr * (1 + cos(pi k / T_max)) / 2",
+               lambda i: float(i["base_lr"]) * (1 + np.cos(np.pi * _k() / float(i["T_max"]))) / 2),
+          ]))
+def cosine_lr(lab, base_lr, T_max, eta_min):
+    """CosineAnnealingLR: eta_min + (base_lr - eta_min)(1 + cos(pi k / T_max))/2, 100 steps (past T_max)."""
+    return record_lrs(lab, lambda opt: lab.CosineAnnealingLR(opt, T_max=int(T_max), eta_min=float(eta_min)),
+                      float(base_lr))
+
+
+def _linear(i: Arrays, k: np.ndarray, clamp: bool = True) -> np.ndarray:
+    s, e, n = float(i["start_factor"]), float(i["end_factor"]), float(i["total_iters"])
+    progress = np.minimum(k, n) / n if clamp else k / n
+    return float(i["base_lr"]) * (s + (e - s) * progress)
+
+
+@LAB.case(points=3, inputs=schedule_inputs(start_factor=0.1, end_factor=1.0, total_iters=20),
+          hidden_inputs=(schedule_inputs(start_factor=0.5, end_factor=0.8, total_iters=1),
+                         schedule_inputs(start_factor=0.25, end_factor=1.0, total_iters=60)),
+          checks=schedule_check("LinearLR", [
+              ("not clamped after total_iters: the factor stays at end_factor from then on",
+               lambda i: _linear(i, _k(), clamp=False)),
+              ("off by one: the factor at k + 1", lambda i: _linear(i, _k() + 1)),
+              ("start and end factors swapped", lambda i: _linear(
+                  {**i, "start_factor": i["end_factor"], "end_factor": i["start_factor"]}, _k())),
+          ]))
+def linear_lr(lab, base_lr, start_factor, end_factor, total_iters):
+    """LinearLR warm-up: base_lr * (start + (end - start) * min(k, total_iters) / total_iters)."""
+    return record_lrs(lab, lambda opt: lab.LinearLR(opt, start_factor=float(start_factor), end_factor=float(end_factor),
+                                                     total_iters=int(total_iters)), float(base_lr))
+
+
+def _warmup_cosine(i: Arrays, shift: float = 1.0, late: bool = False) -> np.ndarray:
+    k, m = _k(), float(i["milestone"])
+    warm = _linear({**i, "end_factor": np.array(1.0), "total_iters": i["milestone"]}, k)
+    cos = _cosine({**i, "T_max": np.array(SCHEDULE_STEPS - m)}, k - m * shift)
+    return np.where(k > m if late else k >= m, cos, warm)
+
+
+@LAB.case(points=3, inputs=schedule_inputs(start_factor=0.1, milestone=10, eta_min=0.0),
+          hidden_inputs=(schedule_inputs(start_factor=0.3, milestone=1, eta_min=0.001),
+                         schedule_inputs(start_factor=0.05, milestone=37, eta_min=0.0)),
+          checks=schedule_check("SequentialLR(LinearLR warm-up, CosineAnnealingLR)", [
+              ("the cosine evaluated at the global step k instead of k - milestone (it restarts at the milestone)",
+               lambda i: _warmup_cosine(i, shift=0.0)),
+              ("switching one step late (milestone < k instead of milestone <= k)",
+               lambda i: _warmup_cosine(i, late=True)),
+          ]))
+def warmup_cosine(lab, base_lr, start_factor, milestone, eta_min):
+    """Warm-up then cosine: SequentialLR([LinearLR(total_iters=m), CosineAnnealingLR(T_max=100-m)], [m])."""
+    m = int(milestone)
+
+    def make(opt: Any) -> Any:
+        warm = lab.LinearLR(opt, start_factor=float(start_factor), end_factor=1.0, total_iters=m)
+        cos = lab.CosineAnnealingLR(opt, T_max=SCHEDULE_STEPS - m, eta_min=float(eta_min))
+        return lab.SequentialLR(opt, [warm, cos], milestones=[m])
+
+    return record_lrs(lab, make, float(base_lr))
+
+
+# ----------------------------------------------------------------------------- MNIST
+
+
+def mnist_inputs(rng: np.random.Generator) -> Arrays:
+    split = mnist.load_mnist()
+    return {"train_images": split.train_images, "train_labels": split.train_labels,
+            "test_images": split.test_images, "test_labels": split.test_labels}
+
+
+@LAB.case(points=10, inputs=mnist_inputs, private=["test_labels"], hidden=False, timeout=300, slow=True,
+          checks=[Accuracy("predictions", "test_labels", ACCURACY_THRESHOLD,
+                           "fit_mnist (your Adam + warm-up + cosine) + predict on the held-out split",
+                           reference=REFERENCE_ACCURACY)])
+def mnist_accuracy(lab, train_images, train_labels, test_images):
+    """Train Lab 1's MLP with your Adam and schedule (fit_mnist); predict the held-out digits."""
+    model = lab.fit_mnist(train_images, train_labels, seed=0)
+    return {"predictions": lab.predict(model, test_images)}
