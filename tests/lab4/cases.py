@@ -603,11 +603,11 @@ def _roundtrip_prediction(cls: str, k: int, how: str) -> Callable[[Arrays, Array
     def predict(inputs: Arrays, expected: Arrays) -> np.ndarray:
         before, states, lr = simulate(cls, inputs, stop=SAVE_AT)
         saved = [b[-1] for b in before]
-        if how == "aliased":  # the checkpoint's arrays were A's live ones: A's later steps changed them
-            counters = [st.get("step") for st in states]  # an int is saved by value, arrays by reference
+        if how.startswith("aliased"):  # the checkpoint held A's live state: A's later steps changed it
+            counters = [st.get("step") for st in states]
             _, states, lr = simulate(cls, inputs, start=SAVE_AT, values=saved, states=states, lr=lr)
             for st, count in zip(states, counters, strict=True):
-                if count is not None:
+                if count is not None and how == "aliased_arrays":  # dicts copied: ints by value, arrays shared
                     st["step"] = count
         elif how == "lr":
             lr = float(inputs["lr"])
@@ -623,8 +623,10 @@ def _roundtrip_prediction(cls: str, k: int, how: str) -> Callable[[Arrays, Array
 
 
 ROUNDTRIP_MISTAKES = {
-    "aliased": "state_dict() returned the optimizer's live arrays, not copies: continuing training changed "
-               "the checkpoint (copy.deepcopy the state)",
+    "aliased": "state_dict() shares arrays with the optimizer's live state (no deep copy): continuing training "
+               "changed the checkpoint (copy.deepcopy the state)",
+    "aliased_arrays": "state_dict() copied the dicts but not the arrays inside them: continuing training (in "
+                      "place) changed the checkpoint's buffers (copy.deepcopy the state)",
     "lr": "load_state_dict did not restore lr (the resumed optimizer kept its constructor's lr, but lr had been "
           "changed before the checkpoint)",
     "fresh": "load_state_dict restored nothing: the resumed optimizer started from empty state",
@@ -644,7 +646,7 @@ def _roundtrip_checks(cls: str, hows: Sequence[str]) -> list[Close]:
 @LAB.case(points=4, inputs=roundtrip_inputs(PUBLIC_SHAPES, 30, adam_hp()),
           hidden_inputs=(roundtrip_inputs(HIDDEN_SHAPES[0], 34, adam_hp(lr=0.003, beta1=0.8)),
                          roundtrip_inputs(HIDDEN_SHAPES[1], 32, adam_hp(lr=0.03, eps=1e-6))),
-          checks=_roundtrip_checks("Adam", ("aliased", "lr", "fresh", "step")))
+          checks=_roundtrip_checks("Adam", ("aliased", "aliased_arrays", "lr", "fresh", "step")))
 def state_dict_adam(lab, **inputs):
     """Adam: state_dict() at step 16, load_state_dict() into a new optimizer, continue identically."""
     return run_roundtrip(lab, "Adam", inputs)
