@@ -1,0 +1,236 @@
+"""Lab 3's grader against realistic student bugs: each bug fails exactly its cases, with a message naming it.
+
+Every bug is a patch of the reference (``patched_reference`` with lab="lab3"), graded in-process on
+every case but MNIST training. For each we declare the exact set of cases that must fail and, per
+failing case, substrings of the failure message that point at the bug. Slow tests: a Conv2d
+written with loops is stopped by fit_mnist's time budget with a message that says to vectorise;
+the untouched stubs score 0 with every case naming the missing function.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from grader import paths
+from grader.loading import load_cases
+from grader.runner import LabResult, grade
+
+LAB = load_cases("lab3", paths.tests_dir())
+POINTS = {c.name: c.points for c in LAB.cases}
+MNIST = "mnist_accuracy"
+FAST = [c.name for c in LAB.cases if c.name != MNIST]
+FAST_MAX = 100 - POINTS[MNIST]
+
+# Reference lines the patches replace (each must occur exactly once in its file).
+OUT_SIZE = "return (size + 2 * padding - kernel) // stride + 1"
+NAIVE_SUM = "out[b, k, i, j] = np.sum(patch * weight[k])"
+NAIVE_BIAS = "            if bias is not None:\n                out[b, k] += bias[k]\n"
+IM2COL_PAD = ("    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))\n"
+              "    cols = np.empty(")
+IM2COL_ALLOC = "cols = np.empty((n, c, kh, kw, ho, wo), dtype=x.dtype)"
+IM2COL_COPY = "cols[:, :, u, v] = xp["
+COL2IM_ADD = "xp[:, :, u:u + stride * (ho - 1) + 1:stride, v:v + stride * (wo - 1) + 1:stride] += cols[:, :, u, v]"
+FWD_MATMUL = "out = np.matmul(self.weight.data.reshape(self.out_channels, -1), cols)"
+FWD_BIAS = "out += self.bias.data[:, None]"
+FWD_RETURN = "return out.reshape(n, self.out_channels, ho, wo)"
+BWD_DW = "self.weight.grad += np.tensordot(g, self._cols, axes=([0, 2], [0, 2])).reshape(self.weight.data.shape)"
+BWD_DB = "self.bias.grad += g.sum(axis=(0, 2))"
+POOL_ADD = "+= grad_windows[u * k + v]"
+MAX_BWD = "grad_windows = np.where(self._argmax == positions, grad_output, 0.0)"
+AVG_FWD = "return _windows(x, self.kernel_size, self.stride).mean(axis=0)"
+AVG_BWD = "grad_windows = np.broadcast_to(grad_output / k2, (k2,) + grad_output.shape)"
+
+ONE_SIDE = "padding on one side only"
+UVC = "ordering a patch's entries (u, v, c)"
+OVERWRITE = "col2im overwriting (=) where it must accumulate (+=)"
+LAYOUT = "reading the weight as (in_channels, out_channels, kh, kw)"
+FWD_ELSEWHERE = "your FORWARD computes something else"
+STRIDE = "the stride ignored in backward"
+MAX_OVERWRITE = "overwriting (=) where overlapping windows must add (+=)"
+RAISED = "your code raised an error"
+EVERY_ENTRY = "to every entry of the window instead of only to its maximum"
+FWD_CASES = ("conv_forward", "conv_forward_strided", "conv_forward_batch_of_one")
+
+
+def bug(bug_id: str, patches: dict[str, list[tuple[str, str]]], fails: dict[str, list[str]]):
+    """One bug: its patches, and {case expected to fail: substrings its message must contain}."""
+    return pytest.param(patches, fails, id=bug_id)
+
+
+BUGS = [
+    bug("padding-one-side", {"conv.py": [(IM2COL_PAD, "    xp = np.zeros((n, c, h + 2 * padding, w + 2 * padding))\n"
+                                                      "    xp[:, :, :h, :w] = x\n    cols = np.empty(")]}, {
+        "im2col": ["im2col(x, kernel_size, stride, padding)", ONE_SIDE],
+        **{case: ["Conv2d.forward: output y", ONE_SIDE, "xp[:, :, P:P+H, P:P+W] = x"] for case in FWD_CASES},
+        "conv_backward_input": ["Conv2d.backward: dL/dx", FWD_ELSEWHERE],
+        "conv_backward_weight": ["Conv2d.backward: weight.grad"],
+        "conv_gradients_accumulate": ["Conv2d(..., bias=False).forward"],
+    }),
+    bug("im2col-patch-order-uvc", {"conv.py": [
+        (IM2COL_ALLOC, "cols = np.empty((n, kh, kw, c, ho, wo), dtype=x.dtype)"),
+        (IM2COL_COPY, "cols[:, u, v] = xp["),
+    ]}, {
+        "im2col": [UVC, "channel first"],
+        **{case: [UVC] for case in FWD_CASES},
+        "conv_backward_input": [FWD_ELSEWHERE],
+        "conv_backward_input_nonoverlapping": [FWD_ELSEWHERE],
+        "conv_backward_weight": ["Conv2d.backward: weight.grad"],
+        "conv_gradients_accumulate": ["weight.grad after two backward passes"],
+    }),
+    bug("output-reshape-order", {"conv.py": [
+        (FWD_MATMUL, "out = np.matmul(cols.transpose(0, 2, 1), self.weight.data.reshape(self.out_channels, -1).T)"),
+        (FWD_BIAS, "out += self.bias.data"),
+    ]}, {
+        **{case: ["a wrong reshape order after im2col: an (N, Ho*Wo, F) product reshaped straight"]
+           for case in FWD_CASES},
+        "conv_backward_input": [FWD_ELSEWHERE],
+        "conv_backward_input_nonoverlapping": [FWD_ELSEWHERE],
+        "conv_backward_weight": [FWD_ELSEWHERE],
+        "conv_backward_bias": [FWD_ELSEWHERE],
+        "conv_gradients_accumulate": ["a wrong reshape order"],
+    }),
+    bug("col2im-overwrites", {"conv.py": [(COL2IM_ADD, COL2IM_ADD.replace("+=", "="))]}, {
+        "col2im": ["col2im(cols, x_shape, kernel_size, stride, padding)", OVERWRITE],
+        "conv_backward_input": ["Conv2d.backward: dL/dx", OVERWRITE, "overlapping patches"],
+    }),
+    bug("col2im-ignores-stride", {"conv.py": [
+        (COL2IM_ADD, "xp[:, :, u:u + ho, v:v + wo] += cols[:, :, u, v]")]}, {
+        "conv_backward_input": [STRIDE],
+        "conv_backward_input_nonoverlapping": [STRIDE],
+    }),
+    bug("weight-layout-in-out", {"conv.py": [
+        (FWD_MATMUL, "out = np.matmul(self.weight.data.transpose(1, 0, 2, 3).reshape(self.out_channels, -1), cols)"),
+    ]}, {
+        **{case: [LAYOUT, "(out_channels, in_channels, kh, kw)"] for case in FWD_CASES},
+        "conv_backward_input": [FWD_ELSEWHERE],
+        "conv_backward_input_nonoverlapping": [FWD_ELSEWHERE],
+        "conv_backward_weight": [FWD_ELSEWHERE],
+        "conv_gradients_accumulate": [LAYOUT],
+    }),
+    bug("bias-grad-wrong-axes", {"conv.py": [(BWD_DB, "self.bias.grad += g.sum(axis=(1, 2))")]}, {
+        "conv_backward_bias": ["Conv2d.backward: bias.grad", "summing over the wrong axes", "axes (0, 2, 3)"],
+        # N != F there: the (N,) sum does not fit into bias.grad, and the engine says why
+        **{case: [RAISED, "self.bias.grad += g.sum(axis=(1, 2))", "a sum or mean over the wrong axis"]
+           for case in ("conv_backward_input", "conv_backward_weight", "conv_gradients_accumulate")},
+    }),
+    bug("bias-grad-averaged", {"conv.py": [(BWD_DB, "self.bias.grad += g.mean(axis=0).sum(axis=1)")]}, {
+        "conv_backward_bias": ["averaging over the batch (mean) instead of summing"],
+        "conv_gradients_accumulate": ["bias.grad after two backward passes"],
+    }),
+    bug("weight-grad-averaged", {"conv.py": [(BWD_DW, BWD_DW + " / n")]}, {
+        "conv_backward_weight": ["averaging over the batch (the 1/N belongs to the loss"],
+        "conv_gradients_accumulate": ["weight.grad after two backward passes"],
+    }),
+    bug("weight-grad-overwritten", {"conv.py": [(BWD_DW, BWD_DW.replace("+=", "=", 1))]}, {
+        "conv_gradients_accumulate": ["overwriting the gradient (grad = ...) instead of accumulating",
+                                      "backward adds into .grad"],
+    }),
+    bug("maxpool-grad-to-every-entry", {"pooling.py": [
+        (MAX_BWD, "grad_windows = np.broadcast_to(grad_output, (self.kernel_size ** 2,) + grad_output.shape)")]}, {
+        "maxpool_backward": ["MaxPool2d.backward: dL/dx", EVERY_ENTRY],
+        "maxpool_overlapping": [EVERY_ENTRY],
+    }),
+    bug("pool-windows-overwrite", {"pooling.py": [(POOL_ADD, POOL_ADD.replace("+=", "="))]}, {
+        "maxpool_overlapping": ["MaxPool2d(3, stride=2).backward", MAX_OVERWRITE],
+        "avgpool_backward": ["AvgPool2d.backward", "overwriting (=) where overlapping windows must add (+=): an "
+                             "entry that belongs to two windows"],
+    }),
+    bug("avgpool-missing-1-over-k2", {"pooling.py": [(AVG_BWD, "grad_windows = np.broadcast_to(grad_output, "
+                                                               "(k2,) + grad_output.shape)")]}, {
+        "avgpool_backward": ["AvgPool2d.backward", "leaving out the 1/(k*k) of the mean"],
+    }),
+    bug("avgpool-sum-not-mean", {"pooling.py": [(AVG_FWD, AVG_FWD.replace(".mean(", ".sum("))]}, {
+        "avgpool_forward": ["the window's sum instead of its mean"],
+        # backward is right for a mean; the numerical gradient of the sum is k*k times larger
+        "avgpool_backward": [FWD_ELSEWHERE],
+    }),
+    bug("naive-flips-kernel", {"conv.py": [(NAIVE_SUM, NAIVE_SUM.replace("weight[k]", "weight[k, :, ::-1, ::-1]"))]}, {
+        "conv2d_naive": ["conv2d_naive(x, weight, bias, stride, padding)", "flipping the kernel (a true convolution)"],
+    }),
+    bug("naive-without-bias", {"conv.py": [(NAIVE_BIAS, "")]}, {
+        "conv2d_naive": ["leaving out the bias"],
+    }),
+    bug("output-size-ceil", {"conv.py": [(OUT_SIZE, "return -(-(size + 2 * padding - kernel) // stride) + 1")]}, {
+        "conv_output_size": ["rounding up (ceil) instead of down"],
+        # the other cases see the wrong size as an error inside the student's own code
+        # (only where the stride does not divide H + 2P - k does ceil differ from floor)
+        "conv_forward_strided": [RAISED], "conv_backward_input": [RAISED], "maxpool_forward": [RAISED],
+        "avgpool_backward": [RAISED],
+    }),
+]
+
+
+def outputs(result: LabResult) -> dict[str, str]:
+    return {c.name: c.output for c in result.cases}
+
+
+def failed(result: LabResult) -> set[str]:
+    return {c.name for c in result.cases if not c.passed}
+
+
+def test_lab3_points() -> None:
+    assert LAB.max_score == 100 and POINTS[MNIST] == 12
+
+
+def test_unpatched_reference_passes_every_fast_case(patched_reference) -> None:
+    """The control: a copy of the reference with no patch scores full marks."""
+    result = grade(LAB, patched_reference("reference", {}, lab="lab3"), isolated=False, only=FAST)
+    assert failed(result) == set(), outputs(result)
+    assert result.score == result.max_score == FAST_MAX
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize(("patches", "fails"), BUGS)
+def test_bug_fails_exactly_its_cases_with_a_message_naming_it(patched_reference, request, patches, fails) -> None:
+    root = patched_reference(request.node.callspec.id, patches, lab="lab3")
+    result = grade(LAB, root, isolated=False, only=FAST)
+    out = outputs(result)
+    assert len(result.cases) == len(FAST)
+    assert failed(result) == set(fails), "\n\n".join(
+        f"[{name}]\n{out[name]}" for name in sorted(failed(result) ^ set(fails)))
+    for case, needles in fails.items():
+        assert needles, f"{case}: declare at least one substring"
+        for needle in needles:
+            assert needle in out[case], f"{case}: {needle!r} not in the message:\n{out[case]}"
+    assert result.score == FAST_MAX - sum(POINTS[c] for c in fails)
+
+
+def test_at_least_twelve_distinct_bugs() -> None:
+    ids = [p.id for p in BUGS]
+    assert len(ids) == len(set(ids)) >= 12
+
+
+@pytest.mark.slow
+def test_loop_convolution_is_stopped_by_the_time_budget_with_a_message_to_vectorise(patched_reference) -> None:
+    """A correct Conv2d.forward written with loops (conv2d_naive) fails MNIST fast and says why."""
+    root = patched_reference("loops", {"conv.py": [(FWD_RETURN, (
+        "return conv2d_naive(x, self.weight.data, None if self.bias is None else self.bias.data, "
+        "self.stride, self.padding)"))]}, lab="lab3")
+    result = grade(LAB, root, isolated=False, only=[MNIST, "conv_forward"])
+    out = outputs(result)
+    assert failed(result) == {MNIST}, out  # the loops are correct: forward still earns its points
+    message = out[MNIST]
+    for needle in (RAISED, "TrainingTooSlow: fit_mnist stopped: one training step", "the budget is 60 s",
+                   "Vectorise your layers", "forward time per layer on that batch: Conv2d"):
+        assert needle in message, message
+    assert result.cases[0].seconds < 120, "the budget check must stop training within its first steps"
+
+
+STUB_FUNCTION = {  # the first unimplemented function each case reaches
+    "conv_output_size": "conv_output_size", "im2col": "im2col", "col2im": "col2im",
+    "conv2d_naive": "conv2d_naive", "maxpool_forward": "MaxPool2d.forward", "maxpool_backward": "MaxPool2d.forward",
+    "maxpool_overlapping": "MaxPool2d.forward", "avgpool_forward": "AvgPool2d.forward",
+    "avgpool_backward": "AvgPool2d.forward", "flatten": "Flatten.forward", MNIST: "build_cnn",
+}
+
+
+@pytest.mark.slow
+def test_untouched_stubs_score_zero_and_every_case_names_the_missing_function() -> None:
+    result = grade(LAB, paths.labs_dir(), isolated=False)  # every case, MNIST included
+    assert [c.name for c in result.cases] == [c.name for c in LAB.cases]
+    assert result.score == 0 and result.max_score == 100
+    for case in result.cases:
+        function = STUB_FUNCTION.get(case.name, "Conv2d.forward")
+        assert not case.passed
+        assert RAISED in case.output, case.output
+        assert f"NotImplementedError: {function}: not implemented yet" in case.output, case.output

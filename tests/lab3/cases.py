@@ -1,0 +1,635 @@
+"""Lab 3 cases: convolution (naive and im2col), pooling, Flatten, and a CNN on MNIST.
+
+Each case's run function is the only code that touches the implementation (``lab`` is the
+imported lab package); what it returns is judged by the grader against the reference
+(``Close``), against a numerical gradient of the same implementation (``GradCheck``), or against
+held-out labels (``Accuracy``). See labs/lab3/README.md for the table of cases and points.
+
+Conventions that the inputs follow:
+  * float64 everywhere; random upstream gradients (never all ones);
+  * C_in != C_out, H != W and rectangular kernels wherever the point is not something else, so a
+    swapped axis is a shape error or a visible value error;
+  * hidden variants change the configuration (batch of one, stride, padding, kernel shape), not
+    only the random values;
+  * max-pooling inputs have no ties: every value of an input differs from every other by >= 0.04,
+    far more than the numerical gradient's step (1e-6).
+
+The ``Mistake`` predictions below are computed here with NumPy (sliding windows + einsum), not
+with the reference, so they also hold when the reference changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from grader import mnist
+from grader.case import Accuracy, Arrays, Close, GradCheck, Lab, Mistake
+from grader.casekit import ConventionError, param_loss
+from grader.gradcheck import directional_loss, numerical_gradient
+
+LAB = Lab("lab3", "Lab 3: convolution and pooling, naive and fast, and a CNN on MNIST")
+
+# The MNIST threshold: the reference's worst held-out accuracy over seeds 0-4, measured by
+# `python scripts/measure_accuracy.py --lab lab3` (quoted in the handout), minus a margin for
+# other reasonable architectures and hyperparameters; still clearly above Lab 1's MLP (0.9453).
+ACCURACY_THRESHOLD = 0.96
+REFERENCE_ACCURACY = ("the reference CNN (conv 8 -> pool -> conv 16 -> pool -> linear, 8 epochs of SGD, lr 0.1, "
+                      "batch 32) reaches 0.9704 on average over seeds 0-4 (worst 0.9695); Lab 1's MLP: 0.9453")
+
+Maker = Callable[[np.random.Generator], Arrays]
+
+# ----------------------------------------------------------------------------- NumPy helpers (for predictions)
+
+
+def out_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _windows(x: np.ndarray, kh: int, kw: int, stride: int, pads: tuple[int, int, int, int]) -> np.ndarray:
+    """(N, C, H, W) -> (N, C, Ho, Wo, kh, kw), x zero-padded by (top, bottom, left, right) = pads."""
+    xp = np.pad(x, ((0, 0), (0, 0), pads[:2], pads[2:]))
+    return sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]
+
+
+def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int,
+          pads: tuple[int, int, int, int]) -> np.ndarray:
+    y = np.einsum("nchwuv,fcuv->nfhw", _windows(x, w.shape[2], w.shape[3], stride, pads), w)
+    return y if b is None else y + b[:, None, None]
+
+
+def _pads(i: Arrays) -> tuple[int, int, int, int]:
+    p = int(i["padding"])
+    return (p, p, p, p)
+
+
+def _scatter(contrib: np.ndarray, x_shape: tuple[int, ...], stride: int, padding: int,
+             mode: str = "add", step: int | None = None) -> np.ndarray:
+    """col2im on contributions (N, C, kh, kw, Ho, Wo); ``mode`` names correct and mistaken variants.
+
+    "add": the adjoint of im2col (correct). "set_offsets": ``=`` instead of ``+=`` in a loop over
+    kernel offsets. "set_patches": ``=`` in a loop over patches. ``step`` other than the stride:
+    the stride forgotten in the slices.
+    """
+    n, c, h, w = x_shape
+    kh, kw, ho, wo = contrib.shape[2:]
+    step = stride if step is None else step
+    xp = np.zeros((n, c, h + 2 * padding, w + 2 * padding))
+    if mode == "set_patches":
+        for i in range(ho):
+            for j in range(wo):
+                xp[:, :, stride * i:stride * i + kh, stride * j:stride * j + kw] = contrib[:, :, :, :, i, j]
+    else:
+        for u in range(kh):
+            for v in range(kw):
+                region = (slice(None), slice(None), slice(u, u + step * (ho - 1) + 1, step),
+                          slice(v, v + step * (wo - 1) + 1, step))
+                if mode == "add":
+                    xp[region] += contrib[:, :, u, v]
+                else:
+                    xp[region] = contrib[:, :, u, v]
+    return xp[:, :, padding:padding + h, padding:padding + w]
+
+
+def _conv_dx(i: Arrays, mode: str = "add", step: int | None = None) -> np.ndarray:
+    contrib = np.einsum("fcuv,nfhw->ncuvhw", i["weight"], i["dout"])
+    return _scatter(contrib, i["x"].shape, int(i["stride"]), int(i["padding"]), mode, step)
+
+
+def _pool_windows(x: np.ndarray, k: int, stride: int) -> np.ndarray:
+    return _windows(x, k, k, stride, (0, 0, 0, 0))
+
+
+def _max_mask(x: np.ndarray, k: int, stride: int) -> np.ndarray:
+    """1 at each window's maximum: (N, C, Ho, Wo, k, k) (inputs are tie-free)."""
+    win = _pool_windows(x, k, stride)
+    return (win == win.max(axis=(-2, -1), keepdims=True)).astype(np.float64)
+
+
+def _pool_scatter(i: Arrays, per_window: np.ndarray, mode: str = "add") -> np.ndarray:
+    """Scatters (N, C, Ho, Wo, k, k) window gradients back onto x's shape."""
+    return _scatter(per_window.transpose(0, 1, 4, 5, 2, 3), i["x"].shape, int(i["stride"]), 0, mode)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def conv_inputs(n: int, c: int, h: int, w: int, f: int, kernel: tuple[int, int], stride: int,
+                padding: int) -> Maker:
+    """x (N, C, H, W), weight (F, C, kh, kw), bias (F,), a random upstream dout (N, F, Ho, Wo)."""
+    kh, kw = kernel
+    ho, wo = out_size(h, kh, stride, padding), out_size(w, kw, stride, padding)
+
+    def make(rng: np.random.Generator) -> Arrays:
+        return {"x": rng.standard_normal((n, c, h, w)),
+                "weight": rng.standard_normal((f, c, kh, kw)) / np.sqrt(c * kh * kw),
+                "bias": rng.standard_normal(f), "dout": rng.standard_normal((n, f, ho, wo)),
+                "stride": np.array(stride), "padding": np.array(padding)}
+    return make
+
+
+def pool_inputs(n: int, c: int, h: int, w: int, k: int, stride: int) -> Maker:
+    """Tie-free x: a random permutation of values 0.05 apart (plus jitter < 0.01), and dout."""
+    ho, wo = out_size(h, k, stride, 0), out_size(w, k, stride, 0)
+
+    def make(rng: np.random.Generator) -> Arrays:
+        size = n * c * h * w
+        values = (rng.permutation(size) - size / 2) * 0.05 + rng.uniform(0.0, 0.01, size)
+        return {"x": values.reshape(n, c, h, w), "dout": rng.standard_normal((n, c, ho, wo)),
+                "kernel": np.array(k), "stride": np.array(stride)}
+    return make
+
+
+def col2im_inputs(n: int, c: int, h: int, w: int, kernel: tuple[int, int], stride: int, padding: int) -> Maker:
+    kh, kw = kernel
+    ho, wo = out_size(h, kh, stride, padding), out_size(w, kw, stride, padding)
+
+    def make(rng: np.random.Generator) -> Arrays:
+        return {"x": rng.standard_normal((n, c, h, w)), "cols": rng.standard_normal((n, c * kh * kw, ho * wo)),
+                "kernel": np.array(kernel), "stride": np.array(stride), "padding": np.array(padding)}
+    return make
+
+
+# ----------------------------------------------------------------------------- building layers
+
+
+def _kernel_arg(kh: int, kw: int) -> int | tuple[int, int]:
+    """Square kernels are passed as an int, rectangular ones as a pair: both forms are graded."""
+    return kh if kh == kw else (kh, kw)
+
+
+def make_conv(lab: ModuleType, weight: np.ndarray, bias: np.ndarray | None, stride: Any, padding: Any) -> Any:
+    """A Conv2d of the implementation with the given parameters (bias None: bias=False)."""
+    f, c, kh, kw = weight.shape
+    conv = lab.Conv2d(c, f, _kernel_arg(kh, kw), stride=int(stride), padding=int(padding), bias=bias is not None,
+                      rng=np.random.default_rng(0))
+    for name, value in (("weight", weight), ("bias", bias)):
+        if value is None:
+            continue
+        param = getattr(conv, name, None)
+        if param is None or not hasattr(param, "data"):
+            raise ConventionError(f"Conv2d has no Parameter attribute '{name}' (the provided __init__ "
+                                  "creates self.weight and self.bias)")
+        if param.data.shape != value.shape:
+            raise ConventionError(
+                f"Conv2d({c}, {f}, {(kh, kw)}).{name} has shape {param.data.shape}; the convention is "
+                + ("(out_channels, in_channels, kh, kw) = " if name == "weight" else "(out_channels,) = ")
+                + f"{value.shape}, as in PyTorch")
+        param.data[...] = value
+    return conv
+
+
+def _pool(lab: ModuleType, cls: str, kernel: Any, stride: Any) -> Any:
+    return getattr(lab, cls)(int(kernel), int(stride))
+
+
+# ----------------------------------------------------------------------------- known mistakes
+
+
+def _conv_mistakes(with_layout: bool = True, output: str = "y", with_bias: bool = True) -> tuple[Mistake, ...]:
+    """Forward mistakes, predicted from the inputs (x, weight, bias, stride, padding) for the checked
+    ``output`` (computed with the bias, or without it for Conv2d(..., bias=False))."""
+    def bias(i: Arrays) -> np.ndarray | None:
+        return i["bias"] if with_bias else None
+
+    def shifted_pads(where: str) -> Callable[[Arrays, Arrays], np.ndarray]:
+        def predict(i: Arrays, e: Arrays) -> np.ndarray:
+            p = 2 * int(i["padding"])
+            pads = (0, p, 0, p) if where == "after" else (p, 0, p, 0)
+            return _conv(i["x"], i["weight"], bias(i), int(i["stride"]), pads)
+        return predict
+
+    mistakes = [
+        Mistake("leaving out the bias", lambda i, e: _conv(i["x"], i["weight"], None, int(i["stride"]), _pads(i))),
+        Mistake("flipping the kernel (a true convolution): PyTorch's Conv2d, and this lab, compute a "
+                "cross-correlation, sum x[S*i + u, S*j + v] * w[u, v], without flipping",
+                lambda i, e: _conv(i["x"], i["weight"][:, :, ::-1, ::-1], bias(i), int(i["stride"]), _pads(i))),
+        Mistake("padding on one side only: x copied into the top-left corner of the padded array "
+                "(2P zeros after it, none before); the P zeros go on every side: xp[:, :, P:P+H, P:P+W] = x",
+                shifted_pads("after")),
+        Mistake("padding on one side only (2P zeros before x, none after); the P zeros go on every side",
+                shifted_pads("before")),
+        Mistake("a wrong reshape order after im2col: the (F, N*Ho*Wo) product reshaped straight to "
+                "(N, F, Ho, Wo); reshape to (F, N, Ho, Wo) first, then transpose the axes",
+                lambda i, e: e[output].transpose(1, 0, 2, 3).reshape(e[output].shape)),
+        Mistake("a wrong reshape order after im2col: an (N, Ho*Wo, F) product reshaped straight to "
+                "(N, F, Ho, Wo); transpose to (N, F, Ho*Wo) before reshaping",
+                lambda i, e: e[output].transpose(0, 2, 3, 1).reshape(e[output].shape)),
+        Mistake("im2col ordering a patch's entries (u, v, c) while weight.reshape(F, -1) is ordered (c, u, v): "
+                "the column layout must be channel first, as torch.nn.functional.unfold",
+                lambda i, e: _conv(i["x"], i["weight"].reshape(i["weight"].shape[0], i["weight"].shape[2],
+                                                               i["weight"].shape[3], -1).transpose(0, 3, 1, 2),
+                                   bias(i), int(i["stride"]), _pads(i))),
+    ]
+    if with_layout:
+        mistakes.append(Mistake(
+            "reading the weight as (in_channels, out_channels, kh, kw) (e.g. weight.transpose(1, 0, 2, 3) "
+            "before the reshape): the layout is PyTorch's (out_channels, in_channels, kh, kw)",
+            lambda i, e: _conv(i["x"], i["weight"].transpose(1, 0, 2, 3).reshape(i["weight"].shape), bias(i),
+                               int(i["stride"]), _pads(i))))
+    return tuple(mistakes)
+
+
+CONV_FORWARD_MISTAKES = _conv_mistakes()
+OVERWRITE_OFFSETS = "col2im overwriting (=) where it must accumulate (+=): with stride < kernel, patches overlap " \
+                    "and an input pixel receives the sum of the gradients of every patch that contains it"
+STRIDE_IGNORED = "the stride ignored in backward (col2im slices with step 1 instead of step S)"
+DX_MISTAKES = (
+    Mistake(OVERWRITE_OFFSETS, lambda i, e: _conv_dx(i, "set_offsets")),
+    Mistake(OVERWRITE_OFFSETS, lambda i, e: _conv_dx(i, "set_patches")),
+    Mistake(STRIDE_IGNORED, lambda i, e: _conv_dx(i, step=1)),
+    Mistake("the kernel flipped in backward (or not flipped in forward): dx must use the same cross-correlation "
+            "weights as forward", lambda i, e: _scatter(
+                np.einsum("fcuv,nfhw->ncuvhw", i["weight"][:, :, ::-1, ::-1], i["dout"]), i["x"].shape,
+                int(i["stride"]), int(i["padding"]))),
+)
+
+# ----------------------------------------------------------------------------- output size, im2col, col2im
+
+SIZE_GRIDS = {  # rows of (size, kernel, stride, padding)
+    "public": [(5, 3, 1, 0), (5, 3, 1, 1), (7, 3, 2, 1), (8, 3, 2, 1), (9, 2, 3, 2), (28, 5, 1, 2), (6, 6, 1, 0),
+               (10, 3, 3, 0), (11, 4, 2, 1)],
+    "v0": [(4, 2, 1, 0), (6, 3, 2, 0), (7, 2, 2, 2), (13, 5, 3, 1), (28, 3, 2, 1), (9, 4, 4, 0)],
+    "v1": [(3, 3, 1, 1), (12, 5, 2, 2), (8, 2, 3, 1), (15, 4, 3, 0), (20, 7, 5, 3)],
+}
+
+
+def size_inputs(grid: str) -> Maker:
+    return lambda rng: {"grid": np.array(SIZE_GRIDS[grid], dtype=np.int64)}
+
+
+@LAB.case(points=2, inputs=size_inputs("public"), hidden_inputs=(size_inputs("v0"), size_inputs("v1")), checks=[
+    Close("sizes", "conv_output_size on a grid of (size, kernel, stride, padding)", exact=True, mistakes=(
+        Mistake("rounding up (ceil) instead of down: a window that does not fit is dropped, as in PyTorch",
+                lambda i, e: np.array([-(-(s + 2 * p - k) // st) + 1 for s, k, st, p in i["grid"]])),
+        Mistake("adding the padding once (size + P) instead of on both sides (size + 2P)",
+                lambda i, e: np.array([(s + p - k) // st + 1 for s, k, st, p in i["grid"]])),
+        Mistake("forgetting the + 1", lambda i, e: e["sizes"] - 1),
+    )),
+])
+def conv_output_size(lab, grid):
+    """conv_output_size(size, kernel, stride, padding) = floor((size + 2P - kernel) / S) + 1."""
+    return {"sizes": np.array([lab.conv_output_size(int(s), int(k), int(st), int(p)) for s, k, st, p in grid],
+                              dtype=np.int64)}
+
+
+def im2col_inputs(n: int, c: int, h: int, w: int, kernel: tuple[int, int], stride: int, padding: int) -> Maker:
+    def make(rng: np.random.Generator) -> Arrays:
+        return {"x": rng.standard_normal((n, c, h, w)), "kernel": np.array(kernel), "stride": np.array(stride),
+                "padding": np.array(padding)}
+    return make
+
+
+def _unfold(x: np.ndarray, kh: int, kw: int, stride: int, pads: tuple[int, int, int, int],
+            order: str = "cuv") -> np.ndarray:
+    win = _windows(x, kh, kw, stride, pads)  # (N, C, Ho, Wo, kh, kw)
+    n, c, ho, wo = win.shape[:4]
+    axes = (0, 1, 4, 5, 2, 3) if order == "cuv" else (0, 4, 5, 1, 2, 3)
+    return win.transpose(axes).reshape(n, c * kh * kw, ho * wo)
+
+
+def _im2col_predict(order: str = "cuv", where: str = "both") -> Callable[[Arrays, Arrays], np.ndarray]:
+    def predict(i: Arrays, e: Arrays) -> np.ndarray:
+        p = int(i["padding"])
+        pads = {"both": (p, p, p, p), "after": (0, 2 * p, 0, 2 * p)}[where]
+        kh, kw = (int(k) for k in i["kernel"])
+        return _unfold(i["x"], kh, kw, int(i["stride"]), pads, order)
+    return predict
+
+
+@LAB.case(points=6, inputs=im2col_inputs(2, 3, 4, 5, (3, 2), 1, 1),
+          hidden_inputs=(im2col_inputs(1, 2, 6, 5, (3, 3), 2, 0), im2col_inputs(2, 1, 7, 6, (2, 3), 3, 2)), checks=[
+    Close("cols", "im2col(x, kernel_size, stride, padding): the columns (N, C*kh*kw, Ho*Wo)", mistakes=(
+        Mistake("ordering a patch's entries (u, v, c) instead of (c, u, v): the layout is channel first, "
+                "cols[n, (c*kh + u)*kw + v, i*Wo + j], as torch.nn.functional.unfold", _im2col_predict("uvc")),
+        Mistake("padding on one side only (x in the top-left corner of the padded array)",
+                _im2col_predict(where="after")),
+        Mistake("patches ordered column by column (j, then i) instead of row by row (i*Wo + j)",
+                lambda i, e: e["cols"].reshape(e["cols"].shape[:2] + (
+                    out_size(i["x"].shape[2], int(i["kernel"][0]), int(i["stride"]), int(i["padding"])), -1)
+                ).transpose(0, 1, 3, 2).reshape(e["cols"].shape)),
+    )),
+])
+def im2col(lab, x, kernel, stride, padding):
+    """im2col on a non-square input with a rectangular kernel, in torch.nn.functional.unfold's layout."""
+    return {"cols": lab.im2col(x, (int(kernel[0]), int(kernel[1])), int(stride), int(padding))}
+
+
+def _col2im_predict(mode: str, step: int | None = None) -> Callable[[Arrays, Arrays], np.ndarray]:
+    def predict(i: Arrays, e: Arrays) -> np.ndarray:
+        kh, kw = (int(k) for k in i["kernel"])
+        n, c, h, w = i["x"].shape
+        s, p = int(i["stride"]), int(i["padding"])
+        contrib = i["cols"].reshape(n, c, kh, kw, out_size(h, kh, s, p), out_size(w, kw, s, p))
+        return _scatter(contrib, i["x"].shape, s, p, mode, step)
+    return predict
+
+
+@LAB.case(points=6, inputs=col2im_inputs(2, 3, 5, 6, (3, 3), 1, 1),
+          hidden_inputs=(col2im_inputs(1, 2, 7, 6, (3, 2), 2, 1), col2im_inputs(2, 2, 6, 8, (2, 3), 2, 0)), checks=[
+    Close("dx", "col2im(cols, x_shape, kernel_size, stride, padding): (N, C, H, W) with overlapping patches",
+          mistakes=(Mistake(OVERWRITE_OFFSETS, _col2im_predict("set_offsets")),
+                    Mistake(OVERWRITE_OFFSETS, _col2im_predict("set_patches")),
+                    Mistake(STRIDE_IGNORED, _col2im_predict("add", step=1)))),
+])
+def col2im(lab, x, cols, kernel, stride, padding):
+    """col2im adds every column entry back where im2col took it from (the adjoint of im2col)."""
+    return {"dx": lab.col2im(cols, x.shape, (int(kernel[0]), int(kernel[1])), int(stride), int(padding))}
+
+
+# ----------------------------------------------------------------------------- Conv2d forward
+
+FORWARD_CHECKS = [Close("y", "Conv2d.forward: output y (N, F, Ho, Wo)", mistakes=CONV_FORWARD_MISTAKES)]
+
+
+@LAB.case(points=6, inputs=conv_inputs(2, 3, 5, 7, 4, (3, 3), 1, 1),
+          hidden_inputs=(conv_inputs(3, 2, 6, 5, 3, (2, 2), 1, 0), conv_inputs(2, 4, 7, 6, 2, (3, 3), 1, 2)),
+          checks=FORWARD_CHECKS)
+def conv_forward(lab, x, weight, bias, stride, padding):
+    """Conv2d.forward, stride 1 with padding: C_in=3 != C_out=4, H=5 != W=7."""
+    return {"y": make_conv(lab, weight, bias, stride, padding)(x)}
+
+
+@LAB.case(points=6, inputs=conv_inputs(2, 3, 8, 9, 4, (3, 2), 2, 1),
+          hidden_inputs=(conv_inputs(2, 2, 10, 7, 3, (3, 3), 3, 2), conv_inputs(2, 3, 9, 11, 2, (2, 4), 3, 0)),
+          checks=FORWARD_CHECKS)
+def conv_forward_strided(lab, x, weight, bias, stride, padding):
+    """Conv2d.forward with stride 2 and a 3x2 kernel, where the stride does not divide H + 2P - kh (floor)."""
+    return {"y": make_conv(lab, weight, bias, stride, padding)(x)}
+
+
+@LAB.case(points=3, inputs=conv_inputs(1, 2, 6, 9, 3, (2, 3), 2, 1),
+          hidden_inputs=(conv_inputs(1, 1, 7, 7, 2, (3, 3), 1, 1), conv_inputs(1, 3, 5, 8, 1, (3, 2), 3, 2)),
+          checks=FORWARD_CHECKS)
+def conv_forward_batch_of_one(lab, x, weight, bias, stride, padding):
+    """Conv2d.forward with N=1: nothing may squeeze the batch axis away."""
+    return {"y": make_conv(lab, weight, bias, stride, padding)(x)}
+
+
+@LAB.case(points=6, inputs=conv_inputs(2, 2, 5, 6, 3, (3, 3), 1, 1),
+          hidden_inputs=(conv_inputs(1, 3, 7, 5, 2, (3, 2), 2, 2), conv_inputs(2, 1, 6, 6, 2, (2, 2), 3, 0)), checks=[
+    Close("y", "conv2d_naive(x, weight, bias, stride, padding): equals Conv2d.forward",
+          mistakes=_conv_mistakes(with_layout=False)),
+])
+def conv2d_naive(lab, x, weight, bias, stride, padding):
+    """conv2d_naive (the definition, with loops) gives Conv2d.forward's output."""
+    return {"y": lab.conv2d_naive(x, weight, bias, int(stride), int(padding))}
+
+
+# ----------------------------------------------------------------------------- Conv2d backward
+
+
+def _conv_backward(lab: ModuleType, x, weight, bias, dout, stride, padding) -> Any:
+    conv = make_conv(lab, weight, bias, stride, padding)
+    conv(x)
+    return conv, conv.backward(dout)
+
+
+@LAB.case(points=8, inputs=conv_inputs(2, 2, 7, 6, 3, (3, 3), 2, 1),
+          hidden_inputs=(conv_inputs(1, 3, 6, 7, 2, (3, 2), 1, 2), conv_inputs(2, 2, 8, 5, 3, (2, 3), 1, 0)), checks=[
+    GradCheck("dx", "dx_numeric", "Conv2d.backward: dL/dx (its return value), overlapping patches"),
+    Close("dx", "Conv2d.backward: dL/dx (its return value), overlapping patches", mistakes=DX_MISTAKES),
+])
+def conv_backward_input(lab, x, weight, bias, dout, stride, padding):
+    """Conv2d.backward returns dL/dx = col2im(W^T G) where patches overlap (stride < kernel)."""
+    _, dx = _conv_backward(lab, x, weight, bias, dout, stride, padding)
+    numeric = numerical_gradient(directional_loss(make_conv(lab, weight, bias, stride, padding), dout,
+                                                  "Conv2d.forward"), x)
+    return {"dx": dx, "dx_numeric": numeric}
+
+
+@LAB.case(points=5, inputs=conv_inputs(2, 3, 6, 8, 2, (2, 2), 2, 0),
+          hidden_inputs=(conv_inputs(1, 2, 9, 6, 3, (3, 3), 3, 0), conv_inputs(2, 2, 5, 7, 2, (2, 3), 3, 1)), checks=[
+    GradCheck("dx", "dx_numeric", "Conv2d.backward: dL/dx, patches that do not overlap (stride >= kernel)"),
+    Close("dx", "Conv2d.backward: dL/dx, patches that do not overlap (stride >= kernel)", mistakes=DX_MISTAKES),
+])
+def conv_backward_input_nonoverlapping(lab, x, weight, bias, dout, stride, padding):
+    """Conv2d.backward's dL/dx with stride = kernel: every pixel in at most one patch."""
+    _, dx = _conv_backward(lab, x, weight, bias, dout, stride, padding)
+    numeric = numerical_gradient(directional_loss(make_conv(lab, weight, bias, stride, padding), dout,
+                                                  "Conv2d.forward"), x)
+    return {"dx": dx, "dx_numeric": numeric}
+
+
+@LAB.case(points=8, inputs=conv_inputs(2, 3, 5, 6, 4, (3, 2), 2, 1),
+          hidden_inputs=(conv_inputs(1, 2, 6, 6, 3, (3, 3), 1, 1), conv_inputs(3, 2, 7, 5, 2, (2, 2), 2, 0)),
+          factors=lambda i: {"N (the batch size)": float(len(i["x"]))}, checks=[
+    GradCheck("dweight", "dweight_numeric", "Conv2d.backward: weight.grad (F, C, kh, kw)"),
+    Close("dweight", "Conv2d.backward: weight.grad (F, C, kh, kw)", mistakes=(
+        Mistake("averaging over the batch (the 1/N belongs to the loss, not to Conv2d)",
+                lambda i, e: e["dweight"] / len(i["x"])),
+        Mistake("the flipped kernel's gradient (kernel flipped in forward or backward)",
+                lambda i, e: e["dweight"][:, :, ::-1, ::-1]),
+        Mistake("reshaping the (C, F, ...)-ordered gradient straight to (F, C, kh, kw): the weight layout is "
+                "(out_channels, in_channels, kh, kw)",
+                lambda i, e: e["dweight"].transpose(1, 0, 2, 3).reshape(e["dweight"].shape)),
+    )),
+])
+def conv_backward_weight(lab, x, weight, bias, dout, stride, padding):
+    """Conv2d.backward adds dL/dW = sum_n G[n] @ cols[n].T, reshaped to (F, C, kh, kw), into weight.grad."""
+    conv, _ = _conv_backward(lab, x, weight, bias, dout, stride, padding)
+    numeric = numerical_gradient(param_loss(conv, conv.weight, x, dout), weight)
+    return {"dweight": conv.weight.grad.copy(), "dweight_numeric": numeric}
+
+
+@LAB.case(points=4, inputs=conv_inputs(3, 2, 5, 6, 3, (3, 3), 1, 1),
+          hidden_inputs=(conv_inputs(2, 3, 6, 5, 2, (2, 3), 2, 0), conv_inputs(4, 1, 4, 7, 4, (2, 2), 1, 1)),
+          factors=lambda i: {"N (the batch size)": float(len(i["x"]))}, checks=[
+    GradCheck("dbias", "dbias_numeric", "Conv2d.backward: bias.grad (F,)"),
+    Close("dbias", "Conv2d.backward: bias.grad (F,)", mistakes=(
+        Mistake("summing over the wrong axes: the bias gradient sums grad_output over the batch and every "
+                "position, axes (0, 2, 3), keeping the channel axis 1", lambda i, e: i["dout"].sum(axis=(1, 2, 3))),
+        Mistake("averaging over the batch (mean) instead of summing: the 1/N belongs to the loss",
+                lambda i, e: i["dout"].sum(axis=(0, 2, 3)) / len(i["x"])),
+        Mistake("averaging over the positions (mean over Ho, Wo) instead of summing",
+                lambda i, e: i["dout"].mean(axis=(2, 3)).sum(axis=0)),
+    )),
+])
+def conv_backward_bias(lab, x, weight, bias, dout, stride, padding):
+    """Conv2d.backward adds dL/db = grad_output summed over axes (0, 2, 3) into bias.grad (N = F here)."""
+    conv, _ = _conv_backward(lab, x, weight, bias, dout, stride, padding)
+    numeric = numerical_gradient(param_loss(conv, conv.bias, x, dout), bias)
+    return {"dbias": conv.bias.grad.copy(), "dbias_numeric": numeric}
+
+
+@LAB.case(points=3, inputs=conv_inputs(2, 2, 5, 6, 3, (3, 2), 1, 1),
+          hidden_inputs=(conv_inputs(1, 3, 6, 6, 2, (3, 3), 2, 1), conv_inputs(2, 1, 7, 5, 2, (2, 2), 1, 0)), checks=[
+    Close("dweight_twice", "Conv2d: weight.grad after two backward passes", mistakes=(
+        Mistake("overwriting the gradient (grad = ...) instead of accumulating (grad += ...)",
+                lambda i, e: e["dweight_twice"] / 2),),
+          explain="Gradients accumulate until zero_grad(), as in PyTorch: backward adds into .grad."),
+    Close("dbias_twice", "Conv2d: bias.grad after two backward passes", mistakes=(
+        Mistake("overwriting the gradient (grad = ...) instead of accumulating (grad += ...)",
+                lambda i, e: e["dbias_twice"] / 2),)),
+    Close("y_no_bias", "Conv2d(..., bias=False).forward: output y, and parameters() holds the weight only",
+          mistakes=_conv_mistakes(output="y_no_bias", with_bias=False)[1:]),
+])
+def conv_gradients_accumulate(lab, x, weight, bias, dout, stride, padding):
+    """Two backward passes add up in .grad; Conv2d(bias=False) has no bias."""
+    conv = make_conv(lab, weight, bias, stride, padding)
+    for _ in range(2):
+        conv(x)
+        conv.backward(dout)
+    no_bias = make_conv(lab, weight, None, stride, padding)
+    n_params = len(no_bias.parameters())
+    if n_params != 1:
+        raise ConventionError(f"Conv2d(..., bias=False).parameters() has {n_params} entries; expected 1 (the weight)")
+    return {"dweight_twice": conv.weight.grad.copy(), "dbias_twice": conv.bias.grad.copy(), "y_no_bias": no_bias(x)}
+
+
+# ----------------------------------------------------------------------------- pooling
+
+
+def _run_pool(lab: ModuleType, cls: str, x, dout, kernel, stride, numeric: bool = True) -> Arrays:
+    layer = _pool(lab, cls, kernel, stride)
+    y = layer(x)
+    out = {"y": y, "dx": layer.backward(dout)}
+    if numeric:
+        out["dx_numeric"] = numerical_gradient(
+            directional_loss(_pool(lab, cls, kernel, stride), dout, f"{cls}.forward"), x)
+    return out
+
+
+def _k(i: Arrays) -> int:
+    return int(i["kernel"])
+
+
+MAX_ALL_ENTRIES = Mistake("sending each window's gradient to every entry of the window instead of only to its "
+                          "maximum", lambda i, e: _pool_scatter(
+                              i, np.broadcast_to(i["dout"][..., None, None],
+                                                 i["dout"].shape + (_k(i), _k(i))).copy()))
+MAX_OVERWRITE = "overwriting (=) where overlapping windows must add (+=): an entry that is the maximum of two " \
+                "windows receives the sum of their gradients"
+
+
+def _max_dx(i: Arrays, mode: str) -> np.ndarray:
+    return _pool_scatter(i, _max_mask(i["x"], _k(i), int(i["stride"])) * i["dout"][..., None, None], mode)
+
+
+def _max_dx_last_window(i: Arrays, e: Arrays) -> np.ndarray:
+    """dx[argmax of window (i, j)] = g[i, j] for the windows in row-major order (the last one wins)."""
+    k, s = _k(i), int(i["stride"])
+    mask = _max_mask(i["x"], k, s)
+    dx = np.zeros_like(i["x"])
+    for a in range(mask.shape[2]):
+        for b in range(mask.shape[3]):
+            window = dx[:, :, s * a:s * a + k, s * b:s * b + k]
+            m = mask[:, :, a, b] > 0
+            window[m] = np.broadcast_to(i["dout"][:, :, a, b][:, :, None, None], m.shape)[m]
+    return dx
+
+
+MAX_BACKWARD_MISTAKES = (
+    MAX_ALL_ENTRIES,
+    Mistake(MAX_OVERWRITE, lambda i, e: _max_dx(i, "set_offsets")),
+    Mistake(MAX_OVERWRITE, _max_dx_last_window),
+    Mistake("the gradient sent to each window's minimum, not its maximum", lambda i, e: _pool_scatter(
+        i, (lambda w: (w == w.min(axis=(-2, -1), keepdims=True)))(_pool_windows(i["x"], _k(i), int(i["stride"])))
+        * i["dout"][..., None, None])),
+)
+POOL_TIES = ("The inputs have no ties; for the record, PyTorch sends a window's gradient to its first maximal "
+             "entry in row-major order.")
+
+
+@LAB.case(points=4, inputs=pool_inputs(2, 3, 7, 8, 2, 2),
+          hidden_inputs=(pool_inputs(1, 2, 9, 7, 3, 3), pool_inputs(2, 1, 6, 9, 2, 1)), checks=[
+    Close("y", "MaxPool2d.forward: output y (N, C, Ho, Wo)", mistakes=(
+        Mistake("the window's mean (average pooling) instead of its max",
+                lambda i, e: _pool_windows(i["x"], _k(i), int(i["stride"])).mean(axis=(-2, -1))),)),
+])
+def maxpool_forward(lab, x, dout, kernel, stride):
+    """MaxPool2d(2, 2).forward on 7x8 inputs (the last row is dropped: floor)."""
+    return {"y": _run_pool(lab, "MaxPool2d", x, dout, kernel, stride, numeric=False)["y"]}
+
+
+@LAB.case(points=6, inputs=pool_inputs(2, 3, 6, 8, 2, 2),
+          hidden_inputs=(pool_inputs(1, 2, 9, 6, 3, 3), pool_inputs(3, 1, 5, 7, 2, 2)), checks=[
+    GradCheck("dx", "dx_numeric", "MaxPool2d.backward: dL/dx, windows that do not overlap"),
+    Close("dx", "MaxPool2d.backward: dL/dx, windows that do not overlap", mistakes=MAX_BACKWARD_MISTAKES,
+          explain=POOL_TIES),
+])
+def maxpool_backward(lab, x, dout, kernel, stride):
+    """MaxPool2d(2, 2).backward: each window's gradient goes to its maximum only."""
+    out = _run_pool(lab, "MaxPool2d", x, dout, kernel, stride)
+    return {"dx": out["dx"], "dx_numeric": out["dx_numeric"]}
+
+
+@LAB.case(points=5, inputs=pool_inputs(2, 2, 7, 9, 3, 2),
+          hidden_inputs=(pool_inputs(1, 3, 8, 7, 3, 2), pool_inputs(2, 2, 6, 6, 2, 1)), checks=[
+    Close("y", "MaxPool2d(3, stride=2).forward: output y, overlapping windows"),
+    GradCheck("dx", "dx_numeric", "MaxPool2d(3, stride=2).backward: dL/dx, overlapping windows"),
+    Close("dx", "MaxPool2d(3, stride=2).backward: dL/dx, overlapping windows", mistakes=MAX_BACKWARD_MISTAKES,
+          explain=POOL_TIES),
+])
+def maxpool_overlapping(lab, x, dout, kernel, stride):
+    """MaxPool2d(3, stride=2): windows overlap, so an entry can be the maximum of two windows."""
+    return _run_pool(lab, "MaxPool2d", x, dout, kernel, stride)
+
+
+@LAB.case(points=3, inputs=pool_inputs(2, 3, 7, 9, 3, 2),
+          hidden_inputs=(pool_inputs(1, 2, 6, 8, 2, 2), pool_inputs(2, 1, 9, 7, 3, 3)), checks=[
+    Close("y", "AvgPool2d.forward: output y (N, C, Ho, Wo)", mistakes=(
+        Mistake("the window's sum instead of its mean (divide by k*k)", lambda i, e: e["y"] * _k(i) ** 2),
+        Mistake("dividing by k instead of k*k", lambda i, e: e["y"] * _k(i)),)),
+])
+def avgpool_forward(lab, x, dout, kernel, stride):
+    """AvgPool2d(3, stride=2).forward: the mean of each (overlapping) window."""
+    return {"y": _run_pool(lab, "AvgPool2d", x, dout, kernel, stride, numeric=False)["y"]}
+
+
+@LAB.case(points=5, inputs=pool_inputs(2, 2, 7, 8, 3, 2),
+          hidden_inputs=(pool_inputs(1, 3, 6, 6, 2, 2), pool_inputs(2, 2, 8, 7, 3, 1)), checks=[
+    GradCheck("dx", "dx_numeric", "AvgPool2d.backward: dL/dx"),
+    Close("dx", "AvgPool2d.backward: dL/dx", mistakes=(
+        Mistake("leaving out the 1/(k*k) of the mean", lambda i, e: e["dx"] * _k(i) ** 2),
+        Mistake("dividing by k instead of k*k", lambda i, e: e["dx"] * _k(i)),
+        Mistake(MAX_OVERWRITE.replace("is the maximum of", "belongs to"), lambda i, e: _pool_scatter(
+            i, np.broadcast_to(i["dout"][..., None, None] / _k(i) ** 2, i["dout"].shape + (_k(i), _k(i))).copy(),
+            "set_offsets")),
+    )),
+])
+def avgpool_backward(lab, x, dout, kernel, stride):
+    """AvgPool2d.backward: every entry of a window gets the window's gradient / (k*k); overlaps add."""
+    out = _run_pool(lab, "AvgPool2d", x, dout, kernel, stride)
+    return {"dx": out["dx"], "dx_numeric": out["dx_numeric"]}
+
+
+def flatten_inputs(shape: tuple[int, int, int, int]) -> Maker:
+    def make(rng: np.random.Generator) -> Arrays:
+        return {"x": rng.standard_normal(shape), "dout": rng.standard_normal((shape[0], int(np.prod(shape[1:]))))}
+    return make
+
+
+@LAB.case(points=2, inputs=flatten_inputs((2, 3, 4, 5)),
+          hidden_inputs=(flatten_inputs((1, 2, 3, 3)), flatten_inputs((3, 1, 5, 2))), checks=[
+    Close("y", "Flatten.forward: (N, C, H, W) -> (N, C*H*W) in C order", exact=True, mistakes=(
+        Mistake("flattening channels last (N, H, W, C) instead of C order (as torch.flatten(x, 1))",
+                lambda i, e: i["x"].transpose(0, 2, 3, 1).reshape(len(i["x"]), -1)),)),
+    Close("dx", "Flatten.backward: dL/dx reshaped to (N, C, H, W)", exact=True),
+])
+def flatten(lab, x, dout):
+    """Flatten keeps the batch axis and backward restores the input's shape."""
+    layer = lab.Flatten()
+    return {"y": layer(x), "dx": layer.backward(dout)}
+
+
+# ----------------------------------------------------------------------------- MNIST
+
+
+def mnist_inputs(rng: np.random.Generator) -> Arrays:
+    split = mnist.load_mnist()
+    return {"train_images": split.train_images, "train_labels": split.train_labels,
+            "test_images": split.test_images, "test_labels": split.test_labels}
+
+
+@LAB.case(points=12, inputs=mnist_inputs, private=["test_labels"], hidden=False, timeout=300, slow=True,
+          checks=[Accuracy("predictions", "test_labels", ACCURACY_THRESHOLD,
+                           "fit_mnist + predict (the CNN) on the held-out split", reference=REFERENCE_ACCURACY)])
+def mnist_accuracy(lab, train_images, train_labels, test_images):
+    """Train the CNN with fit_mnist (within its time budget) on the training split; predict the held-out digits."""
+    model = lab.fit_mnist(train_images, train_labels, seed=0)
+    return {"predictions": lab.predict(model, test_images)}
