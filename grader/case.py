@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from . import guard
+
 Arrays = dict[str, np.ndarray]
 MakeInputs = Callable[[np.random.Generator], Arrays]
 RunFn = Callable[..., Mapping[str, Any]]
@@ -44,11 +46,22 @@ class Mistake:
     """A known wrong answer: if the student's array matches ``predict``, say ``description``.
 
     ``predict(inputs, expected)`` gets the case inputs and the reference's outputs and returns
-    what the mistaken implementation would have produced for the checked output.
+    what the mistaken implementation would have produced for the checked output. It may also
+    take a third argument, the student's outputs (all of them), e.g. to fit a slope or to
+    require that another output looks right; returning None means "does not apply".
     """
 
     description: str
-    predict: Callable[[Arrays, Arrays], np.ndarray]
+    predict: Callable[..., np.ndarray | None]
+
+    def prediction(self, inputs: Arrays, expected: Arrays, got: Mapping[str, Any]) -> np.ndarray | None:
+        """What the mistake would give here, or None when it does not apply (or cannot be computed)."""
+        try:
+            n_args = len(inspect.signature(self.predict).parameters)
+        except (TypeError, ValueError):
+            n_args = 2
+        value = self.predict(inputs, expected, got) if n_args >= 3 else self.predict(inputs, expected)
+        return None if value is None else np.asarray(value)
 
 
 @dataclass(frozen=True)
@@ -87,6 +100,8 @@ class GradCheck:
     what: str
     rtol: float = 1e-5
     atol: float = 1e-7
+    # Predictions get the numerical gradient as ``expected[analytic]``.
+    mistakes: tuple[Mistake, ...] = ()
 
     @property
     def output(self) -> str:
@@ -116,7 +131,28 @@ class Accuracy:
         return False
 
 
-Check = Close | GradCheck | Accuracy
+@dataclass(frozen=True)
+class Metric:
+    """A score computed here, in the grading process, must reach ``threshold`` (e.g. a detector's mAP).
+
+    ``score(inputs, outputs) -> float`` gets every input (private ones too: held-out boxes) and
+    the implementation's outputs as arrays; ``output`` is the output it needs first (a missing
+    one fails with the usual message). ``describe(inputs, outputs) -> str`` may add detail.
+    """
+
+    output: str
+    score: Callable[[Arrays, Mapping[str, np.ndarray]], float]
+    threshold: float
+    what: str
+    reference: str = ""
+    describe: Callable[[Arrays, Mapping[str, np.ndarray]], str] | None = None
+
+    @property
+    def needs_reference(self) -> bool:
+        return False
+
+
+Check = Close | GradCheck | Accuracy | Metric
 
 
 @dataclass(frozen=True)
@@ -138,6 +174,7 @@ class Case:
     # Hidden variant i builds its inputs with hidden_inputs[i % len] (other shapes, other
     # hyperparameters), so code that special-cases the public inputs loses those points.
     hidden_inputs: tuple[MakeInputs, ...] = ()
+    lab: str = ""  # the lab's name (set by Lab.case): where the measured timings are found
 
     def inputs_maker(self, variant: int | None) -> MakeInputs:
         """How the inputs of the public run (``variant`` None) or of hidden variant ``variant`` are made."""
@@ -157,13 +194,16 @@ class Case:
         """Runs the case against an implementation on a private copy of the inputs.
 
         ``run`` receives only the inputs its signature names (plus all of them if it takes
-        ``**kwargs``), never the private ones.
+        ``**kwargs``), never the private ones, and the package through ``grader.guard``: every
+        call into it is checked (arguments not modified in place, gradient shapes), for every
+        case of every lab; a problem raises ``guard.Feedback``.
         """
         params = inspect.signature(self.run).parameters
         takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
         public = self.public_inputs(inputs)
-        return self.run(lab, **{k: np.array(v, copy=True) for k, v in public.items()
-                                if takes_all or k in params})
+        guard.reset()
+        return self.run(guard.guarded(lab), **{k: np.array(v, copy=True) for k, v in public.items()
+                                               if takes_all or k in params})
 
 
 @dataclass
@@ -203,7 +243,7 @@ class Lab:
                 name=run.__name__, points=points, description=doc.splitlines()[0] if doc else "",
                 make_inputs=inputs, run=run, checks=tuple(checks), private=frozenset(private),
                 seeds=tuple(seeds), hidden=hidden, timeout=timeout, slow=slow, factors=factors,
-                hidden_inputs=tuple(hidden_inputs),
+                hidden_inputs=tuple(hidden_inputs), lab=self.name,
             ))
             return run
 

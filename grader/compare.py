@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .case import Accuracy, Arrays, Case, Check, Close, GradCheck, Mistake
+from .case import Accuracy, Arrays, Case, Check, Close, GradCheck, Metric, Mistake
 
 _MAX_LIST = 8  # indices listed in "differences only in rows ..."
 
@@ -97,17 +97,26 @@ def _factor_hint(got: np.ndarray, ref: np.ndarray, factors: Mapping[str, float],
     return f"{text}: off by a constant factor"
 
 
-def _hints(got: np.ndarray, ref: np.ndarray, mismatch: Mismatch | None, *, inputs: Arrays,
-           expected: Arrays, own_name: str, mistakes: tuple[Mistake, ...],
-           factors: Mapping[str, float], ref_label: str) -> list[str]:
-    hints: list[str] = []
+def _mistake_hints(got: np.ndarray, mistakes: tuple[Mistake, ...], inputs: Arrays, expected: Arrays,
+                   outputs: Mapping[str, object]) -> list[str]:
+    """'matches a known mistake: ...' for every prediction the student's array equals."""
+    hints = []
     for m in mistakes:
         try:
-            predicted = np.asarray(m.predict(inputs, expected))
+            with np.errstate(all="ignore"):
+                predicted = m.prediction(inputs, expected, outputs)
         except Exception:  # noqa: BLE001 - a hint must never break grading
             continue
-        if predicted.shape == got.shape and find_mismatch(got, predicted, 1e-6, 1e-9) is None:
+        if predicted is not None and predicted.shape == got.shape and predicted.dtype.kind in "biuf" \
+                and find_mismatch(got, predicted, 1e-6, 1e-9) is None:
             hints.append(f"matches a known mistake: {m.description}")
+    return hints
+
+
+def _hints(got: np.ndarray, ref: np.ndarray, mismatch: Mismatch | None, *, inputs: Arrays,
+           expected: Arrays, own_name: str, mistakes: tuple[Mistake, ...],
+           factors: Mapping[str, float], ref_label: str, outputs: Mapping[str, object]) -> list[str]:
+    hints: list[str] = _mistake_hints(got, mistakes, inputs, expected, outputs)
     if got.dtype.kind in "iub" and ref.dtype.kind == "f":
         hints.append(f"got an integer/boolean array ({got.dtype}) where real numbers are expected")
     if mismatch and mismatch.n_nonfinite:
@@ -155,10 +164,13 @@ def _shape_problem(got: np.ndarray, ref: np.ndarray) -> str | None:
 
 def _compare(got: np.ndarray, ref: np.ndarray, *, rtol: float, atol: float, exact: bool,
              header: str, ref_label: str, inputs: Arrays, expected: Arrays, own_name: str,
-             mistakes: tuple[Mistake, ...], factors: Mapping[str, float]) -> str | None:
+             mistakes: tuple[Mistake, ...], factors: Mapping[str, float],
+             outputs: Mapping[str, object] | None = None) -> str | None:
+    outputs = outputs if outputs is not None else {}
     shape = _shape_problem(got, ref)
     if shape:
-        return f"{header}\n  {shape}"
+        named = _mistake_hints(got, mistakes, inputs, expected, outputs)
+        return f"{header}\n  {shape}" + "".join(f"\n  hint: {h}" for h in named)
     if ref.dtype == np.float64 and got.dtype.kind == "f" and got.dtype.itemsize < 8:
         # A convention, not a tolerance question: float32 often lands within rtol by luck.
         return (f"{header}\n  dtype: expected float64, got {got.dtype}: the labs compute in float64 "
@@ -183,7 +195,7 @@ def _compare(got: np.ndarray, ref: np.ndarray, *, rtol: float, atol: float, exac
     lines.append(f"  {'got':<{width}}{label} = {got_vals}")
     lines += [f"  hint: {h}" for h in _hints(got, ref, mismatch, inputs=inputs, expected=expected,
                                              own_name=own_name, mistakes=mistakes, factors=factors,
-                                             ref_label=ref_label)]
+                                             ref_label=ref_label, outputs=outputs)]
     return "\n".join(lines)
 
 
@@ -226,7 +238,7 @@ def check_one(check: Check, got: Mapping[str, object], *, inputs: Arrays, expect
         msg = _compare(value, ref, rtol=check.rtol, atol=check.atol, exact=check.exact,
                        header=f"{check.what}: does not match the reference", ref_label="expected",
                        inputs=inputs, expected=expected, own_name=check.output,
-                       mistakes=check.mistakes, factors=factors)
+                       mistakes=check.mistakes, factors=factors, outputs=got)
         return f"{msg}\n  {check.explain}" if msg and check.explain else msg
     if isinstance(check, GradCheck):
         numeric = _as_numeric(got.get(check.numeric))
@@ -236,11 +248,27 @@ def check_one(check: Check, got: Mapping[str, object], *, inputs: Arrays, expect
                         header=(f"{check.what}: your backward disagrees with the numerical gradient of "
                                 "your own forward (central differences, h=1e-6, float64, random "
                                 "upstream gradient)"),
-                        ref_label="numeric", inputs=inputs, expected={}, own_name=check.analytic,
-                        mistakes=(), factors=factors)
+                        ref_label="numeric", inputs=inputs, expected={check.analytic: numeric},
+                        own_name=check.analytic, mistakes=check.mistakes, factors=factors, outputs=got)
     if isinstance(check, Accuracy):
         return _accuracy(check, value, np.asarray(inputs[check.labels]))
+    if isinstance(check, Metric):
+        return _metric(check, got, inputs)
     raise TypeError(f"unknown check {check!r}")
+
+
+def _metric(check: Metric, got: Mapping[str, object], inputs: Arrays) -> str | None:
+    arrays = {k: v for k, v in ((k, _as_numeric(v)) for k, v in got.items()) if not isinstance(v, str)}
+    try:
+        value = float(check.score(inputs, arrays))
+        detail = check.describe(inputs, arrays) if check.describe else ""
+    except Exception as exc:  # noqa: BLE001 - malformed outputs fail this check, never the grader
+        return f"{check.what}: your outputs could not be scored: {type(exc).__name__}: {exc}"
+    if value >= check.threshold:
+        return None
+    text = f"{check.what}: {value:.4f} is below the threshold {check.threshold:.4f}"
+    text += f"\n  {detail}" if detail else ""
+    return text + (f"\n  {check.reference}" if check.reference else "")
 
 
 def _accuracy(check: Accuracy, pred: np.ndarray, labels: np.ndarray) -> str | None:
@@ -255,20 +283,42 @@ def _accuracy(check: Accuracy, pred: np.ndarray, labels: np.ndarray) -> str | No
         text += f"\n  {check.reference}"
     n_classes = int(labels.max()) + 1
     if acc <= 1.5 / n_classes:
-        text += ("\n  hint: this is chance level: the model did not learn. Check the sign of the "
-                 "SGD update, that backward accumulates into .grad, and that the loss gradient is "
-                 "not zero")
+        text += ("\n  hint: this is chance level: the model did not learn anything (the handout's "
+                 "MNIST section has a checklist for this)")
     if len(np.unique(pred)) == 1:
-        text += f"\n  hint: every prediction is class {int(pred.reshape(-1)[0])}"
+        only = int(pred.reshape(-1)[0])
+        text += f"\n  hint: every prediction is class {only}"
+        if only == 0:  # argmax of a row of NaNs is 0: evidence of a diverged training
+            text += (", which is also what argmax gives for NaN logits: did the loss become NaN "
+                     "(a diverging training: learning rate, a missing 1/N, an unstable softmax)?")
     return text
 
 
 def evaluate(case: Case, inputs: Arrays, got: Mapping[str, object], expected: Arrays) -> list[str]:
-    """Failure messages of every check of ``case`` (empty when the case passes)."""
+    """Failure messages of every check of ``case`` (empty when the case passes).
+
+    A GradCheck and a Close on the same gradient together say which side is wrong: backward
+    equal to the reference's but not to the numerical gradient of the student's forward means
+    the FORWARD is wrong (backward is not blamed, and its factor hints are dropped); the other
+    way round, backward consistent with a forward that differs from the reference.
+    """
     factors = case.factors(inputs) if case.factors else {}
+    results = [(check, check_one(check, got, inputs=inputs, expected=expected, factors=factors))
+               for check in case.checks]
+    closes = {c.output: msg for c, msg in results if isinstance(c, Close)}
+    grads = {c.analytic: msg for c, msg in results if isinstance(c, GradCheck)}
     messages = []
-    for check in case.checks:
-        msg = check_one(check, got, inputs=inputs, expected=expected, factors=factors)
-        if msg:
-            messages.append(msg)
+    for check, msg in results:
+        if not msg:
+            continue
+        if isinstance(check, GradCheck) and check.analytic in closes and closes[check.analytic] is None:
+            lines = [line for line in msg.splitlines() if not line.startswith("  hint:")]
+            lines[0] = (f"{check.what}: your backward equals the reference's, but not the numerical gradient "
+                        "of your forward: your FORWARD computes something else (see its check); backward is "
+                        "not the problem")
+            msg = "\n".join(lines)
+        elif isinstance(check, Close) and check.output in grads and grads[check.output] is None:
+            msg += ("\n  note: your backward agrees with the numerical gradient of your own forward, so the "
+                    "forward (or a convention) differs from the reference, and backward follows it")
+        messages.append(msg)
     return messages

@@ -6,11 +6,17 @@ Keys are ``<case>/<seed>/<output>``; ``<case>/<seed>/__inputs__`` holds a SHA-25
 inputs, so a change in how inputs are made (or a NumPy whose RNG differs) is reported as
 stale fixtures instead of a confusing mismatch. ``gradelab fixtures --check`` (run by CI)
 fails when the committed file no longer matches the reference.
+
+``timing.json`` beside it holds the reference's measured seconds per case, from which each
+case's time limit is set (``case_timeout``); ``--check`` only checks that it covers the cases.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -20,6 +26,10 @@ from . import paths
 from .case import Arrays, Case, Lab
 
 INPUTS_KEY = "__inputs__"
+TIMING_PREFIX = "__timing__/"  # generate() returns the measured seconds under these keys; save() moves them
+# A case's time limit: this many times the reference's slowest measured run, plus a floor for
+# process and machine noise; training cases (slow=True) keep their declared budget.
+TIMING_FACTOR, TIMING_FLOOR = 10.0, 2.0
 # The reference is deterministic, but BLAS may sum in another order on another machine.
 _RTOL, _ATOL = 1e-12, 1e-14
 
@@ -58,9 +68,58 @@ def reference_outputs(case: Case, reference: ModuleType, inputs: Arrays) -> Arra
     return {n: np.asarray(result[n]) for n in names}
 
 
+def timing_path(lab: str) -> Path:
+    return paths.tests_dir() / lab / "fixtures" / "timing.json"
+
+
+def measure_seconds(case: Case, reference: ModuleType, repeats: int = 2) -> float:
+    """The reference's time for the case: the slowest input maker (public, each hidden one), best of ``repeats``."""
+    worst = 0.0
+    for variant in [None, *range(len(case.hidden_inputs))]:
+        inputs = make_inputs(case, case.seeds[0], variant)
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            case.call(reference, inputs)
+            best = min(best, time.perf_counter() - start)
+        worst = max(worst, best)
+    return worst
+
+
+def load_timing(lab: str) -> dict[str, float]:
+    """The committed measured seconds per case ({} when there is no timing.json)."""
+    path = timing_path(lab)
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        return {}
+    return dict(_read_timing(str(path), stamp))
+
+
+@functools.lru_cache(maxsize=16)
+def _read_timing(path: str, stamp: int) -> tuple[tuple[str, float], ...]:
+    data = json.loads(Path(path).read_text())
+    return tuple((str(k), float(v)) for k, v in data.get("seconds", {}).items())
+
+
+def case_timeout(case: Case) -> float:
+    """The time limit of one run of ``case``: ``TIMING_FACTOR`` x the reference's measured time +
+    ``TIMING_FLOOR``, at most ``case.timeout``; training cases and unmeasured ones get ``case.timeout``."""
+    if case.slow or not case.lab:
+        return case.timeout
+    seconds = load_timing(case.lab).get(case.name)
+    if seconds is None:
+        return case.timeout
+    return min(case.timeout, TIMING_FACTOR * seconds + TIMING_FLOOR)
+
+
 def generate(lab: Lab, reference: ModuleType) -> Arrays:
-    """Every public case's expected arrays (cases without Close checks store nothing)."""
+    """Every public case's expected arrays (cases without Close checks store nothing), and the
+    reference's measured seconds per non-training case under ``TIMING_PREFIX`` keys."""
     out: Arrays = {}
+    for case in lab.cases:
+        if not case.slow:
+            out[TIMING_PREFIX + case.name] = np.array(measure_seconds(case, reference))
     for case in lab.cases:
         if not case.needs_reference:
             continue
@@ -73,9 +132,15 @@ def generate(lab: Lab, reference: ModuleType) -> Arrays:
 
 
 def save(lab: str, arrays: Arrays) -> Path:
+    """Writes the expected arrays to public.npz and the timings to timing.json (beside it)."""
     path = fixture_path(lab)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **arrays)
+    timing = {k[len(TIMING_PREFIX):]: round(float(v), 5) for k, v in arrays.items() if k.startswith(TIMING_PREFIX)}
+    np.savez_compressed(path, **{k: v for k, v in arrays.items() if not k.startswith(TIMING_PREFIX)})
+    timing_path(lab).write_text(json.dumps({
+        "about": f"the reference's seconds per case, measured by `gradelab fixtures {lab}`; a case's time limit "
+                 f"is {TIMING_FACTOR:g} x this + {TIMING_FLOOR:g} s (grader/fixtures.py: case_timeout)",
+        "seconds": timing}, indent=2, sort_keys=False) + "\n")
     return path
 
 
@@ -94,7 +159,14 @@ def check(lab: Lab, reference: ModuleType) -> list[str]:
     except FixtureError as exc:
         return [str(exc)]
     fresh = generate(lab, reference)
-    problems = [f"missing key {k}" for k in sorted(set(fresh) - set(committed))]
+    problems = []
+    # Timings: only that every non-training case has one and no case that is gone does (values vary).
+    timed = {k[len(TIMING_PREFIX):] for k in fresh if k.startswith(TIMING_PREFIX)}
+    have = set(load_timing(lab.name))
+    problems += [f"no measured time for {c} in {timing_path(lab.name).name}" for c in sorted(timed - have)]
+    problems += [f"stale time for {c} in {timing_path(lab.name).name} (no such case)" for c in sorted(have - timed)]
+    fresh = {k: v for k, v in fresh.items() if not k.startswith(TIMING_PREFIX)}
+    problems += [f"missing key {k}" for k in sorted(set(fresh) - set(committed))]
     problems += [f"stale key {k} (no such case/output any more)" for k in sorted(set(committed) - set(fresh))]
     for key in sorted(set(fresh) & set(committed)):
         a, b = fresh[key], committed[key]

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import os
 import re
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 from types import ModuleType
 
+from . import guard
 from .case import Lab
 
 _counter = itertools.count()
@@ -26,6 +29,9 @@ class LoadError(Exception):
     """The implementation could not be imported; the message is meant for the student."""
 
 
+IMPORT_FAILED = "importing "  # every LoadError of a package that exists starts like this
+
+
 def load_package(root: Path, lab: str) -> ModuleType:
     """Imports ``root/<lab>/`` as a package with a private name; raises LoadError on failure."""
     pkg_dir = Path(root) / lab
@@ -33,6 +39,7 @@ def load_package(root: Path, lab: str) -> ModuleType:
     if not init.is_file():
         raise LoadError(f"no {lab} package in {root}: expected {init} (a submission is laid out "
                         f"like labs/, e.g. {root}/{lab}/__init__.py)")
+    _only_source(pkg_dir)
     name = f"_gradelab_{lab}_{next(_counter)}"
     spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(pkg_dir)])
     assert spec is not None and spec.loader is not None
@@ -43,8 +50,43 @@ def load_package(root: Path, lab: str) -> ModuleType:
     except BaseException as exc:  # SystemExit and KeyboardInterrupt too: it is the student's import
         for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
             del sys.modules[key]
-        raise LoadError(f"importing {pkg_dir} failed:\n{student_traceback(exc, pkg_dir)}") from exc
+        raise LoadError(f"{IMPORT_FAILED}{pkg_dir} failed:\n{student_traceback(exc, pkg_dir)}"
+                        f"{_import_hint(exc, pkg_dir)}") from exc
     return module
+
+
+def _import_hint(exc: BaseException, pkg_dir: Path) -> str:
+    """For 'No module named lab1' (or a sibling file's name): use relative imports."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return ""
+    top = exc.name.split(".")[0]
+    siblings = {p.stem for p in pkg_dir.glob("*.py")} | {p.name for p in pkg_dir.iterdir() if p.is_dir()}
+    if top == pkg_dir.name or top in siblings:
+        return (f"\nhint: the grader imports your package under another name, so `import {exc.name}` cannot "
+                f"work: inside the package use relative imports, e.g. `from .framework import Module` instead "
+                f"of `from {pkg_dir.name}.framework import Module` or `import framework`")
+    return ""
+
+
+_COMPILED = (".so", ".pyd", ".pyc", ".pyo", ".dylib", ".dll")
+
+
+def _only_source(pkg_dir: Path) -> None:
+    """Only the visible source is graded, in-process too: compiled modules in the package are
+    refused, and bytecode caches next to the sources (``__pycache__``, which could hold code
+    that is not the source) are never read: this process keeps its caches in a private folder."""
+    if sys.pycache_prefix is None:
+        sys.pycache_prefix = tempfile.mkdtemp(prefix="gradelab-pycache-")
+    compiled, stack = [], [pkg_dir]
+    while stack:  # iterative: any depth
+        for entry in os.scandir(stack.pop()):
+            if entry.is_dir(follow_symlinks=False) and entry.name != "__pycache__":
+                stack.append(Path(entry.path))
+            elif entry.name.lower().endswith(_COMPILED) and entry.is_file(follow_symlinks=False):
+                compiled.append(os.path.relpath(entry.path, pkg_dir.parent))
+    if compiled:
+        raise LoadError(f"{IMPORT_FAILED}{pkg_dir} refused: it contains compiled code, which is never graded: "
+                        f"{', '.join(sorted(compiled))}; delete it and submit the .py source only")
 
 
 def student_traceback(exc: BaseException, root: Path | None = None) -> str:
@@ -53,6 +95,9 @@ def student_traceback(exc: BaseException, root: Path | None = None) -> str:
     cause = ""
     if exc.__cause__ is not None and exc.__cause__.__traceback__ is not None:
         cause = student_traceback(exc.__cause__, root) + "\n\n"
+    if isinstance(exc, guard.Feedback):  # the grader's own finding: the message says it all
+        text = _PRIVATE_NAME.sub(lambda m: m.group(1), str(exc))
+        return cause + text if cause else guard.FEEDBACK_TAG + text
     return cause + _format(exc, root)
 
 

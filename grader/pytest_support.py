@@ -86,6 +86,14 @@ def grading(request: pytest.FixtureRequest) -> Session:
     return request.config.stash[_SESSION]
 
 
+_LINES = pytest.StashKey[list[str]]()
+
+
+def summary_line(config: pytest.Config, text: str) -> None:
+    """Adds a line to the end-of-session summary (e.g. a share a test measured), printed even with -q."""
+    config.stash.setdefault(_LINES, []).append(text)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
-    for line in config.stash[_SESSION].summary():
+    for line in config.stash[_SESSION].summary() + config.stash.get(_LINES, []):
         terminalreporter.write_line(line, bold=True)

@@ -19,7 +19,9 @@ def to_gradescope(result: LabResult) -> dict[str, Any]:
         "execution_time": round(result.seconds, 3),
         "output": f"{result.title}: {result.score:g}/{result.max_score:g} "
                   f"(implementation: {result.impl}; isolation: {result.isolation})"
-                  + "".join(f"\nnote: {n}" for n in result.notes),
+                  + "".join(f"\nnote: {n}" for n in result.notes)
+                  + (f"\n\nYOUR PACKAGE COULD NOT BE IMPORTED, so every case scores 0:\n{result.import_error}"
+                     if result.import_error else ""),
         "visibility": "visible",
         "tests": [{"name": c.name, "score": c.score, "max_score": c.max_score, "status": c.status,
                    "output": c.output, "execution_time": round(c.seconds, 3)} for c in result.cases],
@@ -34,8 +36,10 @@ def write_json(result: LabResult, path: Path) -> None:
 def table(result: LabResult, *, details: bool = True) -> str:
     """A score table, then (with ``details``) the message of every failed case."""
     width = max([len(c.name) for c in result.cases] + [4])
-    lines = [f"{result.title} -- {result.impl} [{result.isolation}]",
-             f"  {'case':<{width}}  {'points':>11}  status   time"]
+    lines = [f"{result.title} -- {result.impl} [{result.isolation}]"]
+    if result.import_error:  # once, on top: every case below fails because of it
+        lines += ["", "YOUR PACKAGE COULD NOT BE IMPORTED, so every case scores 0:", result.import_error, ""]
+    lines += [f"  {'case':<{width}}  {'points':>11}  status   time"]
     for c in result.cases:
         lines.append(f"  {c.name:<{width}}  {c.score:>5g} / {c.max_score:<3g}  "
                      f"{'ok' if c.passed else 'FAIL':<6} {c.seconds:6.2f}s")

@@ -13,6 +13,8 @@ Whatever the executor returns is judged here, in the grading process, by ``compa
 
 from __future__ import annotations
 
+import linecache
+import re
 import signal
 import threading
 import time
@@ -27,8 +29,9 @@ from typing import Protocol
 from . import paths
 from .case import Arrays, Case, Close, GradCheck, Lab
 from .compare import evaluate
-from .fixtures import FixtureError, FixtureExpected, ReferenceExpected, make_inputs
-from .loading import LoadError, load_package, student_traceback
+from .fixtures import FixtureError, FixtureExpected, ReferenceExpected, case_timeout, make_inputs
+from .guard import FEEDBACK_TAG
+from .loading import IMPORT_FAILED, LoadError, load_package, student_traceback
 from .sandbox import Child, Reply, bwrap_available, isolation_name
 
 ExpectedFn = Callable[[Case, int, Arrays], Arrays]
@@ -41,6 +44,7 @@ class CaseResult:
     max_score: float
     output: str
     seconds: float
+    import_error: str = ""  # set when the package could not be imported: reported once, on top
 
     @property
     def passed(self) -> bool:
@@ -60,6 +64,7 @@ class LabResult:
     cases: list[CaseResult] = field(default_factory=list)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    import_error: str = ""  # the package could not be imported: one message, every case scores 0
 
     @property
     def score(self) -> float:
@@ -124,8 +129,11 @@ class InProcess:
         try:
             with _alarm(timeout if self.use_alarm else None):
                 result = case.call(self.module, inputs)
-        except CaseTimeout:
-            return Reply(None, f"did not finish within {timeout:g} s (an endless loop, or very slow code?)", "")
+        except CaseTimeout as exc:
+            where = student_traceback(exc, self.impl_root / self.lab).rsplit("\n", 1)[0].rstrip()
+            where = f"; it was executing:\n{where}" if where.strip() and "CaseTimeout" not in where else ""
+            return Reply(None, f"did not finish within {timeout:.3g} s (an endless loop, or very slow code?)"
+                               f"{where}", "")
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # noqa: BLE001 - student code may raise anything, SystemExit too
@@ -188,9 +196,21 @@ def run_case(case: Case, executor: Executor, expected: ExpectedFn,
         k = i - n_public  # hidden seeds follow the public ones
         variant = f"hidden variant {k}" if hidden else f"seed {seed}"
         inputs = make_inputs(case, seed, k if hidden else None)
-        reply = executor.execute(case, inputs, case.timeout * timeout_scale)
-        if reply.outputs is None:
-            failure = f"{case.name} ({variant}): your code raised an error\n{reply.error}"
+        reply = executor.execute(case, inputs, case_timeout(case) * timeout_scale)
+        error, log = reply.error or "", timeout_frames(reply.log)
+        if reply.outputs is None and _is_import_error(error, case):
+            last = next((line for line in reversed(error.splitlines())
+                         if line.strip() and not line.startswith("hint:")), "")
+            return CaseResult(case.name, 0.0, case.points, f"{case.name}: not run: your package could not be "
+                              f"imported ({last.strip()}); the whole error is at the top of the report",
+                              time.perf_counter() - start, import_error=error)
+        if reply.outputs is None and error.startswith(FEEDBACK_TAG):
+            failure = f"{case.name} ({variant}) failed:\n{error[len(FEEDBACK_TAG):]}"
+        elif reply.outputs is None:
+            if error.startswith("did not finish within") and log[1]:
+                error += f"; it was executing:\n{log[1]}"
+            failure = f"{case.name} ({variant}): your code raised an error\n{error}"
+            reply = Reply(None, error, log[0])
         else:
             try:
                 exp = expected(case, seed, inputs) if case.needs_reference else {}
@@ -210,6 +230,33 @@ def run_case(case: Case, executor: Executor, expected: ExpectedFn,
     return CaseResult(case.name, case.points, case.points, describe_pass(case), seconds)
 
 
+def _is_import_error(error: str, case: Case) -> bool:
+    return error.startswith(IMPORT_FAILED) or error.startswith(f"no {case.lab or ''} package in")
+
+
+_DUMP_START = re.compile(r"^Timeout \(\d+:\d\d:\d\d(\.\d+)?\)!$", re.M)
+_DUMP_FRAME = re.compile(r'^\s*File "(?P<path>[^"]*/submission/(?P<rel>[^"]+))", line (?P<line>\d+) in (?P<fn>\S+)',
+                         re.M)
+
+
+def timeout_frames(log: str) -> tuple[str, str]:
+    """Splits a child's log into (what the student printed, where their code was when the time ran out).
+
+    The worker arms ``faulthandler.dump_traceback_later`` just before each case's time limit; the
+    dump lands in the log. The student's frames are kept (innermost first, as faulthandler lists
+    them), with their source line while the stage still exists.
+    """
+    match = _DUMP_START.search(log or "")
+    if not match:
+        return log, ""
+    printed, dump = log[:match.start()], log[match.start():]
+    frames = []
+    for m in _DUMP_FRAME.finditer(dump):
+        source = linecache.getline(m["path"], int(m["line"])).strip()
+        frames.append(f'  File "{m["rel"]}", line {m["line"]}, in {m["fn"]}' + (f"\n    {source}" if source else ""))
+    return printed, "\n".join(frames[:6])
+
+
 def run_lab(lab: Lab, executor: Executor, expected: ExpectedFn, *, impl: str,
             hidden: Sequence[int] = (), only: Sequence[str] | None = None,
             timeout_scale: float = 1.0) -> LabResult:
@@ -221,6 +268,7 @@ def run_lab(lab: Lab, executor: Executor, expected: ExpectedFn, *, impl: str,
         for case in cases:
             seeds = [(s, False) for s in case.seeds] + ([(s, True) for s in hidden] if case.hidden else [])
             result.cases.append(run_case(case, executor, expected, seeds, timeout_scale))
+            result.import_error = result.import_error or result.cases[-1].import_error
     finally:
         executor.close()
     result.notes += getattr(executor, "notes", [])

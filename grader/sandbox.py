@@ -247,7 +247,7 @@ class Child:
         deadline = time.monotonic() + timeout
         try:
             assert self.proc and self.proc.stdin
-            self.proc.stdin.write(protocol.pack({"case": case_name, "id": request_id},
+            self.proc.stdin.write(protocol.pack({"case": case_name, "id": request_id, "timeout": timeout},
                                                 protocol.encode_arrays(inputs)))
             self.proc.stdin.flush()
             header, body = self._reply(request_id, deadline)

@@ -2,7 +2,7 @@
 # to this lab (only this lab's own tasks are graded). Do not edit: it is regenerated.
 """A multi-layer perceptron for MNIST, and the (provided) routine that trains it.
 
-Your task here is ``build_mlp``; ``fit_mnist`` and ``predict`` are provided and call your
+Your tasks here are ``build_mlp`` and ``preprocess``; ``fit_mnist`` and ``predict`` are provided and call your
 layers, loss and optimizer. You may tune ``HPARAMS``.
 """
 
@@ -31,7 +31,11 @@ def build_mlp(rng: np.random.Generator) -> Module:
 
 
 def preprocess(images: np.ndarray) -> np.ndarray:
-    """uint8 images (N, 28, 28) -> float64 features (N, 784) in [0, 1]."""
+    """uint8 images (N, 28, 28) -> float64 features (N, 784) in [0, 1].
+
+    Flatten each image (keep the batch axis, also for N = 1) and divide the pixel values
+    0..255 by 255: an MLP trained on raw 0..255 inputs with this learning rate diverges.
+    """
     return images.reshape(len(images), -1).astype(np.float64) / 255.0
 
 
