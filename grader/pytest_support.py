@@ -1,7 +1,7 @@
 """pytest plugin: each lab case becomes one test, and the session ends with a score line.
 
-Loaded for every run by ``-p grader.pytest_support`` in pyproject.toml (a plugin, not a
-conftest, so that ``--impl`` is known wherever pytest is started). It adds the ``--impl``
+Loaded for every run by the kit's root ``conftest.py`` (``pytest_plugins``), which first checks
+that this pytest runs in the kit's environment and otherwise says how to activate it. It adds the ``--impl
 option, the ``grading`` fixture and the score summary; each lab's test module uses
 ``case_params`` and ``check_case``. The same runner as ``gradelab test`` executes the cases,
 so pytest and the CLI can never disagree on a score.
@@ -28,7 +28,8 @@ def case_params(lab: str) -> list:
     """One ``pytest.param`` per case, with its timeout and (for training cases) the ``slow`` mark."""
     params = []
     for case in load_cases(lab, paths.tests_dir()).cases:
-        marks = [pytest.mark.timeout(case.timeout)] + ([pytest.mark.slow] if case.slow else [])
+        # The same time limit as `gradelab test`: from the reference's measured time (fixtures.case_timeout).
+        marks = [pytest.mark.timeout(fixtures.case_timeout(case))] + ([pytest.mark.slow] if case.slow else [])
         params.append(pytest.param(case, id=case.name, marks=marks))
     return params
 
