@@ -179,6 +179,11 @@ def _add_course_commands(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("--lab", help="the lab, if the assignment has another name")
     imp.add_argument("--regrade", action="store_true", help="grade students whose scores are already imported")
     imp.set_defaults(func=cmd_nbgrader_import)
+    src = nbsub.add_parser("source", help="write <course>/source/LAB/: the lab's notebook and its stubs")
+    src.add_argument("--course-dir", required=True)
+    src.add_argument("lab")
+    src.set_defaults(func=lambda a: __import__("grader.nbgrader_bridge").nbgrader_bridge.main_source(
+        Path(a.course_dir), a.lab))
 
 
 def cmd_release(args: argparse.Namespace) -> int:

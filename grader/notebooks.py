@@ -4,7 +4,7 @@ The notebook loads the data, calls the student's package, draws pictures, and en
 autograded test cell per public case of the lab, worth the case's points::
 
     from grader.notebooks import check
-    check("lab1", "linear_forward")     # raises AssertionError with the grader's message
+    check("lab1", "linear_forward", IMPL)   # raises AssertionError with the grader's message
 
 The test cells carry nbgrader's cell metadata (schema version 3: ``grade: true``, a unique
 ``grade_id``, ``points``, ``locked: true``), so a course can put the notebook in
@@ -43,7 +43,8 @@ def _source(text: str) -> list[str]:
 def _cell(kind: str, text: str, cell_id: str, nbgrader: dict | None = None) -> dict:
     cell: dict = {"cell_type": kind, "id": cell_id, "metadata": {}, "source": _source(text)}
     if nbgrader is not None:
-        cell["metadata"]["nbgrader"] = {"schema_version": SCHEMA_VERSION, **nbgrader}
+        # every locked or graded cell needs a unique grade_id (nbgrader's schema 3)
+        cell["metadata"]["nbgrader"] = {"schema_version": SCHEMA_VERSION, "grade_id": cell_id, **nbgrader}
     if kind == "code":
         cell |= {"execution_count": None, "outputs": []}
     return cell
@@ -52,15 +53,20 @@ def _cell(kind: str, text: str, cell_id: str, nbgrader: dict | None = None) -> d
 _LOCKED = {"grade": False, "locked": True, "solution": False, "task": False}
 
 _SETUP = '''
+import importlib
 import sys
 from pathlib import Path
 
 import numpy as np
 
-# The repository root: this notebook lives in notebooks/ (or, under nbgrader, deeper).
-ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "grader").is_dir())
-sys.path[:0] = [str(ROOT), str(ROOT / "labs")]
-import importlib
+here = Path.cwd()
+if (here / "{lab}" / "__init__.py").is_file():  # nbgrader: the package beside the notebook
+    IMPL = here
+else:  # the student repository: notebooks/ beside labs/ and the kit's own grader/
+    ROOT = next(p for p in [here, *here.parents] if (p / "labs" / "{lab}").is_dir())
+    IMPL = ROOT / "labs"
+    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(IMPL))
 {lab} = importlib.import_module("{lab}")
 try:
     import matplotlib.pyplot as plt
@@ -138,7 +144,7 @@ def build_notebook(lab: str, root: Path | None = None) -> dict:
         cells.append(_cell("code", f"""
             # {case.description} ({case.points:g} points)
             from grader.notebooks import check
-            check("{lab}", "{case.name}")
+            check("{lab}", "{case.name}", IMPL)
             """, f"case-{case.name}".replace("_", "-"),
             {"grade": True, "grade_id": grade_id(lab, case.name), "locked": True, "points": case.points,
              "solution": False, "task": False}))

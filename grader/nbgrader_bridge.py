@@ -1,0 +1,135 @@
+"""nbgrader as the course-management layer on top of gradelab's grading.
+
+    pip install -e ".[nbgrader]"                       # nbgrader 0.9.x, optional
+    gradelab nbgrader source --course-dir DIR LAB      # DIR/source/LAB/: the notebook + the stubs
+    nbgrader generate_assignment LAB                   # nbgrader's own release (nothing to strip)
+    ... students fetch, edit LAB/*.py, submit; nbgrader collect ...
+    gradelab nbgrader import --course-dir DIR --assignment LAB
+
+An assignment is the lab's notebook (grader/notebooks.py: one autograded cell per public case,
+``grade_id`` ``<lab>_<case>``, the case's points) and the lab's package, ``LAB/``, beside it.
+``import`` grades each ``submitted/<student>/<assignment>/`` (laid out like labs/: it holds the
+``LAB/`` package) with ``gradelab``'s isolated grading (the sandboxed child, public and hidden
+seeds, the reference computed live), and writes each case's score into nbgrader's gradebook
+(``gradebook.db`` in the course directory, through ``nbgrader.api.Gradebook``) as the
+auto score of the matching grade cell, so ``nbgrader export`` and the formgrader show them.
+``nbgrader autograde`` is not used: it runs the checks in the student's own kernel, where a
+monkeypatched ``np.allclose`` earns full marks.
+
+Ids and resuming follow ``gradelab grade``: the student id is nbgrader's (the folder name under
+``submitted/``, unique in the course); a student is skipped on a rerun when the submission's
+content hash and the lab's grading key (``grader.gradebook``) are those recorded at the last
+import (``<course>/gradelab/<assignment>.json``, written atomically after each student), unless
+``--regrade``. A submission that cannot be graded scores 0 with the reason in the feedback
+file ``<course>/gradelab/<assignment>/<student>.txt``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import gradebook, paths, stubs
+from .loading import load_cases
+from .notebooks import grade_id, write_notebook
+from .report import table
+from .runner import LabResult, grade, zero_result
+
+__all__ = ["run_import", "write_source"]
+
+
+def write_source(course_dir: Path, lab: str, root: Path | None = None) -> Path:
+    """``<course>/source/<lab>/``: the lab's notebook and its stubs (provided labs included)."""
+    root = root or paths.project_root()
+    dest = course_dir / "source" / lab
+    dest.mkdir(parents=True, exist_ok=True)
+    write_notebook(lab, dest / f"{lab}.ipynb", root=root)
+    for rel, text in stubs.generate(root / "solutions", dest / "_none").items():
+        if rel.parts[0] == lab:
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            (dest / rel).write_text(text)
+    return dest
+
+
+def _ensure_structure(gb, assignment: str, lab: str) -> list[tuple[str, float]]:
+    """The assignment, its notebook and one grade cell per case (generate_assignment makes them
+    too, from the notebook's metadata; this makes import work without it)."""
+    cases = load_cases(lab, paths.tests_dir())
+    gb.update_or_create_assignment(assignment)
+    gb.update_or_create_notebook(lab, assignment)
+    cells = [(grade_id(lab, c.name), float(c.points)) for c in cases.cases]
+    for name, points in cells:
+        gb.update_or_create_grade_cell(name, lab, assignment, max_score=points, cell_type="code")
+    return cells
+
+
+def _state_path(course_dir: Path, assignment: str) -> Path:
+    return course_dir / "gradelab" / f"{assignment}.json"
+
+
+def _grade_student(lab_name: str, sub: Path) -> LabResult:
+    lab = load_cases(lab_name, paths.tests_dir())
+    if not (sub / lab_name / "__init__.py").is_file():
+        return zero_result(lab, sub, f"no {lab_name}/ package in the submission (submit the notebook "
+                                     f"with the {lab_name}/ folder beside it)")
+    try:
+        return grade(lab, sub, isolated=True)
+    except Exception as exc:  # noqa: BLE001 - one submission never stops the others
+        return zero_result(lab, sub, f"grading failed ({type(exc).__name__}: {exc})")
+
+
+def run_import(course_dir: Path, assignment: str, *, lab: str | None = None, regrade: bool = False,
+               log=print) -> int:
+    """Grades every submitted/<student>/<assignment>/ and records the scores; 0 when all were graded."""
+    try:
+        from nbgrader.api import Gradebook
+    except ImportError:
+        print("gradelab nbgrader: nbgrader is not installed: pip install -e \".[nbgrader]\"", file=sys.stderr)
+        return 2
+    # nbgrader runs its database migrations with the `alembic` command of its own environment
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    lab = lab or assignment
+    submitted = course_dir / "submitted"
+    students = sorted(p.name for p in submitted.iterdir() if (p / assignment).is_dir()) \
+        if submitted.is_dir() else []
+    if not students:
+        print(f"gradelab nbgrader: no {submitted}/<student>/{assignment}/ folders", file=sys.stderr)
+        return 2
+    state_path = _state_path(course_dir, assignment)
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    key = gradebook.grading_key(lab, {"isolated": True, "source": "nbgrader"})
+    with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}") as gb:
+        cells = _ensure_structure(gb, assignment, lab)
+        for student in students:
+            sub = submitted / student / assignment
+            chash = gradebook.content_hash(sub, lab)
+            if not regrade and state.get(student) == {"hash": chash, "key": key}:
+                log(f"  {student:<24} unchanged since the last import: skipped (--regrade to grade again)")
+                continue
+            result = _grade_student(lab, sub)
+            gb.update_or_create_student(student)
+            gb.update_or_create_submission(assignment, student)
+            by_case = {grade_id(lab, c.name): c for c in result.cases}
+            for name, _points in cells:
+                g = gb.find_grade(name, lab, assignment, student)
+                case = by_case.get(name)
+                g.auto_score = case.score if case else 0.0
+            gb.db.commit()
+            feedback = course_dir / "gradelab" / assignment / f"{student}.txt"
+            feedback.parent.mkdir(parents=True, exist_ok=True)
+            gradebook.atomic_write_text(feedback, gradebook.printable(table(result)) + "\n")
+            state[student] = {"hash": chash, "key": key}
+            gradebook.atomic_write_text(state_path, json.dumps(state, indent=1, sort_keys=True) + "\n")
+            log(f"  {student:<24} {result.score:>6g} / {result.max_score:g}  [{result.isolation}]")
+    log(f"imported {assignment} into {course_dir / 'gradebook.db'}; `nbgrader export` writes grades.csv")
+    return 0
+
+
+def main_source(course_dir: Path, lab: str) -> int:
+    dest = write_source(course_dir, lab)
+    print(f"wrote {dest}: run `nbgrader generate_assignment {lab}` in {course_dir}")
+    return 0
