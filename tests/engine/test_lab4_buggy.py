@@ -45,7 +45,7 @@ LINEAR = "progress = min(self.last_epoch, self.total_iters) / self.total_iters"
 SEQUENTIAL = "active.last_epoch = k - (self.milestones[j - 1] if j else 0)"
 
 RAISED = "your code raised an error"
-FIRST = "is the first that differs; everything before it matches"
+FIRST = "every row before it matches"
 EMA = "momentum as an average buf = m*buf + (1-m)*g"
 VELOCITY = "v = m*v - lr*g convention (lr inside the buffer): equal to PyTorch's only while lr is constant"
 SHARED_SGD = "your momentum buffer is shared between parameters"
@@ -76,18 +76,18 @@ BUGS = [
         (SGD_BUF_UPDATE, "buf -= self.lr * g"),
         (SGD_NESTEROV, "g = -(g * -self.lr + self.momentum * buf) / self.lr if self.nesterov else -buf / self.lr"),
     ]}, {
-        "sgd_momentum_lr_change": [VELOCITY, "step (row) 13 is the first that differs"],
+        "sgd_momentum_lr_change": [VELOCITY, "the first difference is at step 13;"],
         "sgd_dampening": ["SGD with momentum and dampening"],  # the patch also drops dampening
-        "sgd_nesterov": ["SGD with Nesterov momentum", "step (row) 13 is the first that differs"],
+        "sgd_nesterov": ["SGD with Nesterov momentum", "the first difference is at step 13;"],
         "state_dict_sgd": ["resumed from state_dict()"],
     }),
     bug("sgd-dampening-at-first-step", {"optim.py": [
         (SGD_BUF_INIT, 'buf = state["momentum_buffer"] = (1.0 - self.dampening) * g')]}, {
         "sgd_dampening": ["dampening applied at the first step (a buffer started at zero)",
-                          "step (row) 1 is the first that differs"],
+                          "the first difference is at step 1;"],
     }),
     bug("sgd-nesterov-ignored", {"optim.py": [(SGD_NESTEROV, "g = buf")]}, {
-        "sgd_nesterov": ["nesterov=True ignored", "step (row) 1 is the first that differs"],
+        "sgd_nesterov": ["nesterov=True ignored", "the first difference is at step 1;"],
         "state_dict_sgd": ["resumed from state_dict()"],
     }),
     bug("sgd-weight-decay-decoupled", {"optim.py": [
@@ -101,7 +101,7 @@ BUGS = [
         "sgd_weight_decay": ["p.grad after the last step", "never p.grad += ..."],
     }),
     bug("sgd-shared-momentum-buffer", {"optim.py": [(SGD_STATE, "state = self.state.setdefault(0, {})")]}, {
-        "state_per_parameter": [SHARED_SGD, "step (row) 1 is the first that differs"],
+        "state_per_parameter": [SHARED_SGD, "the first difference is at step 1;"],
         # different shapes: the shared buffer cannot even be added to
         "sgd_momentum": [RAISED, "could not be broadcast"],
         "sgd_momentum_lr_change": [RAISED],
@@ -121,11 +121,11 @@ BUGS = [
     }),
     bug("rmsprop-momentum-on-raw-gradient", {"optim.py": [
         (RMS_MOMENTUM, "buf += g\n                p.data -= self.lr * buf / denom")]}, {
-        "rmsprop_momentum": ["momentum on the raw gradient", "step (row) 2 is the first that differs"],
+        "rmsprop_momentum": ["momentum on the raw gradient", "the first difference is at step 2;"],
     }),
     # ---------------------------------------------------------------- Adam, AdamW
     bug("adam-without-bias-correction", {"optim.py": [(ADAM_CORRECTION, "m_hat = m\n            v_hat = v")]}, {
-        "adam": [NO_BIAS, "step (row) 1 is the first that differs"],
+        "adam": [NO_BIAS, "the first difference is at step 1;"],
         "adam_weight_decay": [NO_BIAS],
         "adamw": [],
         "state_per_parameter": ["Adam on three parameters"],
@@ -151,14 +151,14 @@ BUGS = [
         (ADAM_LOOP, "beta1, beta2 = self.betas\n        self.t = getattr(self, 't', 0) + 1\n"),
         (ADAM_STEP, 'state["step"] += 1\n            t = self.t')]}, {
         "adam": [GLOBAL_STEP, "Adam: p1 (small gradients; NO gradient on some steps)",
-                 "step (row) 5 is the first that differs"],
+                 "the first difference is at step 5;"],
         "state_per_parameter": ["Adam on three parameters"],
         "adam_weight_decay": [],
         "adamw": [],
         "state_dict_adam": [],
     }),
     bug("adamw-coupled-l2", {"optim.py": [(ADAMW_DECAY, "return g + self.weight_decay * p.data")]}, {
-        "adamw": [ADAMW_L2, "step (row) 1 is the first that differs"],
+        "adamw": [ADAMW_L2, "the first difference is at step 1;"],
     }),
     bug("adamw-decay-without-lr", {"optim.py": [
         (ADAMW_DECAY, "p.data *= 1.0 - self.weight_decay\n        return g")]}, {
@@ -175,7 +175,7 @@ BUGS = [
         "state_dict_sgd": ["state_dict() shares arrays with the optimizer's live state"],  # no counter in SGD
     }),
     bug("load-state-dict-ignores-lr", {"optim.py": [(LOAD_LR, "\n")]}, {
-        "state_dict_adam": ["load_state_dict did not restore lr", "resumed step (row) 0 is the first"],
+        "state_dict_adam": ["load_state_dict did not restore lr", "the first difference is at row 0;"],
         "state_dict_sgd": ["load_state_dict did not restore lr"],
     }),
     bug("zero-grad-new-arrays", {"optim.py": [(ZERO_GRAD, "p.grad = np.zeros_like(p.data)")]}, {
@@ -184,19 +184,19 @@ BUGS = [
     # ---------------------------------------------------------------- schedules
     bug("steplr-one-step-late", {"schedulers.py": [
         (STEPLR, "return self.base_lr * self.gamma ** (max(self.last_epoch - 1, 0) // self.step_size)")]}, {
-        "step_lr": ["the decay comes one step late", "k 7 is the first that differs"],
+        "step_lr": ["the decay comes one step late", "the first difference is at k 7;"],
     }),
     bug("cosine-held-at-eta-min", {"schedulers.py": [
         (COSINE, "cosine = (1.0 + math.cos(math.pi * min(self.last_epoch, self.T_max) / self.T_max)) / 2.0")]}, {
-        "cosine_lr": ["held at eta_min after T_max steps", "k 41 is the first that differs"],
+        "cosine_lr": ["held at eta_min after T_max steps", "the first difference is at k 41;"],
         "mnist_accuracy": [],  # not graded here (FAST), listed to document: the cosine ends at T_max
     }),
     bug("linearlr-not-clamped", {"schedulers.py": [(LINEAR, "progress = self.last_epoch / self.total_iters")]}, {
-        "linear_lr": ["not clamped after total_iters", "k 21 is the first that differs"],
+        "linear_lr": ["not clamped after total_iters", "the first difference is at k 21;"],
     }),
     bug("sequential-global-step", {"schedulers.py": [(SEQUENTIAL, "active.last_epoch = k")]}, {
         "warmup_cosine": ["the cosine evaluated at the global step k instead of k - milestone",
-                          "k 10 is the first that differs"],
+                          "the first difference is at k 10;"],
     }),
 ]
 

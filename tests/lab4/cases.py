@@ -284,7 +284,7 @@ def first_difference(name: str, explain_row: str, rtol: float, atol: float, max_
             return mine if len(rows) and rows[0] == t else None
         return predict
 
-    return tuple(Mistake(f"[where] {explain_row} {t} is the first that differs; everything before it matches",
+    return tuple(Mistake(f"[where] the first difference is at {explain_row} {t}; every row before it matches",
                          locate(t)) for t in range(max_rows))
 
 
@@ -306,7 +306,7 @@ def trajectory_checks(title: str, cls: str, named: Sequence[tuple[str, Sequence[
         mistakes = tuple(traj_mistake(d, cls, k, b) for d, b in named)
         checks.append(Close(f"p{k}", f"{title}: {ROLES[k]} after each step", rtol=rtol, atol=atol,
                             explain=TRAJ_EXPLAIN,
-                            mistakes=mistakes + first_difference(f"p{k}", "step (row)", rtol, atol)))
+                            mistakes=mistakes + first_difference(f"p{k}", "step", rtol, atol)))
     if grads_unchanged:
         checks.append(Close("grads_after", f"{title}: p.grad after the last step", exact=True,
                             explain="step() must not modify p.grad: compute the decayed gradient into a new "
@@ -551,7 +551,7 @@ def _state_checks() -> list[Close]:
             checks.append(Close(name, f"{what} on three parameters of the same shape: parameter {k} after each step",
                                 explain="Each parameter has its own state: optimizer.state[i] for params[i].",
                                 mistakes=(Mistake(desc, _shared_prediction(cls, k, bugs)),
-                                          *first_difference(name, "step (row)", 1e-7, 1e-10))))
+                                          *first_difference(name, "step", 1e-7, 1e-10))))
     return checks
 
 
@@ -634,12 +634,15 @@ ROUNDTRIP_MISTAKES = {
 }
 
 
+ROUNDTRIP_EXPLAIN = (f"Row r is the parameter after step {SAVE_AT + 1} + r. Resuming must continue exactly the "
+                     "trajectory an uninterrupted run follows (lr included: it changed before the checkpoint).")
+
+
 def _roundtrip_checks(cls: str, hows: Sequence[str]) -> list[Close]:
     return [Close(f"resumed_p{k}", f"{cls}: parameter {k} after each step resumed from state_dict() at step "
-                                   f"{SAVE_AT}", explain="Resuming must continue exactly the trajectory an "
-                                   "uninterrupted run follows (lr included: it changed before the checkpoint).",
+                                   f"{SAVE_AT}", explain=ROUNDTRIP_EXPLAIN,
                   mistakes=tuple(Mistake(ROUNDTRIP_MISTAKES[h], _roundtrip_prediction(cls, k, h)) for h in hows)
-                  + first_difference(f"resumed_p{k}", "resumed step (row)", 1e-7, 1e-10))
+                  + first_difference(f"resumed_p{k}", "row", 1e-7, 1e-10))
             for k in range(N_PARAMS)]
 
 
