@@ -1,4 +1,5 @@
-"""The Lab 1 handout agrees with the graded cases: the case table, the threshold, the release copy.
+"""The Lab 1 handout agrees with the graded cases: the case table, the threshold, the release copy,
+and the example failure messages (each is what the grader prints today for the bug it describes).
 
 The handout (solutions/lab1/README.md, released verbatim as labs/lab1/README.md) is what a
 student reads to learn what is graded; these tests fail when cases.py changes and it does not.
@@ -15,6 +16,7 @@ import pytest
 
 from grader import paths
 from grader.loading import load_cases
+from grader.runner import grade
 
 RELEASED = paths.labs_dir() / "lab1" / "README.md"
 SOURCE = paths.solutions_dir() / "lab1" / "README.md"
@@ -91,3 +93,29 @@ def test_released_handout_is_the_source_byte_for_byte() -> None:
     if not SOURCE.is_file():
         pytest.skip("no solutions/ (student release)")
     assert Path(RELEASED).read_bytes() == SOURCE.read_bytes(), "run `gradelab stubs` to release the handout"
+
+
+EXAMPLE = re.compile(r"<!-- example: (?P<id>[\w-]+)[^>]*-->\n```text\n(?P<body>.*?)\n```", re.S)
+# The submission each example in the handout comes from: a patch of the reference, and the case.
+EXAMPLES = {
+    "bias-grad-averaged": ({"layers.py": [("self.bias.grad += grad_output.sum(axis=0)",
+                                           "self.bias.grad += grad_output.mean(axis=0)")]}, "linear_backward_bias"),
+    "loss-grad-missing-1-over-N": ({"losses.py": [("return grad * (grad_output / n)", "return grad * grad_output")]},
+                                   "softmax_ce_backward"),
+    "relu-backward-modifies-grad-output": ({"layers.py": [(
+        "return grad_output * self._mask", "grad_output[~self._mask] = 0.0\n        return grad_output")]},
+        "relu_backward"),
+    "sequential-backward-first-to-last": ({"layers.py": [("for layer in reversed(self.layers):",
+                                                          "for layer in self.layers:")]},
+                                          "sequential_forward_backward"),
+}
+
+
+def test_every_example_message_in_the_handout_is_what_the_grader_prints(patched_reference) -> None:
+    found = {m["id"]: m["body"] for m in EXAMPLE.finditer(handout())}
+    assert set(found) == set(EXAMPLES) | {"stubs"}, "an example in the handout has no submission here (or vice versa)"
+    stubs = grade(lab1_cases(), paths.labs_dir(), isolated=False, only=["linear_backward_bias"])
+    assert stubs.cases[0].output in found["stubs"]
+    for example, (patches, case) in EXAMPLES.items():
+        result = grade(lab1_cases(), patched_reference(example, patches), isolated=False, only=[case])
+        assert result.cases[0].output == found[example], f"the handout's example {example!r} is out of date"
