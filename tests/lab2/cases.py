@@ -34,11 +34,11 @@ from grader.gradcheck import directional_loss, numerical_gradient
 LAB = Lab("lab2", "Lab 2: BatchNorm and Dropout")
 
 # The MNIST threshold: the reference's worst held-out accuracy over seeds 0-4, measured by
-# `python scripts/measure_accuracy.py --lab lab2` (quoted in the handout), minus a margin of
-# about 0.01 for other reasonable designs and hyperparameters.
-ACCURACY_THRESHOLD = 0.935
+# `python scripts/measure_accuracy.py --lab lab2` (quoted in the handout): mean 0.9455, worst 0.9435,
+# minus a 0.0135 margin for other reasonable designs and hyperparameters (Lab 1 uses the same).
+ACCURACY_THRESHOLD = 0.93
 REFERENCE_ACCURACY = ("the reference (784-128 Linear, BatchNorm1d, ReLU, Dropout(0.2), 128-10 Linear; 10 epochs "
-                      "of SGD, lr 0.1, batch 64) reaches 0.9485 on average over seeds 0-4 (worst 0.9440)")
+                      "of SGD, lr 0.1, batch 64) reaches 0.9455 on average over seeds 0-4 (worst 0.9435)")
 
 UNCHANGED = "The function must not modify its input array in place: the caller still uses it."
 PYTORCH_MOMENTUM = ("The convention (PyTorch's): running = (1 - momentum) * running + momentum * batch_statistic, "
