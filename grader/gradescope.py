@@ -215,20 +215,20 @@ def _tests(lab: Lab, executor: Sandboxed, expected: ReferenceExpected, hidden: S
 
 
 def run(root: Path, lab_name: str, *, force_no_bwrap: bool = False) -> dict[str, Any]:
-    """Grades ``<root>/submission`` and writes ``<root>/results/results.json``; returns the results."""
+    """Grades ``<root>/submission`` and writes ``<root>/results/results.json``; returns the verdict."""
     start = time.perf_counter()
     kit = paths.project_root()
     lab = load_cases(lab_name, paths.tests_dir())
     use_bwrap = bwrap_available() and not force_no_bwrap
     isolation = isolation_name(use_bwrap)
-    results: dict[str, Any] = {"score": 0.0, "output_format": "text", "visibility": "visible",
+    verdict: dict[str, Any] = {"score": 0.0, "output_format": "text", "visibility": "visible",
                                "stdout_visibility": "hidden", "tests": []}
     tmp = Path(tempfile.mkdtemp(prefix="gradelab-gs-"))
     try:
         problem = collect(root / "submission", lab_name, tmp / "impl", kit)
         errors = "" if problem else syntax_errors(tmp / "impl" / lab_name)
         if problem or errors:
-            results["output"] = (problem or f"Your code does not compile, so no case ran:\n{errors}") + \
+            verdict["output"] = (problem or f"Your code does not compile, so no case ran:\n{errors}") + \
                 f"\n\nScore: 0/{lab.max_score:g}."
         else:
             executor = Sandboxed(tmp / "impl", lab_name, use_bwrap=use_bwrap)
@@ -240,29 +240,29 @@ def run(root: Path, lab_name: str, *, force_no_bwrap: bool = False) -> dict[str,
             for t in tests:
                 del t["import_error"]
             if import_error:
-                results["output"] = (f"Your package could not be imported, so no case ran:\n{import_error}"
+                verdict["output"] = (f"Your package could not be imported, so no case ran:\n{import_error}"
                                      f"\n\nScore: 0/{lab.max_score:g}.")
             else:
-                results["tests"] = tests
-                results["score"] = round(sum(t["score"] for t in tests), 4)
-                results["output"] = (f"{lab.title}: {results['score']:g}/{lab.max_score:g}. Hidden variants of "
+                verdict["tests"] = tests
+                verdict["score"] = round(sum(t["score"] for t in tests), 4)
+                verdict["output"] = (f"{lab.title}: {verdict['score']:g}/{lab.max_score:g}. Hidden variants of "
                                      "every case are shown after the due date.")
-        results["output"] += f"\nStudent code ran in: {isolation}."
+        verdict["output"] += f"\nStudent code ran in: {isolation}."
         replacements = {str(tmp / "impl") + "/": "", str(tmp): "", str(kit) + "/": "", str(root) + "/": "",
                         str(kit): "", str(root): ""}
-        _scrub_all(results, replacements)
+        _scrub_all(verdict, replacements)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    results["execution_time"] = round(time.perf_counter() - start, 3)
-    out = root / "results" / "results.json"
+    verdict["execution_time"] = round(time.perf_counter() - start, 3)
+    out = root / "verdict" / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    return results
+    out.write_text(json.dumps(verdict, indent=2) + "\n")
+    return verdict
 
 
-def _scrub_all(results: dict[str, Any], replacements: dict[str, str]) -> None:
-    results["output"] = _scrub(results["output"], replacements)
-    for t in results["tests"]:
+def _scrub_all(verdict: dict[str, Any], replacements: dict[str, str]) -> None:
+    verdict["output"] = _scrub(verdict["output"], replacements)
+    for t in verdict["tests"]:
         t["output"] = _scrub(t["output"], replacements)
 
 

@@ -10,7 +10,7 @@ A release is a fresh repository (one commit, none of the instructor's history) h
     grader/                      the engine: ``gradelab``, the pytest plugin, ``python -m grader.ci``
     data/                        the data sets
     notebooks/<lab>.ipynb        a notebook per lab (no solution code: nbgrader can release it as is)
-    pyproject.toml               the kit, installable (``pip install -e .``)
+    pyproject.toml, conftest.py  the kit, installable (``pip install -e .``); the pytest plugin's loader
     scripts/setup.sh, ci.sh      the two commands of the student README, and what CI runs
     .github/workflows/gradelab.yml   CI: score table, PR comment, badge (and Classroom's reporter)
     README.md                    the student README
@@ -304,6 +304,8 @@ def _write(labs: list[str], out: Path, root: Path, classroom: bool) -> None:
     if (root / "data").is_dir():
         _copy(root / "data", out / "data")
     shutil.copyfile(root / "pyproject.toml", out / "pyproject.toml")
+    if (root / "conftest.py").is_file():  # loads the pytest plugin (and says so outside the environment)
+        shutil.copyfile(root / "conftest.py", out / "conftest.py")
     torch = any(_needs_torch(solutions, tests, lab) for lab in labs)
     values = {"LABS": " ".join(labs), "FIRST_LAB": labs[0], "LAB_LIST": ", ".join(f"`{lab}`" for lab in labs),
               "TITLE": "Deep-learning labs: " + ", ".join(labs),
