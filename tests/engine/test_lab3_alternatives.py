@@ -37,7 +37,7 @@ FORWARD_TAIL = """        cols = im2col(x, self.kernel_size, self.stride, self.p
 """
 BACKWARD_BODY = """        n, f = grad_output.shape[:2]
         g = grad_output.reshape(n, f, -1)
-        self.weight.grad += np.tensordot(g, self._cols, axes=([0, 2], [0, 2])).reshape(self.weight.data.shape)
+        self.weight.grad += np.matmul(g, self._cols.transpose(0, 2, 1)).sum(axis=0).reshape(self.weight.data.shape)
         if self.bias is not None:
             self.bias.grad += g.sum(axis=(0, 2))
         dcols = np.matmul(self.weight.data.reshape(f, -1).T, g)

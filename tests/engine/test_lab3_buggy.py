@@ -33,7 +33,7 @@ COL2IM_ADD = "xp[:, :, u:u + stride * (ho - 1) + 1:stride, v:v + stride * (wo - 
 FWD_MATMUL = "out = np.matmul(self.weight.data.reshape(self.out_channels, -1), cols)"
 FWD_BIAS = "out += self.bias.data[:, None]"
 FWD_RETURN = "return out.reshape(n, self.out_channels, ho, wo)"
-BWD_DW = "self.weight.grad += np.tensordot(g, self._cols, axes=([0, 2], [0, 2])).reshape(self.weight.data.shape)"
+BWD_DW = "self.weight.grad += np.matmul(g, self._cols.transpose(0, 2, 1)).sum(axis=0).reshape(self.weight.data.shape)"
 BWD_DB = "self.bias.grad += g.sum(axis=(0, 2))"
 POOL_ADD = "+= grad_windows[u * k + v]"
 MAX_BWD = "grad_windows = np.where(self._argmax == positions, grad_output, 0.0)"

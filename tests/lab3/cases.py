@@ -35,11 +35,11 @@ from grader.gradcheck import directional_loss, numerical_gradient
 LAB = Lab("lab3", "Lab 3: convolution and pooling, naive and fast, and a CNN on MNIST")
 
 # The MNIST threshold: the reference's worst held-out accuracy over seeds 0-4, measured by
-# `python scripts/measure_accuracy.py --lab lab3` (quoted in the handout), minus a margin for
-# other reasonable architectures and hyperparameters; still clearly above Lab 1's MLP (0.9453).
-ACCURACY_THRESHOLD = 0.96
+# `python scripts/measure_accuracy.py --lab lab3` (quoted in the handout), minus a 0.01 margin for
+# other reasonable architectures and hyperparameters; above Lab 1's MLP (mean 0.9453, worst 0.9425).
+ACCURACY_THRESHOLD = 0.95
 REFERENCE_ACCURACY = ("the reference CNN (conv 8 -> pool -> conv 16 -> pool -> linear, 8 epochs of SGD, lr 0.1, "
-                      "batch 32) reaches 0.9704 on average over seeds 0-4 (worst 0.9695); Lab 1's MLP: 0.9453")
+                      "batch 32) reaches 0.9659 on average over seeds 0-4 (worst 0.9600); Lab 1's MLP: 0.9453")
 
 Maker = Callable[[np.random.Generator], Arrays]
 

@@ -1,0 +1,49 @@
+"""The Lab 3 handout agrees with the graded cases: the case table, the threshold, the release copy."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from grader import paths
+from grader.loading import load_cases
+
+RELEASED = paths.labs_dir() / "lab3" / "README.md"
+TABLE_HEADER = "| case | points | what it checks |"
+THRESHOLD_MARKER = re.compile(r"\*\*Threshold: held-out accuracy >= ([0-9]*\.[0-9]+)\*\*")
+ROW = re.compile(r"^\|\s*`(?P<name>[A-Za-z_][A-Za-z0-9_]*)`\s*\|\s*(?P<points>[0-9]+(?:\.[0-9]+)?)\s*\|")
+
+
+def case_table(text: str) -> list[tuple[str, float]]:
+    lines = text.splitlines()
+    start = lines.index(TABLE_HEADER)
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        match = ROW.match(line)
+        assert match, f"unreadable row in the handout's case table: {line!r}"
+        rows.append((match["name"], float(match["points"])))
+    return rows
+
+
+def test_case_table_lists_every_case_with_its_points_in_order() -> None:
+    lab = load_cases("lab3", paths.tests_dir())
+    assert case_table(RELEASED.read_text(encoding="utf-8")) == [(c.name, c.points) for c in lab.cases]
+
+
+def test_threshold_and_reference_accuracy_match_cases_py() -> None:
+    lab = load_cases("lab3", paths.tests_dir())
+    cases = sys.modules[lab.cases[0].run.__module__]
+    text = RELEASED.read_text(encoding="utf-8")
+    assert [float(t) for t in THRESHOLD_MARKER.findall(text)] == [cases.ACCURACY_THRESHOLD]
+    mean, worst = re.search(r"reaches (0\.[0-9]+) on average over seeds 0-4 \(worst (0\.[0-9]+)\)",
+                            cases.REFERENCE_ACCURACY).groups()
+    assert f"{mean} on" in text and f"worst {worst}" in text
+    assert lab.get("mnist_accuracy").checks[0].threshold == cases.ACCURACY_THRESHOLD
+
+
+def test_handout_has_no_unfilled_placeholder_and_says_lab1_is_released_inside() -> None:
+    text = RELEASED.read_text(encoding="utf-8")
+    assert "BENCH_TABLE" not in text
+    assert "Lab 1's solution" in text and "after Lab 1's deadline" in text
