@@ -121,3 +121,26 @@ def test_import_two_students_then_read_back_with_nbgrader(tmp_path: Path) -> Non
     assert sum("skipped" in line for line in third) == 1
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         assert 0 < gb.find_submission("lab1", "bob").score < 100
+
+
+@pytest.mark.slow
+def test_released_notebook_runs_top_to_bottom_on_the_reference(tmp_path: Path) -> None:
+    """The student notebook really loads the data, trains, draws and runs every case cell."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("matplotlib")
+    from grader import release
+
+    out = tmp_path / "rel"
+    release.build(["lab1"], out, root=ROOT, git=False, log=lambda *_: None)
+    for f in (ROOT / "solutions" / "lab1").glob("*.py"):
+        shutil.copyfile(f, out / "labs" / "lab1" / f.name)
+    nb = nbformat.read(out / "notebooks" / "lab1.ipynb", as_version=4)
+    os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend puts the pictures in the outputs
+    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(out / "notebooks")}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert sum(1 for o in outputs if "image/png" in o.get("data", {})) >= 3  # digits, mistakes, weights
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "held-out accuracy: 0.9" in text and "linear_forward: " in text
