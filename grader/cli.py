@@ -15,14 +15,16 @@ Exit codes: 0 all cases passed (``grade``: every submission was graded, whatever
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from . import fixtures, paths, report, stubs
-from .case import Lab
+from .case import Accuracy, Lab
 from .loading import LoadError, load_cases
-from .runner import GradingError, LabResult, grade, reference, zero_result
+from .runner import GradingError, LabResult, grade, reference
 
 
 class UsageError(Exception):
@@ -33,53 +35,130 @@ def _lab(name: str) -> Lab:
     try:
         return load_cases(name, paths.tests_dir())
     except LoadError as exc:
+        known = sorted(p.parent.name for p in paths.tests_dir().glob("*/cases.py"))
+        if not (paths.tests_dir() / name / "cases.py").is_file():
+            raise UsageError(f"unknown lab {name!r}; the labs are: {', '.join(known) or 'none'}") from exc
         raise UsageError(str(exc)) from exc
 
 
 def cmd_test(args: argparse.Namespace) -> int:
     lab = _lab(args.lab)
+    only = _cases(lab, args.case)
     impl = Path(args.impl) if args.impl else paths.labs_dir()
     if not impl.is_dir():
         raise UsageError(f"--impl {impl}: no such folder")
-    result = grade(lab, impl, isolated=args.isolated, only=args.case or None,
-                   timeout_scale=args.timeout_scale, require_sandbox=args.require_sandbox)
+    if args.json:
+        _writable_dir(Path(args.json).parent, "--json")
+    if args.data:
+        if not Path(args.data).is_dir():
+            raise UsageError(f"--data {args.data}: no such folder")
+        from .batch import use_data
+        use_data(args.data)
+    result = grade(lab, impl, isolated=args.isolated, only=only, timeout_scale=args.timeout_scale,
+                   require_sandbox=args.require_sandbox, allow_unsandboxed=args.allow_unsandboxed)
     print(report.table(result, details=not args.quiet))
     if args.json:
         report.write_json(result, Path(args.json))
     return 0 if result.score == result.max_score else 1
 
 
-def cmd_grade(args: argparse.Namespace) -> int:
-    """Every submission in its own sandbox; one broken submission never stops the others."""
-    lab = _lab(args.lab)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows: list[tuple[str, LabResult]] = []
-    for sub in map(Path, args.submissions):
-        name = sub.resolve().name
-        if not sub.is_dir():
-            result = zero_result(lab, sub, f"{sub} is not a folder; a submission is a folder laid out like labs/")
-        else:
-            result = _grade_one(lab, sub, args)
-        report.write_json(result, out / name / "results.json")
-        rows.append((name, result))
-        print(report.table(result, details=args.details) + "\n")
-    report.write_gradebook(rows, out / "gradebook.csv")
-    print(f"gradebook: {out / 'gradebook.csv'} ({len(rows)} submissions)")
-    for name, r in rows:
-        print(f"  {name:<30} {r.score:>6g} / {r.max_score:g}")
-    return 0
+def _cases(lab: Lab, names: Sequence[str] | None) -> tuple[str, ...] | None:
+    """The selected case names, or None for all; an unknown name is a usage error listing the cases."""
+    if not names:
+        return None
+    known = [c.name for c in lab.cases]
+    for n in names:
+        if n not in known:
+            raise UsageError(f"{lab.name} has no case {n!r}; its cases: {', '.join(known)}")
+    return tuple(dict.fromkeys(names))
 
 
-def _grade_one(lab: Lab, sub: Path, args: argparse.Namespace) -> LabResult:
+def _writable_dir(path: Path, what: str) -> Path:
     try:
-        return grade(lab, sub, isolated=True, timeout_scale=args.timeout_scale,
-                     require_sandbox=args.require_sandbox)
-    except GradingError:
-        raise  # the grader's own set-up (no reference, no sandbox): the same for every submission
-    except Exception as exc:  # noqa: BLE001 - nothing one submission does may stop the others
-        return zero_result(lab, sub, f"grading this submission failed ({type(exc).__name__}: {exc}); "
-                                     "the instructor should look at it")
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".gradelab-probe-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: cannot write there ({exc.strerror or exc})") from exc
+    return path
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    """Every submission in its own sandbox; one broken submission never stops the others.
+
+    Results go to a SQLite gradebook keyed by submission id (``grader.gradebook``), one
+    transaction per submission, then ``gradebook.csv``, the class summary and, per submission,
+    ``submissions/<id>/results.json`` and ``feedback.md``. Rerunning skips what is graded and
+    unchanged (``--force`` regrades)."""
+    from . import batch, gradebook
+
+    batch.exit_on_sigterm()  # SIGTERM unwinds: workers remove their stages, the pool is waited for
+    lab = _lab(args.lab)
+    only = _cases(lab, args.case)
+    subs = [Path(s) for s in dict.fromkeys(args.submissions)]
+    for s in subs:
+        if not s.exists():
+            raise UsageError(f"{s}: no such submission folder")
+        if not s.is_dir():
+            raise UsageError(f"{s}: not a folder; a submission is a folder laid out like labs/")
+    if args.data and not Path(args.data).is_dir():
+        raise UsageError(f"--data {args.data}: no such folder")
+    out = _writable_dir(Path(args.out), "--out")
+    book = gradebook.Gradebook(out)
+    try:
+        stored = book.meta("root")
+        try:
+            root, ids = gradebook.submission_ids(subs, Path(args.root) if args.root else
+                                                 Path(stored) if stored else None)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        if len(set(ids.values())) < len(ids):
+            raise UsageError("two submissions have the same id; pass --root so their paths differ")
+        if stored is None:
+            book.set_meta("root", str(root))
+        options = batch.Options(args.lab, only, args.timeout_scale, args.allow_unsandboxed, args.data)
+        key = gradebook.grading_key(args.lab, options.key())
+        hashes = {p: gradebook.content_hash(p, args.lab) for p in ids}
+        todo = [(ids[p], str(p)) for p in ids if args.force or not book.is_current(ids[p], hashes[p], key)]
+        print(f"{len(ids)} submissions under {root}: {len(todo)} to grade, {len(ids) - len(todo)} already "
+              f"graded and unchanged{'' if args.force else ' (--force regrades them)'}")
+        if args.data is None and any(isinstance(ch, Accuracy) for c in lab.cases for ch in c.checks
+                                     if only is None or c.name in only):
+            print("note: accuracy is measured on the bundled MNIST split, whose labels are public; "
+                  "--data DIR grades on the course's own held-out set")
+        by_path = {str(p): p for p in ids}
+
+        def on_result(sub_id: str, path: str, result: LabResult) -> None:
+            folder = out / "submissions" / sub_id
+            report.write_submission(result, folder, sub_id)
+            reason = result.cases[0].output if result.isolation.startswith("none") and result.cases else ""
+            book.put(gradebook.Row(sub_id, path, args.lab, result.score, result.max_score,
+                                   {c.name: c.score for c in result.cases}, result.isolation,
+                                   datetime.now(UTC).isoformat(timespec="seconds"),
+                                   result.seconds, hashes[by_path[path]], key, reason))
+            if args.details:
+                print(report.table(result) + "\n")
+
+        if args.scheduler:
+            batch.run_dask(todo, options, args.scheduler, args.jobs, on_result, progress=not args.no_progress)
+        else:
+            batch.run_local(todo, options, args.jobs, on_result, progress=not args.no_progress)
+        csv_path = book.export_csv(case_names=[c.name for c in lab.cases])
+        rows = book.rows()
+        summary = report.class_summary(rows, {c.name: c.points for c in lab.cases})
+        gradebook.atomic_write_text(out / "summary.md", report.summary_markdown(summary, lab.title))
+        gradebook.atomic_write_text(out / "summary.html", report.summary_html(summary, lab.title))
+    finally:
+        book.close()
+    print(f"gradebook: {csv_path} ({len(rows)} submissions); feedback: {out / 'submissions'}/<id>/feedback.md; "
+          f"class summary: {out / 'summary.md'}, {out / 'summary.html'}")
+    graded_now = set(ids.values())
+    for r in rows:
+        if r.id in graded_now:
+            why = f"  ({r.reason.splitlines()[0][:100]})" if r.reason else ""
+            print(f"  {r.id:<30} {r.score:>6g} / {r.max_score:g}  [{r.isolation}]{why}")
+    return 0
 
 
 def cmd_stubs(args: argparse.Namespace) -> int:
@@ -113,6 +192,26 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive, finite number")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradelab", description="Auto-graded deep-learning labs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -131,14 +230,29 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("grade", help="grade many submission folders in isolation; write a gradebook")
     g.add_argument("lab")
     g.add_argument("submissions", nargs="+", help="folders laid out like labs/")
-    g.add_argument("--out", default="out/grades", help="where results.json files and gradebook.csv go")
+    g.add_argument("--out", default="out/grades",
+                   help="gradebook.sqlite/.csv, summary.md/.html, submissions/<id>/results.json and feedback.md")
     g.add_argument("--details", action="store_true", help="print every failure message too")
+    g.add_argument("--case", action="append", help="grade only this case (repeatable)")
+    g.add_argument("--jobs", type=_positive_int, default=os.cpu_count() or 1,
+                   help="submissions graded at once (default: the number of cores; one BLAS thread each)")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="grade on Dask distributed: a scheduler address, or 'local' for a LocalCluster of "
+                        "--jobs workers (pip install 'gradelab[dask]')")
+    g.add_argument("--force", action="store_true", help="regrade submissions already graded and unchanged")
+    g.add_argument("--root", help="ids are paths relative to this folder (default: recorded in the gradebook "
+                                  "on first use, else the common parent of the submissions)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_grade)
 
     for p in (t, g):
-        p.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every case's timeout")
+        p.add_argument("--timeout-scale", type=_positive_float, default=1.0, help="multiply every case's timeout")
         p.add_argument("--require-sandbox", action="store_true",
-                       help="fail instead of falling back to a plain subprocess when bwrap is unusable")
+                       help="fail when bwrap is unusable (the default for isolated grading; kept for scripts)")
+        p.add_argument("--allow-unsandboxed", action="store_true",
+                       help="without a working bwrap, grade in a plain subprocess (the report says so)")
+        p.add_argument("--data", metavar="DIR",
+                       help="the course's own held-out MNIST (IDX files) for the accuracy cases")
 
     s = sub.add_parser("stubs", help="generate labs/ from solutions/ (or --check that they match)")
     s.add_argument("--check", action="store_true")
@@ -219,6 +333,9 @@ def cmd_nbgrader_import(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # text from submissions may hold any bytes: never crash on them
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

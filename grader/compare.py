@@ -274,6 +274,11 @@ def _metric(check: Metric, got: Mapping[str, object], inputs: Arrays) -> str | N
 def _accuracy(check: Accuracy, pred: np.ndarray, labels: np.ndarray) -> str | None:
     if pred.shape != labels.shape:
         return f"{check.what}: expected predictions of shape {labels.shape}, got {pred.shape}"
+    if pred.dtype.kind in "fc" and not np.all(np.isfinite(pred)):  # would crash int(); it scores this case 0
+        bad = int(np.sum(~np.isfinite(pred)))
+        return (f"{check.what}: {bad} of {pred.size} predictions are NaN or inf; predictions must be class "
+                "indices 0-9 (a diverged training gives NaN logits: learning rate, a missing 1/N, an "
+                "unstable softmax?)")
     acc = float(np.mean(pred == labels))
     if acc >= check.threshold:
         return None

@@ -22,7 +22,8 @@ import numpy as np
 MAGIC = b"GLAB"
 _PREFIX = struct.Struct(">4sIQ")
 MAX_HEADER = 1 << 20
-MAX_BODY = 1 << 30
+MAX_BODY = 1 << 30  # a request to the child (inputs: the MNIST training set is ~50 MB as float64)
+MAX_REPLY = 128 << 20  # a reply from the child: far above any case's outputs, far below the grader's memory
 
 
 class ProtocolError(Exception):
@@ -90,22 +91,50 @@ def read_frame(stream: BinaryIO) -> tuple[dict[str, Any], bytes]:
     return header, _read_exact(stream.read, body_len)
 
 
-def read_frame_fd(fd: int, deadline: float) -> tuple[dict[str, Any], bytes]:
-    """Read one frame from a raw fd, giving up at ``deadline`` (time.monotonic()): the grader's side."""
+def _wait(fd: int, deadline: float, *, write: bool = False) -> None:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise Timeout()
+    ready = select.select([], [fd], [], remaining)[1] if write else select.select([fd], [], [], remaining)[0]
+    if not ready:
+        raise Timeout()
+
+
+def read_frame_fd(fd: int, deadline: float, max_body: int | None = None) -> tuple[dict[str, Any], bytes]:
+    """Read one frame from a raw fd, giving up at ``deadline`` (time.monotonic()): the grader's side.
+
+    A body larger than ``max_body`` is refused from its declared length, before any of it is
+    read (default ``MAX_REPLY``); the body is read into one buffer of its declared length."""
 
     def read(n: int) -> bytes:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise Timeout()
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if not ready:
-            raise Timeout()
+        _wait(fd, deadline)
         return os.read(fd, min(n, 1 << 20))
 
     prefix = _read_exact(read, _PREFIX.size)
-    head_len, body_len = _check_prefix(prefix)
+    head_len, body_len = _check_prefix(prefix, MAX_REPLY if max_body is None else max_body)
     header = _parse_header(_read_exact(read, head_len))
-    return header, _read_exact(read, body_len)
+    body = bytearray(body_len)
+    view, got = memoryview(body), 0
+    while got < body_len:
+        _wait(fd, deadline)
+        n = os.readv(fd, [view[got:got + (1 << 20)]])
+        if n == 0:
+            raise ChannelClosed("the channel closed mid-frame")
+        got += n
+    return header, bytes(body)
+
+
+def write_frame_fd(fd: int, data: bytes, deadline: float) -> None:
+    """Writes ``data`` (a packed frame) to a raw fd, giving up at ``deadline``: a child that stops
+    reading its stdin cannot block the grader. Leaves the fd non-blocking."""
+    os.set_blocking(fd, False)
+    view, sent = memoryview(data), 0
+    while sent < len(data):
+        _wait(fd, deadline, write=True)
+        try:
+            sent += os.write(fd, view[sent:sent + (1 << 20)])
+        except BlockingIOError:
+            continue
 
 
 def _read_exact(read: Any, n: int) -> bytes:
@@ -119,11 +148,11 @@ def _read_exact(read: Any, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def _check_prefix(prefix: bytes) -> tuple[int, int]:
+def _check_prefix(prefix: bytes, max_body: int = MAX_BODY) -> tuple[int, int]:
     magic, head_len, body_len = _PREFIX.unpack(prefix)
     if magic != MAGIC:
         raise ProtocolError(f"bad frame magic {magic!r} (something else wrote to the channel)")
-    if head_len > MAX_HEADER or body_len > MAX_BODY:
+    if head_len > MAX_HEADER or body_len > max_body:
         raise ProtocolError(f"frame too large (header {head_len} B, body {body_len} B)")
     return head_len, body_len
 

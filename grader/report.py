@@ -1,13 +1,15 @@
-"""Results as Gradescope's results.json, as a score table, and as a gradebook CSV."""
+"""Results as Gradescope's results.json, a score table, a student's feedback Markdown, and a
+class summary (Markdown table and a self-contained HTML page). The gradebook is grader.gradebook."""
 
 from __future__ import annotations
 
-import csv
+import html
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .gradebook import atomic_write_text
 from .runner import LabResult
 
 
@@ -29,8 +31,7 @@ def to_gradescope(result: LabResult) -> dict[str, Any]:
 
 
 def write_json(result: LabResult, path: Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(to_gradescope(result), indent=2) + "\n")
+    atomic_write_text(Path(path), json.dumps(to_gradescope(result), indent=2) + "\n")
 
 
 def table(result: LabResult, *, details: bool = True) -> str:
@@ -54,14 +55,85 @@ def table(result: LabResult, *, details: bool = True) -> str:
     return "\n".join(lines)
 
 
-def write_gradebook(rows: Sequence[tuple[str, LabResult]], path: Path) -> None:
-    """One row per submission: its name, total, and each case's score."""
-    if not rows:
-        return
-    case_names = [c.name for c in rows[0][1].cases]
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["submission", "score", "max_score", *case_names])
-        for name, r in rows:
-            by_case = {c.name: c.score for c in r.cases}
-            w.writerow([name, f"{r.score:g}", f"{r.max_score:g}", *(f"{by_case.get(n, 0):g}" for n in case_names)])
+def feedback_markdown(result: LabResult, sub_id: str) -> str:
+    """A file to send to the student: the score table, then each failed case's message."""
+    lines = [f"# {result.title}: {sub_id}", "",
+             f"**Score: {result.score:g} / {result.max_score:g}**", "",
+             "| case | points | status |", "| --- | ---: | --- |"]
+    lines += [f"| `{c.name}` | {c.score:g} / {c.max_score:g} | {'passed' if c.passed else 'FAILED'} |"
+              for c in result.cases]
+    lines += [""] + [f"> note: {n}" for n in result.notes]
+    failed = [c for c in result.cases if not c.passed]
+    if failed:
+        lines += ["", "## What went wrong", ""]
+        for c in failed:
+            body = c.output.replace("```", "` ` `")  # a fence in a message must not end ours
+            lines += [f"### `{c.name}` ({c.score:g} / {c.max_score:g})", "", "```", body, "```", ""]
+    else:
+        lines += ["", "Every case passed."]
+    lines += ["", f"_Graded in: {result.isolation}._", ""]
+    return "\n".join(lines)
+
+
+def write_submission(result: LabResult, folder: Path, sub_id: str) -> None:
+    """``results.json`` (Gradescope's format) and ``feedback.md`` in the submission's own folder."""
+    atomic_write_text(Path(folder) / "results.json", json.dumps(to_gradescope(result), indent=2) + "\n")
+    atomic_write_text(Path(folder) / "feedback.md", feedback_markdown(result, sub_id))
+
+
+def class_summary(rows: Sequence[Any], case_points: dict[str, float]) -> dict[str, Any]:
+    """Score distribution (10 bins of the percentage) and each case's pass rate, over gradebook rows
+    (``grader.gradebook.Row``); ``case_points`` maps each case to its full points."""
+    graded = [r for r in rows if r.max_score > 0]
+    pct = [100.0 * r.score / r.max_score for r in graded]
+    bins = [0] * 10
+    for p in pct:
+        bins[min(int(p // 10), 9)] += 1
+    rates = {}
+    for n, full in case_points.items():
+        have = [r for r in graded if n in r.cases]
+        rates[n] = sum(1 for r in have if r.cases[n] >= full) / len(have) if have else float("nan")
+    mean = sum(pct) / len(pct) if pct else float("nan")
+    median = sorted(pct)[len(pct) // 2] if pct else float("nan")
+    return {"n": len(rows), "mean_percent": mean, "median_percent": median, "bins": bins, "pass_rate": rates,
+            "ungradable": sum(1 for r in rows if r.reason)}
+
+
+def summary_markdown(summary: dict[str, Any], title: str) -> str:
+    lines = [f"# {title}: class summary", "",
+             f"{summary['n']} submissions; mean {summary['mean_percent']:.1f}%, median "
+             f"{summary['median_percent']:.1f}%; {summary['ungradable']} could not be graded.", "",
+             "| score (%) | submissions |", "| --- | ---: |"]
+    for i, count in enumerate(summary["bins"]):
+        lines.append(f"| {10 * i}-{100 if i == 9 else 10 * i + 10} | {count} |")
+    lines += ["", "| case | pass rate |", "| --- | ---: |"]
+    lines += [f"| `{n}` | {r:.0%} |" for n, r in summary["pass_rate"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _bars_svg(labels: Sequence[str], values: Sequence[float], vmax: float, *, width: int = 640) -> str:
+    """Horizontal bars as inline SVG: no plotting library, no external files."""
+    row, label_w = 22, 230
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{row * len(labels) + 10}" '
+             'font-family="sans-serif" font-size="12">']
+    for i, (label, v) in enumerate(zip(labels, values, strict=True)):
+        y = 5 + i * row
+        w = 0.0 if vmax <= 0 or v != v else (width - label_w - 60) * v / vmax
+        parts.append(f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end">{html.escape(label)}</text>'
+                     f'<rect x="{label_w}" y="{y + 2}" width="{w:.1f}" height="{row - 6}" fill="#4a78b5"/>'
+                     f'<text x="{label_w + w + 4:.1f}" y="{y + 14}">{v:g}</text>')
+    return "".join(parts) + "</svg>"
+
+
+def summary_html(summary: dict[str, Any], title: str) -> str:
+    """A self-contained page: the score distribution and each case's pass rate as bar charts."""
+    bins = [f"{10 * i}-{100 if i == 9 else 10 * i + 10}%" for i in range(10)]
+    rates = summary["pass_rate"]
+    t = html.escape(title)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{t}</title></head><body>"
+            f"<h1>{t}: class summary</h1>"
+            f"<p>{summary['n']} submissions; mean {summary['mean_percent']:.1f}%, median "
+            f"{summary['median_percent']:.1f}%; {summary['ungradable']} could not be graded.</p>"
+            f"<h2>Score distribution (submissions per bin)</h2>{_bars_svg(bins, summary['bins'], max(summary['bins']))}"
+            "<h2>Pass rate per case (%)</h2>"
+            f"{_bars_svg(list(rates), [round(100 * r, 1) for r in rates.values()], 100)}</body></html>\n")

@@ -288,24 +288,90 @@ def reference(lab: str) -> ModuleType:
     return load_package(paths.solutions_dir(), lab)
 
 
+class Budgeted:
+    """Wraps an executor with a wall-clock budget for the whole submission.
+
+    Each case still has its own timeout; the budget caps their sum, so a submission that sleeps
+    just under every case's timeout cannot hold the grader for the sum of them all. Once it is
+    spent, every remaining call fails at once, saying so.
+    """
+
+    def __init__(self, inner: Executor, seconds: float) -> None:
+        self.inner, self.seconds = inner, seconds
+        self.isolation = inner.isolation
+        self.deadline = time.monotonic() + seconds
+        self.exhausted = False
+
+    @property
+    def notes(self) -> list[str]:
+        extra = [f"the submission used up its time budget of {self.seconds:g} s; the cases after that "
+                 "were not run and score 0"] if self.exhausted else []
+        return list(getattr(self.inner, "notes", [])) + extra
+
+    def execute(self, case: Case, inputs: Arrays, timeout: float) -> Reply:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            self.exhausted = True
+            return Reply(None, f"not run: the whole submission's time budget ({self.seconds:g} s) was used "
+                               "up by earlier cases (code that is very slow or waits?)", "")
+        return self.inner.execute(case, inputs, min(timeout, remaining))
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+BUDGET_MARGIN = 60.0  # seconds on top of the cases' timeouts: start-up, imports, the reference's own work
+
+
+def submission_budget(lab: Lab, only: Sequence[str] | None, timeout_scale: float) -> float:
+    """The wall-clock budget of one submission: each selected case's timeout once (not once per
+    seed), plus a margin, times the timeout scale."""
+    cases = [lab.get(n) for n in only] if only else lab.cases
+    return (sum(c.timeout for c in cases) + BUDGET_MARGIN) * timeout_scale
+
+
+def _printable_result(result: LabResult) -> LabResult:
+    """Text from a submission may hold undecodable bytes or lone surrogates: escape them once
+    here, so that reports, JSON and the gradebook can be written in any locale."""
+    from .gradebook import printable as clean
+
+    result.impl, result.isolation = clean(result.impl), clean(result.isolation)
+    result.notes = [clean(n) for n in result.notes]
+    for c in result.cases:
+        c.output = clean(c.output)
+    return result
+
+
+UNSANDBOXED = "process (NOT sandboxed: --allow-unsandboxed; the submission could read the reference)"
+
+
 def grade(lab: Lab, impl: Path, *, isolated: bool, only: Sequence[str] | None = None,
-          timeout_scale: float = 1.0, require_sandbox: bool = False) -> LabResult:
+          timeout_scale: float = 1.0, require_sandbox: bool = False,
+          allow_unsandboxed: bool = False) -> LabResult:
     """Grades one implementation folder (laid out like labs/).
 
     In-process: public seeds, expected values from the committed fixtures.
     Isolated: the implementation runs in a sandboxed child; public and hidden seeds; expected
-    values from the reference, computed here.
+    values from the reference, computed here. Without a working bubblewrap this refuses
+    (GradingError) unless ``allow_unsandboxed``, and then the result says so. The whole
+    submission has a wall-clock budget (``submission_budget``).
     """
     if not isolated:
-        return run_lab(lab, InProcess(impl, lab.name), FixtureExpected(lab.name), impl=str(impl),
-                       only=only, timeout_scale=timeout_scale)
+        return _printable_result(run_lab(lab, InProcess(impl, lab.name), FixtureExpected(lab.name),
+                                         impl=str(impl), only=only, timeout_scale=timeout_scale))
     use_bwrap = bwrap_available()
-    if require_sandbox and not use_bwrap:
-        raise GradingError("the bubblewrap sandbox is required but `bwrap` is not usable here; "
-                           "install the Debian package bubblewrap")
+    if not use_bwrap and (require_sandbox or not allow_unsandboxed):
+        raise GradingError("the bubblewrap sandbox is required for isolated grading but `bwrap` is not "
+                           "usable here; install the Debian package bubblewrap, or pass --allow-unsandboxed "
+                           "to grade in a plain subprocess (the submission could then read the reference)")
     expected = ReferenceExpected(reference(lab.name))
-    return run_lab(lab, Sandboxed(impl, lab.name, use_bwrap=use_bwrap), expected, impl=str(impl),
-                   hidden=hidden_seeds(lab.name), only=only, timeout_scale=timeout_scale)
+    executor = Budgeted(Sandboxed(impl, lab.name, use_bwrap=use_bwrap),
+                        submission_budget(lab, only, timeout_scale))
+    if not use_bwrap:
+        executor.isolation = UNSANDBOXED
+    result = run_lab(lab, executor, expected, impl=str(impl), hidden=hidden_seeds(lab.name), only=only,
+                     timeout_scale=timeout_scale)
+    return _printable_result(result)
 
 
 def zero_result(lab: Lab, impl: Path, reason: str) -> LabResult:

@@ -11,7 +11,7 @@ python=${PYTHON:-python3}
   || { echo "gradelab needs Python >= 3.11 ($python is $("$python" --version 2>&1))" >&2; exit 2; }
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-extras=dev,nbgrader  # nbgrader: the course-management bridge and its tests (tests/engine/test_nbgrader.py)
+extras=dev,nbgrader,dask  # nbgrader: the course-management bridge and its tests (tests/engine/test_nbgrader.py); dask: grade --scheduler (tests/engine/test_grading_dask.py)
 # torch is pinned: an unpinned torch pulls the CUDA build (GBs); 2.13.0 is the CPU build here.
 [ "${1:-}" = "--torch" ] && extras=$extras,torch
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[$extras]"

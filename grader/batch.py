@@ -1,0 +1,182 @@
+"""Grading many submissions: in parallel on this machine (``--jobs``) or on Dask (``--scheduler``).
+
+Each submission is one task, ``grade_task``: the same sandboxed grading as ``gradelab test
+--isolated``, run in a worker process (a local process pool, or a Dask worker). Only the
+result (a ``LabResult``: numbers and text) comes back; the client alone writes the gradebook,
+one transaction per submission as each finishes, so a kill loses at most the submissions in
+flight. Each worker uses one BLAS thread: N jobs on N cores do not fight over them.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .mnist import COURSE_DATA_ENV as MNIST_ENV  # read by load_mnist(): the course's held-out set
+from .runner import GradingError, LabResult, grade, zero_result
+
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+              "VECLIB_MAXIMUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1"}
+SLOW_AFTER = 30.0  # seconds: a submission in flight longer than this is named on the progress line
+
+
+@dataclass(frozen=True)
+class Options:
+    """What every task needs to grade a submission the same way (picklable, for workers)."""
+
+    lab: str
+    only: tuple[str, ...] | None = None
+    timeout_scale: float = 1.0
+    allow_unsandboxed: bool = False
+    data: str | None = None
+
+    def key(self) -> dict[str, object]:
+        """The options that change a grade, for the gradebook's grading key."""
+        return {"only": self.only, "timeout_scale": self.timeout_scale,
+                "allow_unsandboxed": self.allow_unsandboxed, "data": self.data}
+
+
+def use_data(data: str | None) -> None:
+    """Points the accuracy cases (built in this process) at the course's own MNIST, or the bundled one."""
+    if data:
+        os.environ[MNIST_ENV] = str(Path(data).resolve())
+    else:
+        os.environ.pop(MNIST_ENV, None)
+
+
+def _raise_exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds: every sandbox stage is removed by its finally/close
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM (and SIGHUP) end the process through Python's unwinding, so cleanups run."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_exit)
+
+
+def _worker_init() -> None:
+    os.environ.update(ONE_THREAD)
+    exit_on_sigterm()
+
+
+def grade_task(path: str, options: Options) -> LabResult:
+    """Grades one submission folder: the unit of work of a job or a Dask task."""
+    from . import paths
+    from .loading import load_cases
+
+    os.environ.update(ONE_THREAD)
+    use_data(options.data)
+    lab = load_cases(options.lab, paths.tests_dir())
+    try:
+        return grade(lab, Path(path), isolated=True, only=options.only, timeout_scale=options.timeout_scale,
+                     allow_unsandboxed=options.allow_unsandboxed)
+    except GradingError:
+        raise  # the grader's own set-up (no reference, no sandbox): the same for every submission
+    except Exception as exc:  # noqa: BLE001 - nothing one submission does may stop the others
+        return zero_result(lab, Path(path), f"grading this submission failed ({type(exc).__name__}: {exc}); "
+                                            "the instructor should look at it")
+
+
+OnResult = Callable[[str, str, LabResult], None]
+
+
+class _Progress:
+    """A tqdm bar with counts and ETA on stderr, and the slowest submission in flight."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="sub", desc="grading", file=sys.stderr,
+                        disable=None if enabled else True,  # None: only on a terminal
+                        dynamic_ncols=True, mininterval=0.5)
+
+    def tick(self, in_flight: dict[str, float]) -> None:
+        now = time.monotonic()
+        slow = max(in_flight.items(), key=lambda kv: now - kv[1], default=None)
+        if slow and now - slow[1] > SLOW_AFTER:
+            self.bar.set_postfix_str(f"slow: {slow[0]} ({now - slow[1]:.0f} s)", refresh=False)
+        else:
+            self.bar.set_postfix_str("", refresh=False)
+        self.bar.refresh()
+
+    def done(self, line: str) -> None:
+        self.bar.write(line, file=sys.stderr)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _drive(todo: Sequence[tuple[str, str]], submit: Callable[[str], Any], width: int,
+           on_result: OnResult, progress: _Progress) -> None:
+    """Keeps ``width`` tasks in flight (so the start time of each is when it really started),
+    hands each finished result to ``on_result`` in this process."""
+    pending = list(reversed(todo))
+    flying: dict[Any, tuple[str, str, float]] = {}
+    try:
+        while pending or flying:
+            while pending and len(flying) < width:
+                sub_id, path = pending.pop()
+                flying[submit(path)] = (sub_id, path, time.monotonic())
+            finished = [f for f in flying if f.done()]
+            for fut in finished:
+                sub_id, path, _ = flying.pop(fut)
+                result = fut.result()  # GradingError propagates: it concerns every submission
+                on_result(sub_id, path, result)
+                progress.done(f"  {sub_id:<30} {result.score:>6g} / {result.max_score:g}")
+            if not finished:
+                progress.tick({sid: t for sid, _, t in flying.values()})
+                time.sleep(0.2)
+    finally:
+        for fut in flying:
+            fut.cancel()
+
+
+def run_local(todo: Sequence[tuple[str, str]], options: Options, jobs: int, on_result: OnResult,
+              *, progress: bool = True) -> None:
+    """Grades ``todo`` ([(id, path)]) with ``jobs`` worker processes on this machine."""
+    os.environ.update(ONE_THREAD)  # inherited by the spawned workers before they import NumPy
+    bar = _Progress(len(todo), progress)
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=ctx, initializer=_worker_init)
+    try:
+        _drive(todo, lambda path: pool.submit(grade_task, path, options), max(1, jobs), on_result, bar)
+    finally:
+        bar.close()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_dask(todo: Sequence[tuple[str, str]], options: Options, scheduler: str, jobs: int,
+             on_result: OnResult, *, progress: bool = True) -> None:
+    """Grades ``todo`` on Dask: ``scheduler`` is an address (``tcp://host:8786``), or ``local`` for
+    a LocalCluster of ``jobs`` single-threaded worker processes on this machine. Workers need
+    the project (and bubblewrap) at the same path as here."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise GradingError("--scheduler needs Dask: pip install 'gradelab[dask]'") from exc
+    os.environ.update(ONE_THREAD)
+    cluster = None
+    if scheduler == "local":
+        cluster = LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+    else:
+        client = Client(scheduler, timeout=30)
+    bar = _Progress(len(todo), progress)
+    try:
+        width = max(1, sum(client.nthreads().values()))
+        _drive(todo, lambda path: client.submit(grade_task, path, options, pure=False), width, on_result, bar)
+    finally:
+        bar.close()
+        client.close()
+        if cluster is not None:
+            cluster.close()

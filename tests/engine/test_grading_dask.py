@@ -1,0 +1,60 @@
+"""`gradelab grade --scheduler`: each submission a task on Dask distributed workers (real worker
+processes of a LocalCluster), the same sandboxed grading, the gradebook written by the client."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+
+from grader.cli import main as cli_main
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
+
+try:
+    import distributed
+except ImportError:  # an optional extra; scripts/setup.sh installs it for CI
+    if os.environ.get("CI"):
+        raise
+    pytest.skip("Dask distributed is not installed (pip install 'gradelab[dask]')", allow_module_level=True)
+
+FAST = ["--case", "linear_forward", "--case", "relu_forward", "--timeout-scale", "0.5", "--no-progress"]
+RELU_LINE = "        return np.where(self._mask, x, 0.0)\n"
+
+
+def rows(out: Path) -> dict[str, dict[str, str]]:
+    with open(out / "gradebook.csv", newline="", encoding="utf-8") as f:
+        return {r["submission"]: r for r in csv.DictReader(f)}
+
+
+def test_grading_on_a_local_cluster_of_worker_processes(sandbox, patched_reference, tmp_path) -> None:
+    subs = [patched_reference("subs/sec1/alice", {}),
+            patched_reference("subs/sec2/alice", {"layers.py": [(RELU_LINE, RELU_LINE.rstrip() + " + 1\n")]}),
+            patched_reference("subs/sec2/bob", {})]
+    out = tmp_path / "out"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        assert cli_main(["grade", "lab1", *map(str, subs), "--out", str(out), "--scheduler",
+                         cluster.scheduler_address, *FAST]) == 0
+        ran = cluster.scheduler.task_prefixes.get("grade_task")
+        assert ran is not None, "no grade_task ran on the cluster's workers"
+        assert len(ran.all_durations) > 0 or ran.duration_average > 0  # tasks really executed there
+    got = rows(out)
+    assert {k: v["score"] for k, v in got.items()} == {"sec1/alice": "7", "sec2/alice": "4", "sec2/bob": "7"}
+    assert {v["isolation"] for v in got.values()} == {"sandbox (bubblewrap)"}
+    # rerun through Dask: nothing to do (the client's gradebook says all is graded)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        assert cli_main(["grade", "lab1", *map(str, subs), "--out", str(out), "--scheduler",
+                         cluster.scheduler_address, *FAST]) == 0
+        assert "grade_task" not in cluster.scheduler.task_prefixes
+    assert rows(out) == got
+
+
+def test_scheduler_local_starts_its_own_cluster(sandbox, patched_reference, tmp_path, capsys) -> None:
+    sub = patched_reference("subs/carol", {})
+    out = tmp_path / "out"
+    assert cli_main(["grade", "lab1", str(sub), "--out", str(out), "--scheduler", "local", "--jobs", "2", *FAST]) == 0
+    assert rows(out)["carol"]["score"] == "7"
