@@ -12,8 +12,9 @@ from __future__ import annotations
 import pytest
 
 from grader import paths
+from grader.fixtures import ReferenceExpected
 from grader.loading import load_cases
-from grader.runner import LabResult, grade
+from grader.runner import InProcess, LabResult, grade, hidden_seeds, reference, run_lab
 
 LAB = load_cases("lab4", paths.tests_dir())
 POINTS = {c.name: c.points for c in LAB.cases}
@@ -232,6 +233,27 @@ def test_bug_fails_exactly_its_cases_with_a_message_naming_it(patched_reference,
         for needle in fails[case]:
             assert needle in out[case], f"{case}: {needle!r} not in the message:\n{out[case]}"
     assert result.score == FAST_MAX - sum(POINTS[c] for c in expected)
+
+
+def with_hidden_variants(root) -> LabResult:
+    """Public seed and both hidden variants (other shapes and hyperparameters), in-process, live reference."""
+    return run_lab(LAB, InProcess(root, "lab4"), ReferenceExpected(reference("lab4")), impl=str(root),
+                   hidden=hidden_seeds("lab4"), only=FAST)
+
+
+def test_reference_passes_every_hidden_variant(patched_reference) -> None:
+    assert len(hidden_seeds("lab4")) == 2
+    result = with_hidden_variants(patched_reference("reference", {}, lab="lab4"))
+    assert failed(result) == set(), outputs(result)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize(("patches", "fails"), BUGS)
+def test_bug_still_fails_its_cases_with_hidden_variants(patched_reference, request, patches, fails) -> None:
+    """Hidden variants change shapes and hyperparameters; no bug may slip through them (they can only add)."""
+    result = with_hidden_variants(patched_reference(request.node.callspec.id, patches, lab="lab4"))
+    assert set(fails) - {MNIST} <= failed(result), outputs(result)
 
 
 def test_at_least_twelve_distinct_bugs_each_named() -> None:
