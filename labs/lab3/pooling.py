@@ -103,9 +103,11 @@ class Flatten(Module):
     """(N, C, H, W) -> (N, C*H*W), in C order (as torch.flatten(x, 1)); backward reshapes back."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """(N, C, H, W) -> (N, C*H*W); remember the input's shape for backward."""
         # TODO: your code here (see the docstring above).
         raise NotImplementedError("Flatten.forward: not implemented yet")
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        """(N, C*H*W) -> (N, C, H, W): the gradient in the input's shape."""
         # TODO: your code here (see the docstring above).
         raise NotImplementedError("Flatten.backward: not implemented yet")

@@ -65,17 +65,17 @@ def preprocess(images: np.ndarray) -> np.ndarray:
 
 
 def _slowest_layers(model: Module, x: np.ndarray) -> str:
-    """Forward time of each layer of a Sequential on ``x``, slowest first (for the error message)."""
+    """Forward CPU time of each layer of a Sequential on ``x``, slowest first (for the error message)."""
     layers = getattr(model, "layers", None)
     if not isinstance(layers, list):
         return ""
     times = []
     for layer in layers:
-        start = time.perf_counter()
+        start = time.process_time()
         x = layer(x)
-        times.append((time.perf_counter() - start, type(layer).__name__))
+        times.append((time.process_time() - start, type(layer).__name__))
     times.sort(reverse=True)
-    return "; forward time per layer on that batch: " + ", ".join(f"{name} {t:.3g} s" for t, name in times[:4])
+    return "; forward CPU time per layer on that batch: " + ", ".join(f"{name} {t:.3g} s" for t, name in times[:4])
 
 
 def _check_budget(seconds: list[float], n_steps: int, model: Module, batch: np.ndarray) -> None:
@@ -84,9 +84,9 @@ def _check_budget(seconds: list[float], n_steps: int, model: Module, batch: np.n
     if projected > ABORT_AFTER_S:
         raise TrainingTooSlow(
             f"fit_mnist stopped: one training step (forward + backward + SGD on a batch of {len(batch)}) "
-            f"took {min(seconds):.2f} s of CPU time, so {n_steps} steps would take about {projected:.0f} s; the budget is "
-            f"{TRAINING_BUDGET_S:.0f} s (the reference takes a few seconds per epoch). Vectorise your layers: "
-            "Conv2d.forward/backward must use im2col/col2im and matrix products, with Python loops only "
+            f"took {min(seconds):.2f} s of CPU time, so {n_steps} steps would take about {projected:.0f} s; the "
+            f"budget is {TRAINING_BUDGET_S:.0f} s (the reference takes a few seconds per epoch). Vectorise your "
+            "layers: Conv2d.forward/backward must use im2col/col2im and matrix products, with Python loops only "
             "over the kernel offsets (u, v), never over the batch, channels or output positions "
             "(conv2d_naive is for understanding, not for training)" + _slowest_layers(model, batch) + ".")
 

@@ -115,12 +115,14 @@ class Flatten(Module):
     """(N, C, H, W) -> (N, C*H*W), in C order (as torch.flatten(x, 1)); backward reshapes back."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """(N, C, H, W) -> (N, C*H*W); remember the input's shape for backward."""
         ### BEGIN SOLUTION
         self._x_shape = x.shape
         return x.reshape(len(x), -1)
         ### END SOLUTION
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        """(N, C*H*W) -> (N, C, H, W): the gradient in the input's shape."""
         ### BEGIN SOLUTION
         return grad_output.reshape(self._x_shape)
         ### END SOLUTION

@@ -211,7 +211,7 @@ def test_loop_convolution_is_stopped_by_the_time_budget_with_a_message_to_vector
     assert failed(result) == {MNIST}, out  # the loops are correct: forward still earns its points
     message = out[MNIST]
     for needle in (RAISED, "TrainingTooSlow: fit_mnist stopped: one training step", "the budget is 60 s",
-                   "Vectorise your layers", "forward time per layer on that batch: Conv2d"):
+                   "Vectorise your layers", "forward CPU time per layer on that batch: Conv2d"):
         assert needle in message, message
     assert result.cases[0].seconds < 120, "the budget check must stop training within its first steps"
 

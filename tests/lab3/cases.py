@@ -626,7 +626,9 @@ def mnist_inputs(rng: np.random.Generator) -> Arrays:
             "test_images": split.test_images, "test_labels": split.test_labels}
 
 
-@LAB.case(points=12, inputs=mnist_inputs, private=["test_labels"], hidden=False, timeout=300, slow=True,
+# timeout: the reference trains in about 23 s of CPU time, but its wall time reached 170 s on the shared
+# 2-core machine under heavy load; fit_mnist itself stops code that is far too slow, with a message.
+@LAB.case(points=12, inputs=mnist_inputs, private=["test_labels"], hidden=False, timeout=480, slow=True,
           checks=[Accuracy("predictions", "test_labels", ACCURACY_THRESHOLD,
                            "fit_mnist + predict (the CNN) on the held-out split", reference=REFERENCE_ACCURACY)])
 def mnist_accuracy(lab, train_images, train_labels, test_images):
