@@ -243,8 +243,8 @@ def timeout_frames(log: str) -> tuple[str, str]:
     """Splits a child's log into (what the student printed, where their code was when the time ran out).
 
     The worker arms ``faulthandler.dump_traceback_later`` just before each case's time limit; the
-    dump lands in the log. The student's frames are kept (innermost first, as faulthandler lists
-    them), with their source line while the stage still exists.
+    dump lands in the log. The student's frames are kept, most recent last as in a traceback,
+    with their source line while the stage still exists.
     """
     match = _DUMP_START.search(log or "")
     if not match:
@@ -254,7 +254,7 @@ def timeout_frames(log: str) -> tuple[str, str]:
     for m in _DUMP_FRAME.finditer(dump):
         source = linecache.getline(m["path"], int(m["line"])).strip()
         frames.append(f'  File "{m["rel"]}", line {m["line"]}, in {m["fn"]}' + (f"\n    {source}" if source else ""))
-    return printed, "\n".join(frames[:6])
+    return printed, "\n".join(reversed(frames[:6]))  # faulthandler lists the innermost frame first
 
 
 def run_lab(lab: Lab, executor: Executor, expected: ExpectedFn, *, impl: str,
