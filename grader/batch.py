@@ -91,11 +91,11 @@ OnResult = Callable[[str, str, LabResult], None]
 class _Progress:
     """A tqdm bar with counts and ETA on stderr, and the slowest submission in flight."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, total: int, enabled: bool, file: Any = None) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, unit="sub", desc="grading", file=sys.stderr,
-                        disable=None if enabled else True,  # None: only on a terminal
+        self.file = file or sys.stderr
+        self.bar = tqdm(total=total, unit="sub", desc="grading", file=self.file, disable=not enabled,
                         dynamic_ncols=True, mininterval=0.5)
 
     def tick(self, in_flight: dict[str, float]) -> None:
@@ -108,7 +108,7 @@ class _Progress:
         self.bar.refresh()
 
     def done(self, line: str) -> None:
-        self.bar.write(line, file=sys.stderr)
+        self.bar.write(line, file=self.file)
         self.bar.update(1)
 
     def close(self) -> None:

@@ -140,10 +140,11 @@ def cmd_grade(args: argparse.Namespace) -> int:
             if args.details:
                 print(report.table(result) + "\n")
 
+        progress = not args.no_progress and sys.stderr.isatty()  # a bar only where it can redraw itself
         if args.scheduler:
-            batch.run_dask(todo, options, args.scheduler, args.jobs, on_result, progress=not args.no_progress)
+            batch.run_dask(todo, options, args.scheduler, args.jobs, on_result, progress=progress)
         else:
-            batch.run_local(todo, options, args.jobs, on_result, progress=not args.no_progress)
+            batch.run_local(todo, options, args.jobs, on_result, progress=progress)
         csv_path = book.export_csv(case_names=[c.name for c in lab.cases])
         rows = book.rows()
         summary = report.class_summary(rows, {c.name: c.points for c in lab.cases})

@@ -5,6 +5,7 @@ reference's worst seed minus a margin. The handout quotes its output.
 
     python scripts/measure_accuracy.py                 # the reference, seeds 0-4
     python scripts/measure_accuracy.py --impl DIR --seeds 0 1 2
+    python scripts/measure_accuracy.py --data DIR       # the course's own held-out set
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ def main() -> None:
     parser.add_argument("--impl", type=Path, default=default, help=f"folder laid out like labs/ (default: {default})")
     parser.add_argument("--lab", default="lab1")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--data", type=Path, help="the course's own MNIST (IDX files), as `gradelab grade --data`")
     args = parser.parse_args()
     lab = load_package(args.impl, args.lab)
-    split = mnist.load_mnist()
+    split = mnist.load_mnist(args.data)
     print(f"data: {split.source}; train {len(split.train_labels)}, held-out {len(split.test_labels)}")
     print(f"hyperparameters: {getattr(lab, 'HPARAMS', '?')}; cores: {os.cpu_count()}")
     accs, times = [], []

@@ -5,6 +5,7 @@ cases with short timeouts so each submission takes about a second."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import gradebook, mnist, paths
+from grader import batch, gradebook, mnist, paths
 from grader.cli import main as cli_main
 from grader.fixtures import make_inputs
 from grader.loading import load_cases
@@ -224,3 +225,15 @@ def test_data_dir_feeds_the_accuracy_case(tmp_path, monkeypatch) -> None:
     course = make_inputs(case, 0, None)
     assert len(default["test_labels"]) == len(bundled.test_labels)
     assert len(course["test_labels"]) == 200 and len(course["train_labels"]) == 800
+
+
+def test_progress_bar_counts_and_names_a_slow_submission() -> None:
+    bar = batch._Progress(3, True, file=io.StringIO())
+    now = time.monotonic()
+    bar.tick({"sec1/alice": now - 1, "sec2/bob": now - batch.SLOW_AFTER - 5})
+    assert "slow: sec2/bob" in str(bar.bar)
+    bar.done("  sec1/alice 7 / 7")
+    assert "1/3" in str(bar.bar) and "sec1/alice 7 / 7" in bar.file.getvalue()
+    bar.tick({"sec1/alice": now})
+    assert "slow" not in str(bar.bar)
+    bar.close()
