@@ -53,6 +53,7 @@ SHARED_SGD = "your momentum buffer is shared between parameters"
 EPS_INSIDE = "eps inside the square root"
 NO_BIAS = "Adam without bias correction"
 GLOBAL_STEP = "one step counter for all parameters"
+NONE_AS_ZERO = "a None gradient treated as zeros"
 ADAMW_L2 = "weight decay added to the gradient (L2, Adam) where AdamW decouples it"
 
 
@@ -110,6 +111,28 @@ BUGS = [
         "sgd_nesterov": [RAISED],
         "sgd_weight_decay": [RAISED],
         "state_dict_sgd": [RAISED],
+    }),
+    # ---------------------------------------------------------------- no gradient (grad is None)
+    bug("none-gradient-treated-as-zeros", {"optim.py": [
+        ("            g = self._decay(p, p.grad)\n",
+         "            g = self._decay(p, p.grad if p.grad is not None else np.zeros_like(p.data))\n"),
+        ("        for i, p in enumerate(self.params):\n            if p.grad is None:\n                continue\n"
+         "            g = self._decay", "        for i, p in enumerate(self.params):\n            g = self._decay"),
+    ]}, {
+        "adam": [NONE_AS_ZERO, "Adam: p1 (small gradients; NO gradient on some steps)"],
+        "adam_weight_decay": [NONE_AS_ZERO],
+        "adamw": [NONE_AS_ZERO],
+        "state_per_parameter": ["Adam on three parameters"],
+        "state_dict_adam": ["resumed from state_dict()"],
+    }),
+    bug("none-gradient-not-skipped", {"optim.py": [
+        ("        for i, p in enumerate(self.params):\n            if p.grad is None:\n                continue\n"
+         "            g = p.grad + self.weight_decay * p.data if self.weight_decay else p.grad\n            state = "
+         'self.state.setdefault(i, {"step": 0, "sum"',
+         "        for i, p in enumerate(self.params):\n"
+         "            g = p.grad + self.weight_decay * p.data if self.weight_decay else p.grad\n            state = "
+         'self.state.setdefault(i, {"step": 0, "sum"')]}, {
+        "adagrad": [RAISED, "grad is None (it got no gradient): skip that parameter entirely", "optimizer step 3"],
     }),
     # ---------------------------------------------------------------- Adagrad, RMSprop
     bug("adagrad-eps-inside-sqrt", {"optim.py": [

@@ -118,8 +118,16 @@ def run_steps(opt: Any, cls: str, params: list[Any], inputs: Arrays, start: int,
         if lr is not None and new_lr != lr:
             opt.lr = lr = new_lr
         _set_grads(params, inputs, t)
-        with _arithmetic(cls, t):
-            opt.step()
+        try:
+            with _arithmetic(cls, t):
+                opt.step()
+        except (TypeError, AttributeError) as exc:
+            if "NoneType" not in str(exc) or all(p.grad is not None for p in params):
+                raise
+            raise ConventionError(
+                f"{cls}.step, optimizer step {t + 1}: {type(exc).__name__}: {exc}. On this step a parameter's "
+                "grad is None (it got no gradient): skip that parameter entirely (`if p.grad is None: continue`), "
+                "as torch.optim does") from exc
         for k, p in enumerate(params):
             out[k].append(np.array(p.data, dtype=np.float64, copy=True))
     return out
@@ -260,6 +268,8 @@ def simulate(cls: str, inputs: Arrays, bugs: Sequence[str] = (), *, start: int =
         for k in range(n):
             if inputs[f"has{k}"][t]:
                 RULES[cls](ps[k], inputs[f"g{k}"][t], sts[k], lr, t + 1, hp, bug_set)
+            elif "none_as_zero" in bug_set:
+                RULES[cls](ps[k], np.zeros_like(ps[k]), sts[k], lr, t + 1, hp, bug_set)
             traj[k].append(ps[k].copy())
     return [np.stack(tr) if tr else np.zeros((0,)) for tr in traj], sts, lr
 
@@ -304,6 +314,8 @@ def trajectory_checks(title: str, cls: str, named: Sequence[tuple[str, Sequence[
     checks = []
     for k in range(N_PARAMS):
         mistakes = tuple(traj_mistake(d, cls, k, b) for d, b in named)
+        if k == 1:  # the parameter that gets no gradient on some steps
+            mistakes += (traj_mistake(NONE_AS_ZERO, cls, k, ["none_as_zero"]),)
         checks.append(Close(f"p{k}", f"{title}: {ROLES[k]} after each step", rtol=rtol, atol=atol,
                             explain=TRAJ_EXPLAIN,
                             mistakes=mistakes + first_difference(f"p{k}", "step", rtol, atol)))
@@ -337,6 +349,8 @@ ADAM_DECOUPLED = "weight decay decoupled (AdamW's rule) in Adam: Adam's weight_d
 ADAMW_L2 = "weight decay added to the gradient (L2, Adam) where AdamW decouples it: p *= 1 - lr*weight_decay"
 ADAMW_NO_LR = "AdamW decay without lr (p *= 1 - weight_decay): PyTorch scales it by lr, p *= 1 - lr*weight_decay"
 ADAMW_AFTER = "AdamW decay applied after the Adam update: PyTorch shrinks p first, then applies the Adam update"
+NONE_AS_ZERO = ("a None gradient treated as zeros (the state still moved: momentum decayed, the step counter "
+                "advanced): PyTorch skips a parameter whose grad is None entirely")
 SHARED_SGD = "your momentum buffer is shared between parameters: keep one buffer per parameter (self.state[i])"
 SHARED_ADAM = ("your m and v are shared between parameters (one step counter per step() call): keep m, v and "
                "step per parameter (self.state[i])")
