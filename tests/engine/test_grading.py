@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -237,3 +238,37 @@ def test_progress_bar_counts_and_names_a_slow_submission() -> None:
     bar.tick({"sec1/alice": now})
     assert "slow" not in str(bar.bar)
     bar.close()
+
+
+def test_an_ungradable_submission_is_a_zero_row_with_the_reason(sandbox, patched_reference, tmp_path) -> None:
+    good = patched_reference("subs/alice", {})
+    big = patched_reference("subs/bigfile", {})
+    with open(big / "lab1" / "weights.bin", "wb") as f:  # over the 50 MiB a submission may hold
+        f.truncate(51 << 20)
+    out = tmp_path / "out"
+    assert grade(good, big, "--out", out) == 0
+    got = rows(out)
+    assert got["alice"]["score"] == "7" and got["alice"]["reason"] == ""
+    assert got["bigfile"]["score"] == "0" and "larger than 50 MiB" in got["bigfile"]["reason"]
+    assert got["bigfile"]["isolation"].startswith("none")
+
+
+@pytest.mark.slow
+def test_grade_with_data_dir_trains_and_predicts_on_the_course_set(sandbox, patched_reference, tmp_path) -> None:
+    bundled = mnist.load_mnist()
+    data = tmp_path / "course-mnist"
+    data.mkdir()
+    _write_idx(data / "images-idx3-ubyte", bundled.train_images[:1000])
+    _write_idx(data / "labels-idx1-ubyte", bundled.train_labels[:1000].astype(np.uint8))
+    sub = patched_reference("subs/alice", {})
+    out = tmp_path / "out"
+    assert cli_main(["grade", "lab1", str(sub), "--out", str(out), "--data", str(data), "--case", "mnist_accuracy",
+                     "--no-progress"]) == 0
+    result = json.loads((out / "submissions" / "alice" / "results.json").read_text())
+    case = result["tests"][0]
+    assert case["name"] == "mnist_accuracy"
+    # 1000 digits split 80/20 (stratified): the case saw about 200 of the course's digits, not the bundled 2000
+    held_out = re.search(r"on (\d+) held-out digits", case["output"])
+    assert held_out and 190 <= int(held_out.group(1)) <= 210, case["output"]
+    assert cli_main(["grade", "lab1", str(tmp_path / "nope"), "--out", str(out), "--data", str(data)]) == 2
+    assert cli_main(["grade", "lab1", str(sub), "--out", str(out), "--data", str(tmp_path / "nodata")]) == 2

@@ -390,3 +390,15 @@ def test_cli_without_bwrap_exits_2_or_says_unsandboxed_in_the_gradebook(patched_
     csv_text = (tmp_path / "out" / "gradebook.csv").read_text()
     assert "NOT sandboxed" in csv_text and "NOT sandboxed" in (
         tmp_path / "out" / "submissions" / "plain" / "results.json").read_text()
+
+
+def test_cli_test_isolated_without_bwrap_refuses_unless_allowed(patched_reference, tmp_path) -> None:
+    root = patched_reference("plain2", {})
+    env = {**os.environ, "PATH": str(tmp_path / "empty")}
+    cmd = [sys.executable, "-m", "grader.cli", "test", "lab1", "--impl", str(root), "--isolated",
+           "--case", "linear_forward", "--timeout-scale", "0.5"]
+    refused = subprocess.run(cmd, capture_output=True, text=True, cwd=paths.project_root(), env=env, timeout=120)
+    assert refused.returncode == 2 and "--allow-unsandboxed" in refused.stderr, refused.stderr
+    allowed = subprocess.run([*cmd, "--allow-unsandboxed"], capture_output=True, text=True,
+                             cwd=paths.project_root(), env=env, timeout=120)
+    assert allowed.returncode == 0 and "NOT sandboxed" in allowed.stdout, allowed.stdout + allowed.stderr
