@@ -16,9 +16,9 @@ For each submission, ``run_autograder``:
 2. reports a syntax error (compiled here, never run) or an import error (from the sandboxed
    child) once, as the top-level ``output``, and scores 0;
 3. otherwise grades in the sandboxed child of ``grader.sandbox``: bubblewrap when this container
-   allows its namespaces, else a plain child process with rlimits (run as root, the grader gives
-   the child a dedicated unprivileged uid); student code never runs in this process. The
-   top-level output says which (``isolation_name``);
+   allows its namespaces, else a plain child process with rlimits that ``run_autograder``
+   (``GRADELAB_UID_WITHOUT_BWRAP=1``) has switched to a dedicated unprivileged uid with setpriv;
+   student code never runs in this process. The top-level output says which (``isolation_name``);
 4. writes ``<root>/results/results.json``: one visible test per case on the public seed, and one
    test per hidden variant with ``visibility: "after_due_date"``. A case's points are split
    evenly between its public run and its hidden variants (``gradelab grade`` gives a case's
@@ -207,8 +207,8 @@ def _tests(lab: Lab, executor: Sandboxed, expected: ReferenceExpected, hidden: S
             r.output = r.output.replace("(hidden variant 0)", f"(hidden variant {k})")
             runs.append((f"{case.name} (hidden variant {k})", r, "after_due_date"))
         for name, r, visibility in runs:
-            tests.append({"name": name, "score": round(share, 4) if r.passed else 0.0,
-                          "max_score": round(share, 4), "status": r.status, "output": r.output,
+            tests.append({"name": name, "score": share if r.passed else 0.0,
+                          "max_score": share, "status": r.status, "output": r.output,
                           "output_format": "text", "visibility": visibility, "tags": [lab.name, case.name],
                           "execution_time": round(r.seconds, 3), "import_error": getattr(r, "import_error", "")})
     return tests
@@ -254,7 +254,7 @@ def run(root: Path, lab_name: str, *, force_no_bwrap: bool = False) -> dict[str,
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     verdict["execution_time"] = round(time.perf_counter() - start, 3)
-    out = root / "verdict" / "results.json"
+    out = root / "results" / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(verdict, indent=2) + "\n")
     return verdict
