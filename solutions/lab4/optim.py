@@ -17,7 +17,7 @@ Conventions (the tests rely on them; the handout writes every rule out):
 
 from __future__ import annotations
 
-import copy
+import copy  # noqa: F401 - for state_dict (the stub does not use it yet)
 from collections.abc import Iterable
 from typing import Any
 

@@ -20,7 +20,7 @@ of PyTorch, whose recursive formulas would carry the change on).
 
 from __future__ import annotations
 
-import math
+import math  # noqa: F401 - for the cosine (the stub does not use it yet)
 from collections.abc import Sequence
 from typing import Any
 
