@@ -131,6 +131,12 @@ BUGS = [
         "train_eval_nested": ["eval output independent of the rest of the batch",
                               "your layers must read self.training"],
     }),
+    bug("running-var-float32", {BN: [
+        (RUN_VAR, f"self.running_var = ({RUN_VAR.split(' = ', 1)[1]}).astype(np.float32)")]}, {
+        "bn1d_float64": ["got     [0:6] = [8. 8. 8. 4. 8. 8.]", "A 4 is float32"],
+        "bn1d_running_stats": ["dtype: expected float64, got float32"],
+        "bn2d_running_stats_and_eval": ["dtype: expected float64, got float32"],
+    }),
     # ---------------------------------------------------------------- backward
     bug("mean-path-missing", {BN: [(DX_RET, "return dxc ")]}, {
         "bn1d_backward_dx": [GRAD_DISAGREES, MEAN_PATH],
