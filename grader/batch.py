@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .mnist import COURSE_DATA_ENV as MNIST_ENV  # read by load_mnist(): the course's held-out set
-from .runner import GradingError, LabResult, grade, zero_result
+from .runner import GradingError, LabResult, _printable_result, grade, zero_result
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "VECLIB_MAXIMUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1"}
@@ -81,8 +81,9 @@ def grade_task(path: str, options: Options) -> LabResult:
     except GradingError:
         raise  # the grader's own set-up (no reference, no sandbox): the same for every submission
     except Exception as exc:  # noqa: BLE001 - nothing one submission does may stop the others
-        return zero_result(lab, Path(path), f"grading this submission failed ({type(exc).__name__}: {exc}); "
-                                            "the instructor should look at it")
+        return _printable_result(zero_result(lab, Path(path), f"grading this submission failed "
+                                                              f"({type(exc).__name__}: {exc}); "
+                                                              "the instructor should look at it"))
 
 
 OnResult = Callable[[str, str, LabResult], None]

@@ -115,8 +115,12 @@ def cmd_grade(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from exc
         if len(set(ids.values())) < len(ids):
             raise UsageError("two submissions have the same id; pass --root so their paths differ")
+        if book.meta("lab") not in (None, args.lab):
+            raise UsageError(f"--out {out} holds the gradebook of {book.meta('lab')}; grade {args.lab} into "
+                             "another --out")
         if stored is None:
             book.set_meta("root", str(root))
+            book.set_meta("lab", args.lab)
         options = batch.Options(args.lab, only, args.timeout_scale, args.allow_unsandboxed, args.data)
         key = gradebook.grading_key(args.lab, options.key())
         hashes = {p: gradebook.content_hash(p, args.lab) for p in ids}
@@ -293,6 +297,8 @@ def _add_course_commands(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("--assignment", required=True, help="the nbgrader assignment, named like the lab (lab1)")
     imp.add_argument("--lab", help="the lab, if the assignment has another name")
     imp.add_argument("--regrade", action="store_true", help="grade students whose scores are already imported")
+    imp.add_argument("--allow-unsandboxed", action="store_true",
+                     help="grade in a plain child process when bubblewrap is unusable (not a grade to trust)")
     imp.set_defaults(func=cmd_nbgrader_import)
     src = nbsub.add_parser("source", help="write <course>/source/LAB/: the lab's notebook and its stubs")
     src.add_argument("--course-dir", required=True)
@@ -330,7 +336,7 @@ def cmd_nbgrader_import(args: argparse.Namespace) -> int:
     from . import nbgrader_bridge
 
     return nbgrader_bridge.run_import(Path(args.course_dir), args.assignment, lab=args.lab or args.assignment,
-                                      regrade=args.regrade)
+                                      regrade=args.regrade, allow_unsandboxed=args.allow_unsandboxed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

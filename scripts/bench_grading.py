@@ -14,6 +14,7 @@ import argparse
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from grader import batch, paths  # noqa: E402
 from grader.loading import load_cases  # noqa: E402
 from grader.runner import LabResult  # noqa: E402
-from grader.sandbox import Child, bwrap_available  # noqa: E402
+from grader.sandbox import Child, _bwrap_command, bwrap_available  # noqa: E402
 
 
 def startup_seconds(root: Path, repeats: int = 5) -> list[float]:
@@ -38,6 +39,22 @@ def startup_seconds(root: Path, repeats: int = 5) -> list[float]:
             times.append(time.perf_counter() - start)
         finally:
             child.close()
+    return times
+
+
+def bwrap_seconds(repeats: int = 5) -> list[float]:
+    """bubblewrap alone: the sandbox's own start-up (namespaces, mounts), running /bin/true."""
+    stage = Path(tempfile.mkdtemp(prefix="gradelab-bench-stage-"))
+    (stage / "work").mkdir()
+    cmd = _bwrap_command(stage) + ["--", "/bin/true"]
+    times = []
+    try:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True)
+            times.append(time.perf_counter() - start)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     return times
 
 
@@ -79,8 +96,11 @@ def main() -> int:
         print(f"lab1 {'without' if args.fast else 'with'} the MNIST training case; "
               f"{args.submissions} submissions (copies of the reference)")
 
+        bw = bwrap_seconds()
+        print(f"sandbox start-up, bubblewrap alone (namespaces + mounts, /bin/true): median "
+              f"{statistics.median(bw):.3f} s, min {min(bw):.3f} s over {len(bw)}")
         st = startup_seconds(tmp / "s0")
-        print(f"sandbox start-up (bwrap + Python + NumPy + importing the submission): median "
+        print(f"child ready (bwrap + Python + NumPy + the grader + importing the submission): median "
               f"{statistics.median(st):.3f} s, min {min(st):.3f} s over {len(st)}")
 
         one, res1 = throughput(todo, options, jobs=1)

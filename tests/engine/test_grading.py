@@ -272,3 +272,24 @@ def test_grade_with_data_dir_trains_and_predicts_on_the_course_set(sandbox, patc
     assert held_out and 190 <= int(held_out.group(1)) <= 210, case["output"]
     assert cli_main(["grade", "lab1", str(tmp_path / "nope"), "--out", str(out), "--data", str(data)]) == 2
     assert cli_main(["grade", "lab1", str(sub), "--out", str(out), "--data", str(tmp_path / "nodata")]) == 2
+
+
+def test_ids_stay_relative_to_the_recorded_root(tmp_path, capsys) -> None:
+    """The root is recorded on the first run; a submission outside it, or another lab in the same
+    --out, is a usage error (never a second id for the same student)."""
+    out = tmp_path / "out"
+    book = gradebook.Gradebook(out)
+    book.set_meta("root", str(tmp_path / "subs"))
+    book.set_meta("lab", "lab1")
+    book.close()
+    (tmp_path / "elsewhere" / "bob").mkdir(parents=True)
+    assert grade(tmp_path / "elsewhere" / "bob", "--out", out) == 2
+    assert "not inside the gradebook's root" in capsys.readouterr().err
+    root, ids = gradebook.submission_ids([tmp_path / "subs" / "sec1" / "alice"], tmp_path / "subs")
+    assert list(ids.values()) == ["sec1/alice"]
+    other = tmp_path / "out2"
+    book = gradebook.Gradebook(other)
+    book.set_meta("lab", "lab2")
+    book.close()
+    assert grade(tmp_path / "elsewhere" / "bob", "--out", other) == 2
+    assert "holds the gradebook of lab2" in capsys.readouterr().err
