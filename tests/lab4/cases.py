@@ -397,7 +397,7 @@ def sgd_momentum(lab, **inputs):
 
 @LAB.case(points=6, **variants(sgd_hp(momentum=0.9), [sgd_hp(lr=0.02, momentum=0.8), sgd_hp(lr=0.1, momentum=0.5)],
                                lr_changes=LR_CHANGES),
-          checks=trajectory_checks("SGD with momentum, lr changed at steps 12 and 22", "SGD", [
+          checks=trajectory_checks("SGD with momentum, lr changed after steps 12 and 22", "SGD", [
               (VELOCITY, ["velocity"]), (EMA_MOMENTUM, ["ema"]),
           ]))
 def sgd_momentum_lr_change(lab, **inputs):
@@ -653,8 +653,8 @@ ROUNDTRIP_EXPLAIN = (f"Row r is the parameter after step {SAVE_AT + 1} + r. Resu
 
 
 def _roundtrip_checks(cls: str, hows: Sequence[str]) -> list[Close]:
-    return [Close(f"resumed_p{k}", f"{cls}: parameter {k} after each step resumed from state_dict() at step "
-                                   f"{SAVE_AT}", explain=ROUNDTRIP_EXPLAIN,
+    return [Close(f"resumed_p{k}", f"{cls} resumed from state_dict() taken after step {SAVE_AT}: parameter {k} "
+                                   "after each later step", explain=ROUNDTRIP_EXPLAIN,
                   mistakes=tuple(Mistake(ROUNDTRIP_MISTAKES[h], _roundtrip_prediction(cls, k, h)) for h in hows)
                   + first_difference(f"resumed_p{k}", "row", 1e-7, 1e-10))
             for k in range(N_PARAMS)]
@@ -665,7 +665,7 @@ def _roundtrip_checks(cls: str, hows: Sequence[str]) -> list[Close]:
                          roundtrip_inputs(HIDDEN_SHAPES[1], 32, adam_hp(lr=0.03, eps=1e-6))),
           checks=_roundtrip_checks("Adam", ("aliased", "aliased_arrays", "lr", "fresh", "step")))
 def state_dict_adam(lab, **inputs):
-    """Adam: state_dict() at step 16, load_state_dict() into a new optimizer, continue identically."""
+    """Adam: state_dict() after step 16, load_state_dict() into a new optimizer, continue identically."""
     return run_roundtrip(lab, "Adam", inputs)
 
 
@@ -674,7 +674,7 @@ def state_dict_adam(lab, **inputs):
                          roundtrip_inputs(HIDDEN_SHAPES[1], 32, sgd_hp(lr=0.1, momentum=0.9, dampening=0.2))),
           checks=_roundtrip_checks("SGD", ("aliased", "lr", "fresh")))
 def state_dict_sgd(lab, **inputs):
-    """SGD with momentum: state_dict() at step 16, load_state_dict(), continue identically."""
+    """SGD with momentum: state_dict() after step 16, load_state_dict(), continue identically."""
     return run_roundtrip(lab, "SGD", inputs)
 
 
