@@ -275,7 +275,7 @@ def _batches(i: Arrays) -> list[np.ndarray]:
     return [i[f"x{k}"] for k in range(sum(1 for key in i if key[1:].isdigit()))]
 
 
-def _train_steps(lab: ModuleType, layer: Any, batches: list[np.ndarray]) -> None:
+def _train_steps(layer: Any, batches: list[np.ndarray]) -> None:
     layer.train()
     for x in batches:
         layer(x)
@@ -310,7 +310,7 @@ def _running_mistakes(which: int, axes: tuple[int, ...] = (0,)) -> tuple[Mistake
 def bn1d_running_stats(lab, **inputs):
     """running_mean/running_var after 3 training steps (N = 5, 8, 3): PyTorch's momentum, unbiased variance."""
     layer = make_bn(lab, inputs["gamma"], inputs["beta"], inputs["eps"], inputs["momentum"])
-    _train_steps(lab, layer, _batches(inputs))
+    _train_steps(layer, _batches(inputs))
     mean, var = _stats(layer)
     return {"running_mean": mean, "running_var": var}
 
@@ -337,7 +337,7 @@ def _eval_with(i: Arrays, **kw: Any) -> np.ndarray:
 def bn1d_eval_forward(lab, **inputs):
     """After 3 training steps, eval() normalises with the running statistics and does not update them."""
     layer = make_bn(lab, inputs["gamma"], inputs["beta"], inputs["eps"], inputs["momentum"])
-    _train_steps(lab, layer, _batches(inputs))
+    _train_steps(layer, _batches(inputs))
     layer.eval()
     y = layer(inputs["x_eval"])
     return {"y_eval": y, "stats_after_eval": np.concatenate(_stats(layer))}
@@ -533,7 +533,7 @@ def _running2d(i: Arrays, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
 def bn2d_running_stats_and_eval(lab, **inputs):
     """BatchNorm2d's running statistics over N*H*W values per channel, and its eval forward."""
     layer = make_bn(lab, inputs["gamma"], inputs["beta"], inputs["eps"], inputs["momentum"], "BatchNorm2d")
-    _train_steps(lab, layer, _batches2d(inputs))
+    _train_steps(layer, _batches2d(inputs))
     mean, var = _stats(layer)
     layer.eval()
     return {"running_mean": mean, "running_var": var, "y_eval": layer(inputs["x"])}
