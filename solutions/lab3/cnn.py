@@ -6,7 +6,7 @@ and Lab 1's loss and optimizer. You may tune ``HPARAMS``.
 The budget: training must take about TRAINING_BUDGET_S seconds at most on the course machine
 (one BLAS thread). ``fit_mnist`` times the first mini-batches and stops at once with
 ``TrainingTooSlow`` when the whole run would take far longer (a Conv2d written with Python loops
-over the batch or the output positions is hundreds of times too slow): vectorise it.
+over the batch or the output positions is about a hundred times too slow): vectorise it.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ HPARAMS: dict[str, float] = {"epochs": 8, "lr": 0.1, "batch_size": 32}
 TRAINING_BUDGET_S = 60.0
 #: fit_mnist gives up when the first batches project a training time above this many seconds:
 #: several times the budget, so that a correct vectorised layer is never stopped, while a
-#: loop-based one (hundreds of times slower) is stopped after its first batch.
+#: loop-based one (about a hundred times slower) is stopped after its first batch.
 ABORT_AFTER_S = 4 * TRAINING_BUDGET_S
 #: How many first mini-batches are timed. Steps are timed in CPU time of this process
 #: (time.process_time), not wall-clock time: other programs on a busy machine do not count, and
