@@ -1,0 +1,115 @@
+"""Draws canvases with their true boxes (green) and your detector's boxes (red) into a PNG.
+
+    cd labs && python -m lab5.show [--part A|B] [--out lab5_show.png] [--n 16] [--train 1000]
+
+Trains your model on a small training set (``--train`` canvases: quick, so not as good as the
+graded run), runs it on held-out canvases and writes a grid of them, scaled up 3x, with the
+ground truth in green and the predictions in red (part B: boxes with score >= 0.3, the digit
+and score written as small numbers above the box). ``--no-train`` draws the ground truth only.
+Needs the kit installed (``pip install -e .``) for the canvas generator; writes PNG itself
+(zlib + struct), so no plotting library is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import models
+
+GREEN, RED = (40, 220, 40), (240, 40, 40)
+# 3x5 digit glyphs for the labels: each row is 3 bits, most significant bit on the left.
+_FONT = {0: [7, 5, 5, 5, 7], 1: [2, 6, 2, 2, 7], 2: [7, 1, 7, 4, 7], 3: [7, 1, 7, 1, 7], 4: [5, 5, 7, 1, 1],
+         5: [7, 4, 7, 1, 7], 6: [7, 4, 7, 5, 7], 7: [7, 1, 1, 1, 1], 8: [7, 5, 7, 5, 7], 9: [7, 5, 7, 1, 7]}
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    """Writes an (H, W, 3) uint8 image as an 8-bit RGB PNG."""
+    h, w, _ = rgb.shape
+    raw = b"".join(b"\x00" + rgb[y].astype(np.uint8).tobytes() for y in range(h))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+    png += chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+    Path(path).write_bytes(png)
+
+
+def draw_box(img: np.ndarray, box: np.ndarray, color: tuple[int, int, int], scale: int) -> None:
+    """A one-pixel rectangle outline, in place (box in canvas pixels, img scaled by ``scale``)."""
+    h, w, _ = img.shape
+    x1, y1, x2, y2 = (int(round(v * scale)) for v in box)
+    x1, x2 = np.clip([x1, x2 - 1], 0, w - 1)
+    y1, y2 = np.clip([y1, y2 - 1], 0, h - 1)
+    img[y1, x1:x2 + 1] = img[y2, x1:x2 + 1] = color
+    img[y1:y2 + 1, x1] = img[y1:y2 + 1, x2] = color
+
+
+def draw_digit(img: np.ndarray, digit: int, x: int, y: int, color: tuple[int, int, int]) -> None:
+    for r, bits in enumerate(_FONT[digit]):
+        for c in range(3):
+            if bits >> (2 - c) & 1 and 0 <= y + r < img.shape[0] and 0 <= x + c < img.shape[1]:
+                img[y + r, x + c] = color
+
+
+def grid_image(images: np.ndarray, truth: list[list[tuple[np.ndarray, int]]],
+               predicted: list[list[tuple[np.ndarray, int]]], scale: int = 3, cols: int = 4) -> np.ndarray:
+    """Canvases (N, H, W) uint8 with their boxes, tiled ``cols`` per row with a 4-pixel gap."""
+    n, h, w = images.shape
+    rows = -(-n // cols)
+    gap = 4
+    out = np.full((rows * (h * scale + gap), cols * (w * scale + gap), 3), 255, dtype=np.uint8)
+    for k in range(n):
+        tile = np.repeat(np.repeat(images[k], scale, 0), scale, 1)
+        tile = np.stack([tile] * 3, -1)
+        for box, label in truth[k]:
+            draw_box(tile, box, GREEN, scale)
+            draw_digit(tile, label, int(box[0] * scale) + 2, int(box[1] * scale) + 2, GREEN)
+        for box, label in predicted[k]:
+            draw_box(tile, box, RED, scale)
+            draw_digit(tile, label, int(box[2] * scale) - 5, int(box[1] * scale) + 2, RED)
+        r, c = divmod(k, cols)
+        out[r * (h * scale + gap):r * (h * scale + gap) + h * scale,
+            c * (w * scale + gap):c * (w * scale + gap) + w * scale] = tile
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    from grader import detection_data as dd  # the kit's canvas generator
+
+    ap = argparse.ArgumentParser(description="Draw canvases with true (green) and predicted (red) boxes.")
+    ap.add_argument("--part", choices=["A", "B"], default="B")
+    ap.add_argument("--out", default="lab5_show.png")
+    ap.add_argument("--n", type=int, default=16)
+    ap.add_argument("--train", type=int, default=1000, help="training canvases (the graded run uses 4000)")
+    ap.add_argument("--no-train", action="store_true", help="draw the ground truth only")
+    args = ap.parse_args(argv)
+    test = dd.lab5_canvases(args.part, "test", args.n, 1)
+    truth = [[(b, int(c)) for b, c, i in zip(test.boxes, test.labels, test.image_index, strict=True) if i == k]
+             for k in range(args.n)]
+    predicted: list[list[tuple[np.ndarray, int]]] = [[] for _ in range(args.n)]
+    if not args.no_train:
+        train = dd.lab5_canvases(args.part, "train", args.train, 0)
+        x = torch.from_numpy(test.images)
+        if args.part == "A":
+            model = models.fit_localizer(torch.from_numpy(train.images), torch.from_numpy(train.boxes),
+                                         torch.from_numpy(train.labels))
+            boxes, labels = models.predict_localizer(model, x)
+            predicted = [[(b.double().numpy(), int(c))] for b, c in zip(boxes, labels, strict=True)]
+        else:
+            model = models.fit_detector(torch.from_numpy(train.images), torch.from_numpy(train.boxes),
+                                        torch.from_numpy(train.labels), torch.from_numpy(train.image_index))
+            predicted = [[(b.double().numpy(), int(c)) for b, s, c in zip(*det, strict=True) if s >= 0.3]
+                         for det in models.detect(model, x)]
+    write_png(Path(args.out), grid_image(test.images, truth, predicted))
+    print(f"wrote {args.out}: {args.n} held-out canvases of part {args.part}, truth green, predictions red")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""Lab 5's grader against realistic detection bugs, and against correct alternatives.
+
+Every bug is a patch of the reference (``patched_reference`` with lab="lab5"), graded in-process
+on every case but the two training runs. For each we declare the exact set of cases that must
+fail and, per failing case, substrings of the message that name the bug. Correct alternatives
+(IoU by loops, batched NMS by the coordinate-offset trick, AP by a loop) keep full marks. The
+untouched stubs score 0.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from grader import paths
+from grader.loading import load_cases
+from grader.runner import LabResult, grade
+
+pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
+
+LAB = load_cases("lab5", paths.tests_dir())
+POINTS = {c.name: c.points for c in LAB.cases}
+TRAINING = ("localizer_accuracy", "detector_map")
+FAST = [c.name for c in LAB.cases if c.name not in TRAINING]
+FAST_MAX = 100 - sum(POINTS[c] for c in TRAINING)
+
+BX, CO, LO, ME = "boxes.py", "coding.py", "loss.py", "metrics.py"
+# Reference lines the patches replace (each must occur exactly once in its file).
+IOU_CLAMP = "wh = (rb - lt).clamp(min=0)"
+IOU_UNION = "union = box_area(boxes1)[:, None] + box_area(boxes2)[None, :] - inter"
+IOU_LT = "    lt = torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])  # (A, B, 2)\n"
+TO_XYXY = "return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)"
+NMS_ORDER = "    order = torch.sort(-scores, stable=True).indices\n    iou = box_iou(boxes, boxes)"
+NMS_RULE = "suppressed |= iou[i] > iou_threshold"
+BATCHED = "    keep = torch.zeros(len(boxes), dtype=torch.bool)\n"
+ENVELOPE = "envelope = torch.flip(torch.cummax(torch.flip(precision, [0]), 0).values, [0])"
+UNUSED = "cand = torch.nonzero((gt_index == image_index[d]) & ~used).flatten()"
+CELLS = "return torch.stack([row, col], dim=-1).to(torch.int64), offsets"
+LOG_SIZES = "torch.log(w / stride), torch.log(h / stride)"
+DECODE_CELLS = "row, col = cells[..., 0].to(offsets.dtype), cells[..., 1].to(offsets.dtype)"
+ASSIGN = "order = sorted(range(len(boxes)), key=lambda k: (float(area[k]), -k))"
+MASK_W = 'd_iw = d_inter * p["ih"].clamp(min=0) * (p["iw"] > 0)'
+MASK_H = 'd_ih = d_inter * p["iw"].clamp(min=0) * (p["ih"] > 0)'
+D_C = "d_c = g * union / big_c**2"
+UPSTREAM = 'g, inter, union, big_c = grad_output, p["inter"], p["union"], p["enclosing"]'
+GIOU_FWD = 'return 2.0 - p["inter"] / p["union"] - p["union"] / p["enclosing"]'
+OBJ_SUM = 'loss = F.binary_cross_entropy_with_logits(obj_logit, obj.to(raw.dtype), reduction="sum") / n'
+
+NO_CLAMP = "not clamped at 0"
+XYWH = "read as (x, y, w, h)"
+NO_SUBTRACT = "without subtracting the intersection"
+NOT_BY_SCORE = "visited in index order, not by decreasing score"
+GE = "suppressed when IoU >= threshold"
+REVERSED = "the comparison is reversed"
+NO_CATEGORIES = "the categories are ignored"
+NO_INTERP = "no interpolation"
+REMATCH = "matched more than once"
+COL_ROW = "(col, row) instead of (row, col)"
+NO_LOG = "without the log"
+DECODE_SWAP = "the cells read as (col, row)"
+LAST_WINS = "the later box wins"
+NO_MASK = "not masked where its width or height is clamped at 0"
+C_CONST = "the enclosing box C is treated as a constant"
+NO_UPSTREAM = "grad_output is ignored"
+IOU_LOSS = "1 - IoU: the enclosing-box term"
+OBJ_MEAN = "the objectness BCE is averaged over all cells"
+GRAD = "numerical gradient"
+
+
+def bug(bug_id: str, patches: dict[str, list[tuple[str, str]]], fails: dict[str, list[str]]):
+    """One bug: its patches, and {case expected to fail: substrings its message must contain}."""
+    return pytest.param(patches, fails, id=bug_id)
+
+
+BUGS = [
+    bug("iou-intersection-not-clamped", {BX: [(IOU_CLAMP, "wh = rb - lt")]}, {
+        # Two disjoint boxes get a positive "overlap" (negative width times negative height): NMS
+        # suppresses boxes it must keep. The greedy mAP matching happens to pick the same pairs.
+        "box_iou_random": [NO_CLAMP], "box_iou_edge_cases": [NO_CLAMP],
+        "nms_random": ["nms: the kept indices"], "nms_edge_cases": ["nms on edge cases"],
+        "batched_nms_categories": ["batched_nms"],
+    }),
+    bug("iou-boxes-read-as-xywh", {BX: [(IOU_LT, (
+        "    boxes1 = torch.cat([boxes1[:, :2], boxes1[:, :2] + boxes1[:, 2:]], 1)\n"
+        "    boxes2 = torch.cat([boxes2[:, :2], boxes2[:, :2] + boxes2[:, 2:]], 1)\n") + IOU_LT)]}, {
+        "box_iou_random": [XYWH], "box_iou_edge_cases": [XYWH], "nms_random": ["nms"], "nms_edge_cases": ["nms"],
+        "batched_nms_categories": ["batched_nms"], "map_fixed_predictions": ["mean_average_precision"],
+    }),
+    bug("iou-union-without-intersection", {BX: [(IOU_UNION, IOU_UNION.replace(" - inter", ""))]}, {
+        "box_iou_random": [NO_SUBTRACT], "box_iou_edge_cases": [NO_SUBTRACT], "nms_random": ["nms"],
+        "nms_edge_cases": ["nms"], "batched_nms_categories": ["batched_nms"],
+        "map_fixed_predictions": ["mean_average_precision"],
+    }),
+    bug("cxcywh-centre-used-as-corner", {BX: [(TO_XYXY, "return torch.stack([cx, cy, cx + w, cy + h], dim=-1)")]}, {
+        "box_conversions": ["the centre used as the top-left corner"],
+        "decode_round_trip": ["decode"], "detection_loss_gradient": ["detection_loss"],
+    }),
+    bug("nms-not-sorted-by-score", {BX: [(NMS_ORDER, "    order = torch.arange(len(boxes))\n"
+                                                     "    iou = box_iou(boxes, boxes)")]}, {
+        "nms_random": [NOT_BY_SCORE], "nms_edge_cases": [NOT_BY_SCORE], "batched_nms_categories": ["batched_nms"],
+    }),
+    bug("nms-suppresses-at-equal-iou", {BX: [(NMS_RULE, "suppressed |= iou[i] >= iou_threshold")]}, {
+        "nms_edge_cases": [GE],
+    }),
+    bug("nms-keeps-the-overlapping-boxes", {BX: [(NMS_RULE, "suppressed |= iou[i] <= iou_threshold")]}, {
+        "nms_random": [REVERSED], "nms_edge_cases": [REVERSED], "batched_nms_categories": ["batched_nms"],
+    }),
+    bug("batched-nms-ignores-categories", {BX: [(BATCHED, "    return nms(boxes, scores, iou_threshold)\n"
+                                                          + BATCHED)]}, {
+        "batched_nms_categories": [NO_CATEGORIES],
+    }),
+    bug("ap-without-interpolation", {ME: [(ENVELOPE, "envelope = precision")]}, {
+        "average_precision_interpolation": [NO_INTERP], "map_fixed_predictions": ["mean_average_precision"],
+    }),
+    bug("map-matches-a-ground-truth-twice", {ME: [(UNUSED, "cand = torch.nonzero(gt_index == image_index[d])"
+                                                           ".flatten()")]}, {
+        "map_fixed_predictions": [REMATCH],
+    }),
+    bug("encode-col-row-swapped", {CO: [(CELLS, "return torch.stack([col, row], dim=-1).to(torch.int64), offsets")]}, {
+        "encode_boxes": [COL_ROW], "decode_round_trip": ["decode(*encode(boxes))"],
+        "build_targets_assignment": ["the grid indexed [col, row]"],
+    }),
+    bug("encode-sizes-without-log", {CO: [(LOG_SIZES, "w / stride, h / stride")]}, {
+        "encode_boxes": [NO_LOG], "decode_round_trip": ["decode(*encode(boxes)): the same boxes back",
+                                                        "decode must invert encode exactly"],
+    }),
+    bug("decode-inconsistent-with-encode", {CO: [(DECODE_CELLS, "col, row = cells[..., 0].to(offsets.dtype), "
+                                                                "cells[..., 1].to(offsets.dtype)")]}, {
+        "decode_round_trip": [DECODE_SWAP, "decode must invert encode exactly"],
+        "detection_loss_gradient": ["detection_loss"],
+    }),
+    bug("targets-later-box-wins", {CO: [(ASSIGN, "order = range(len(boxes))")]}, {
+        "build_targets_assignment": [LAST_WINS],
+    }),
+    bug("giou-backward-without-clamp-mask", {LO: [(MASK_W, MASK_W.replace(' * (p["iw"] > 0)', "")),
+                                                  (MASK_H, MASK_H.replace(' * (p["ih"] > 0)', ""))]}, {
+        "giou_backward": [GRAD, NO_MASK],
+    }),
+    bug("giou-backward-enclosing-box-constant", {LO: [(D_C, "d_c = 0 * g")]}, {
+        "giou_backward": [GRAD, C_CONST], "detection_loss_gradient": [GRAD],
+    }),
+    bug("giou-backward-ignores-upstream", {LO: [(UPSTREAM, UPSTREAM.replace(
+            "grad_output,", "torch.ones_like(grad_output),"))]}, {
+        "giou_backward": [GRAD, NO_UPSTREAM], "detection_loss_gradient": [GRAD],
+    }),
+    bug("giou-forward-is-iou-loss", {LO: [(GIOU_FWD, 'return 1.0 - p["inter"] / p["union"]')]}, {
+        "giou_forward": [IOU_LOSS], "giou_backward": [GRAD], "detection_loss_gradient": ["detection_loss"],
+    }),
+    bug("objectness-mean-over-cells", {LO: [(OBJ_SUM, OBJ_SUM.replace('reduction="sum") / n', 'reduction="mean")'))]}, {
+        "detection_loss_gradient": [OBJ_MEAN],
+    }),
+]
+
+
+def failed(result: LabResult) -> set[str]:
+    return {c.name for c in result.cases if not c.passed}
+
+
+def outputs(result: LabResult) -> dict[str, str]:
+    return {c.name: c.output for c in result.cases}
+
+
+def test_lab5_points() -> None:
+    assert LAB.max_score == 100
+
+
+def test_unpatched_reference_passes_every_fast_case(patched_reference) -> None:
+    result = grade(LAB, patched_reference("reference", {}, lab="lab5"), isolated=False, only=FAST)
+    assert failed(result) == set(), outputs(result)
+    assert result.score == FAST_MAX
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize(("patches", "fails"), BUGS)
+def test_bug_fails_exactly_its_cases_with_a_message_naming_it(patched_reference, request, patches, fails) -> None:
+    root = patched_reference(request.node.callspec.id, patches, lab="lab5")
+    result = grade(LAB, root, isolated=False, only=FAST)
+    out = outputs(result)
+    assert failed(result) == set(fails), "\n\n".join(
+        f"[{name}]\n{out[name]}" for name in sorted(failed(result) ^ set(fails)))
+    for case, needles in fails.items():
+        for needle in needles:
+            assert needle in out[case], f"{case}: {needle!r} not in the message:\n{out[case]}"
+    assert result.score == FAST_MAX - sum(POINTS[c] for c in fails)
+
+
+def test_at_least_twelve_bugs() -> None:
+    ids = [p.id for p in BUGS]
+    assert len(ids) == len(set(ids)) >= 12
+
+
+# ----------------------------------------------------------------------------- correct alternatives
+
+IOU_BODY_START = "    lt = torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])  # (A, B, 2)\n"
+ALTERNATIVES = [
+    pytest.param({BX: [(IOU_BODY_START, (
+        "    out = torch.zeros(len(boxes1), len(boxes2), dtype=boxes1.dtype)\n"
+        "    for i, a in enumerate(boxes1.tolist()):\n"
+        "        for j, b in enumerate(boxes2.tolist()):\n"
+        "            iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))\n"
+        "            ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))\n"
+        "            u = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - iw * ih\n"
+        "            out[i, j] = iw * ih / u if u > 0 else 0.0\n"
+        "    return out\n") + IOU_BODY_START)]}, id="iou-by-loops"),
+    pytest.param({BX: [(BATCHED, (
+        "    if len(boxes) == 0:\n"
+        "        return torch.zeros(0, dtype=torch.int64)\n"
+        "    # the offset trick: move each category far away so that categories never overlap\n"
+        "    shifted = boxes + (idxs.to(boxes.dtype) * (boxes.max() - boxes.min() + 1))[:, None]\n"
+        "    return nms(shifted, scores, iou_threshold)\n") + BATCHED)]}, id="batched-nms-offset-trick"),
+]
+
+
+@pytest.mark.parametrize("patches", ALTERNATIVES)
+def test_correct_alternative_keeps_full_marks(patched_reference, request, patches) -> None:
+    root = patched_reference(request.node.callspec.id, patches, lab="lab5")
+    result = grade(LAB, root, isolated=False, only=FAST)
+    assert failed(result) == set(), outputs(result)
+
+
+def test_untouched_stubs_score_zero() -> None:
+    result = grade(LAB, paths.labs_dir(), isolated=False, only=FAST)
+    assert result.score == 0, {c.name: c.output for c in result.cases if c.passed}
+    assert all("NotImplementedError" in c.output or "raised" in c.output for c in result.cases)

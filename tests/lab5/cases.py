@@ -1,0 +1,890 @@
+"""Lab 5 cases: object detection with PyTorch on generated MNIST canvases.
+
+Each run function converts the NumPy inputs to tensors, calls the implementation and converts
+the results back: the grading protocol carries only numeric arrays. Boxes are float64 in the
+piece cases (gradient checks need it); the two training cases use float32 models.
+
+The detection canvases come from ``grader.detection_data`` (seeded, deterministic): training
+canvases from the training digits, evaluation canvases from the held-out digits, whose boxes
+and labels are private inputs (they never enter the sandbox). The trained models are scored
+by the grader's own NumPy metric, never by the student's.
+
+Conventions the inputs follow: boxes with positive width and height unless a case is about
+zero-area boxes; random upstream gradients; GIoU inputs at least 0.02 away from every min/max
+tie and from the clamp of the intersection at 0, so central differences never straddle a kink.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from grader import detection_data as dd
+from grader.case import Arrays, Close, GradCheck, Lab, Metric, Mistake
+from grader.casekit import ConventionError
+from grader.gradcheck import numerical_gradient
+
+try:
+    import torch
+
+    # backward() imports this (and sympy) lazily on its first call, which takes seconds: import
+    # it here, while the sandboxed child starts, not inside the first timed case.
+    import torch.fx.experimental.symbolic_shapes  # noqa: F401
+except ImportError:  # the default install is small: lab 5 needs the torch extra
+    torch = None
+
+LAB = Lab("lab5", "Lab 5: object detection with PyTorch on MNIST canvases")
+
+# Thresholds: the reference's worst held-out figure over seeds 0-2 minus a margin, measured by
+# `python scripts/lab5_measure.py --seeds 0 1 2 --threads 1` (quoted in the handout).
+LOCALIZER_THRESHOLD = 0.70
+LOCALIZER_REFERENCE = "the reference localizer reaches REF_A (see the handout's measured figures)"
+DETECTOR_THRESHOLD = 0.30
+DETECTOR_REFERENCE = "the reference detector reaches REF_B (see the handout's measured figures)"
+TRAIN_THREADS = 1  # the training cases pin torch to one thread: the budget is measured that way
+N_TRAIN_A, N_TEST_A, N_TRAIN_B, N_TEST_B = 4000, 1000, 4000, 500
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _torch() -> Any:
+    if torch is None:
+        raise ConventionError("Lab 5 needs PyTorch 2.13 (CPU): pip install torch==2.13.0, or "
+                              "pip install -e '.[torch]' in the kit")
+    return torch
+
+
+def _t(a: np.ndarray) -> Any:
+    """A NumPy input as a tensor (float64 stays float64, integers become int64)."""
+    t = _torch().from_numpy(np.ascontiguousarray(a))
+    return t.to(torch.int64) if a.dtype.kind in "iub" else t
+
+
+def _np(value: Any, what: str) -> np.ndarray:
+    """A returned tensor as a NumPy array (detached); anything else must already be array-like."""
+    if torch is not None and isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    if value is None:
+        raise ConventionError(f"{what} returned None: did the function forget to return?")
+    return np.asarray(value)
+
+
+def _index_array(value: Any, what: str) -> np.ndarray:
+    arr = _np(value, what)
+    if arr.dtype.kind not in "iu":
+        raise ConventionError(f"{what} must return int64 indices (a LongTensor), got dtype {arr.dtype}")
+    return arr.astype(np.int64).reshape(-1)
+
+
+def random_boxes(rng: np.random.Generator, m: int, extent: float = 32.0, min_size: float = 1.0,
+                 max_size: float = 16.0) -> np.ndarray:
+    """(m, 4) xyxy float64 boxes with positive sizes, corners in [0, extent + max_size]."""
+    xy = rng.uniform(0, extent, size=(m, 2))
+    wh = rng.uniform(min_size, max_size, size=(m, 2))
+    return np.concatenate([xy, xy + wh], axis=1)
+
+
+def _area_np(b: np.ndarray) -> np.ndarray:
+    return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+
+
+def _iou_variant(a: np.ndarray, b: np.ndarray, *, clamp: bool = True, subtract: bool = True,
+                 plus_one: float = 0.0) -> np.ndarray:
+    """Pairwise IoU with switchable mistakes (for naming them)."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = rb - lt + plus_one
+    if clamp:
+        wh = np.clip(wh, 0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    area = lambda x: (x[:, 2] - x[:, 0] + plus_one) * (x[:, 3] - x[:, 1] + plus_one)  # noqa: E731
+    union = area(a)[:, None] + area(b)[None, :] - (inter if subtract else 0.0)
+    with np.errstate(all="ignore"):
+        return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def _xywh(b: np.ndarray) -> np.ndarray:
+    """What a box (x, y, w, h) would be as xyxy: the bug of reading xyxy as xywh."""
+    return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
+
+
+def _nms_variant(boxes: np.ndarray, scores: np.ndarray, thr: float, *, by_score: bool = True,
+                 suppress: Callable[[np.ndarray, float], np.ndarray] = lambda iou, t: iou > t) -> np.ndarray:
+    """Greedy NMS with switchable mistakes: visiting order and suppression rule."""
+    order = np.argsort(-scores, kind="stable") if by_score else np.arange(len(boxes))
+    iou = dd.box_iou(boxes, boxes)
+    keep, dead = [], np.zeros(len(boxes), dtype=bool)
+    for i in order:
+        if dead[i]:
+            continue
+        keep.append(int(i))
+        dead |= suppress(iou[i], thr)
+        dead[i] = True
+    return np.array(keep, dtype=np.int64)
+
+
+def _batched_variant(boxes: np.ndarray, scores: np.ndarray, idxs: np.ndarray, thr: float, *,
+                     sort: bool = True) -> np.ndarray:
+    kept = []
+    for c in np.unique(idxs):
+        members = np.flatnonzero(idxs == c)
+        kept += members[_nms_variant(boxes[members], scores[members], thr)].tolist()
+    kept_arr = np.array(sorted(kept) if sort else kept, dtype=np.int64)
+    return kept_arr[np.argsort(-scores[kept_arr], kind="stable")] if sort else kept_arr
+
+
+def clustered(rng: np.random.Generator, m: int, n_clusters: int) -> Arrays:
+    """Boxes jittered around a few centres (so that NMS has work), distinct random scores."""
+    centres = random_boxes(rng, n_clusters, extent=48.0, min_size=6.0, max_size=16.0)
+    boxes = centres[rng.integers(0, n_clusters, size=m)] + rng.normal(0, 1.5, size=(m, 4))
+    boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1.0)
+    return {"boxes": boxes, "scores": rng.permutation(m) / m + rng.uniform(0, 0.5 / m, size=m)}
+
+
+# ----------------------------------------------------------------------------- boxes
+
+
+def area_inputs(m: int):
+    def make(rng: np.random.Generator) -> Arrays:
+        boxes = random_boxes(rng, m)
+        boxes[: max(1, m // 4), 2] = boxes[: max(1, m // 4), 0]  # some zero-width boxes
+        return {"boxes": boxes}
+    return make
+
+
+@LAB.case(points=2, inputs=area_inputs(8), hidden_inputs=(area_inputs(1), area_inputs(13)), checks=[
+    Close("area", "box_area", mistakes=(
+        Mistake("(x2 - x1 + 1) * (y2 - y1 + 1): the +1 pixel convention of old VOC code; here the "
+                "width is x2 - x1", lambda i, e: (i["boxes"][:, 2] - i["boxes"][:, 0] + 1)
+                * (i["boxes"][:, 3] - i["boxes"][:, 1] + 1)),
+        Mistake("reading the boxes as (x, y, w, h): the area is (x2 - x1) * (y2 - y1) for xyxy boxes",
+                lambda i, e: i["boxes"][:, 2] * i["boxes"][:, 3]),
+    )),
+])
+def box_area_values(lab, boxes):
+    """box_area on (M, 4) xyxy boxes, a quarter of them with zero width."""
+    return {"area": _np(lab.box_area(_t(boxes)), "box_area")}
+
+
+_IOU_MISTAKES = (
+    Mistake("the intersection's width and height are not clamped at 0: two disjoint boxes get a "
+            "'negative' overlap (and two negatives multiply to a positive area)",
+            lambda i, e: _iou_variant(i["a"], i["b"], clamp=False)),
+    Mistake("the union is area1 + area2 without subtracting the intersection",
+            lambda i, e: _iou_variant(i["a"], i["b"], subtract=False)),
+    Mistake("the boxes are read as (x, y, w, h) instead of (x1, y1, x2, y2)",
+            lambda i, e: _iou_variant(_xywh(i["a"]), _xywh(i["b"]))),
+    Mistake("the +1 pixel convention (w = x2 - x1 + 1) of old VOC code; here w = x2 - x1",
+            lambda i, e: _iou_variant(i["a"], i["b"], plus_one=1.0)),
+)
+
+
+def iou_inputs(na: int, nb: int):
+    def make(rng: np.random.Generator) -> Arrays:
+        return {"a": random_boxes(rng, na, extent=24.0, max_size=20.0),
+                "b": random_boxes(rng, nb, extent=24.0, max_size=20.0)}
+    return make
+
+
+@LAB.case(points=7, inputs=iou_inputs(5, 7), hidden_inputs=(iou_inputs(1, 9), iou_inputs(6, 1)), checks=[
+    Close("iou", "box_iou(a, b): the (A, B) matrix", mistakes=_IOU_MISTAKES),
+])
+def box_iou_random(lab, a, b):
+    """box_iou on random overlapping and disjoint boxes, A=5 by B=7."""
+    return {"iou": _np(lab.box_iou(_t(a), _t(b)), "box_iou")}
+
+
+# Hand-made pairs with known IoU (before the random shift and scale, which do not change it):
+# identical, identical zero-area (union 0: IoU 0 by definition), disjoint, touching edges,
+# one inside the other (16/64), half overlap (8/16 ... see expected in tests/engine).
+EDGE_A = np.array([[0, 0, 4, 4], [2, 2, 2, 2], [0, 0, 2, 2], [0, 0, 2, 2], [0, 0, 8, 8], [0, 0, 4, 4]], float)
+EDGE_B = np.array([[0, 0, 4, 4], [2, 2, 2, 2], [5, 5, 7, 7], [2, 0, 4, 2], [2, 2, 6, 6], [0, 0, 4, 2]], float)
+EDGE_IOU = np.array([1.0, 0.0, 0.0, 0.0, 16 / 64, 8 / 16])  # the diagonal of box_iou(EDGE_A, EDGE_B)
+
+
+def edge_iou_inputs(rng: np.random.Generator) -> Arrays:
+    shift = rng.integers(0, 40, size=2).astype(float)
+    scale = float(2 ** rng.integers(0, 3))  # a power of two: every IoU stays exact
+    move = lambda b: b * scale + np.tile(shift, 2)  # noqa: E731
+    return {"a": move(EDGE_A), "b": move(EDGE_B)}
+
+
+@LAB.case(points=3, inputs=edge_iou_inputs, hidden_inputs=(edge_iou_inputs,), checks=[
+    Close("iou", "box_iou on edge cases (identical, zero-area, disjoint, touching, contained, half)",
+          mistakes=_IOU_MISTAKES,
+          explain="Two zero-area boxes have union 0: their IoU is defined as 0 (not NaN)."),
+])
+def box_iou_edge_cases(lab, a, b):
+    """box_iou on hand-made pairs with known answers, shifted and scaled at random."""
+    return {"iou": _np(lab.box_iou(_t(a), _t(b)), "box_iou")}
+
+
+def _to_cxcywh(b: np.ndarray) -> np.ndarray:
+    return np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1)
+
+
+def convert_inputs(m: int):
+    def make(rng: np.random.Generator) -> Arrays:
+        return {"xyxy": random_boxes(rng, m), "cxcywh": np.concatenate(
+            [rng.uniform(10, 50, size=(m, 2)), rng.uniform(1, 20, size=(m, 2))], axis=1)}
+    return make
+
+
+@LAB.case(points=4, inputs=convert_inputs(6), hidden_inputs=(convert_inputs(1), convert_inputs(11)), checks=[
+    Close("cxcywh", "box_xyxy_to_cxcywh", mistakes=(
+        Mistake("(x1, y1, w, h): the top-left corner instead of the centre",
+                lambda i, e: np.concatenate([i["xyxy"][:, :2], i["xyxy"][:, 2:] - i["xyxy"][:, :2]], 1)),)),
+    Close("xyxy", "box_cxcywh_to_xyxy", mistakes=(
+        Mistake("(cx, cy, cx + w, cy + h): the centre used as the top-left corner",
+                lambda i, e: np.concatenate([i["cxcywh"][:, :2], i["cxcywh"][:, :2] + i["cxcywh"][:, 2:]], 1)),
+        Mistake("x1 = cx - w instead of cx - w / 2",
+                lambda i, e: np.concatenate([i["cxcywh"][:, :2] - i["cxcywh"][:, 2:],
+                                             i["cxcywh"][:, :2] + i["cxcywh"][:, 2:]], 1)),)),
+    Close("round_trip", "box_cxcywh_to_xyxy(box_xyxy_to_cxcywh(boxes)) == boxes"),
+])
+def box_conversions(lab, xyxy, cxcywh):
+    """xyxy <-> cxcywh both ways, and the round trip."""
+    return {"cxcywh": _np(lab.box_xyxy_to_cxcywh(_t(xyxy)), "box_xyxy_to_cxcywh"),
+            "xyxy": _np(lab.box_cxcywh_to_xyxy(_t(cxcywh)), "box_cxcywh_to_xyxy"),
+            "round_trip": _np(lab.box_cxcywh_to_xyxy(lab.box_xyxy_to_cxcywh(_t(xyxy))), "round trip")}
+
+
+# ----------------------------------------------------------------------------- the head's coding
+
+
+def _encode_np(boxes: np.ndarray, stride: float) -> tuple[np.ndarray, np.ndarray]:
+    c = _to_cxcywh(boxes)
+    col, row = np.floor(c[:, 0] / stride), np.floor(c[:, 1] / stride)
+    off = np.stack([c[:, 0] / stride - col, c[:, 1] / stride - row,
+                    np.log(c[:, 2] / stride), np.log(c[:, 3] / stride)], 1)
+    return np.stack([row, col], 1), off
+
+
+def canvas_boxes(rng: np.random.Generator, m: int, canvas: int = 64, stride: int = 8) -> np.ndarray:
+    """Boxes inside the canvas, sizes 2-40, centres at least 0.05 cell away from cell borders."""
+    wh = rng.uniform(2, 40, size=(m, 2))
+    cells = rng.integers(0, canvas // stride, size=(m, 2))
+    centre = (cells + rng.uniform(0.05, 0.95, size=(m, 2))) * stride
+    half = np.minimum(wh / 2, np.minimum(centre, canvas - centre) - 0.01)
+    return np.concatenate([centre - half, centre + half], axis=1)
+
+
+def encode_inputs(m: int, stride: int):
+    def make(rng: np.random.Generator) -> Arrays:
+        return {"boxes": canvas_boxes(rng, m, 64, stride), "stride": np.array(stride)}
+    return make
+
+
+@LAB.case(points=7, inputs=encode_inputs(9, 8), hidden_inputs=(encode_inputs(1, 16), encode_inputs(12, 4)), checks=[
+    Close("cells", "encode: the responsible cell (row, col)", exact=True, mistakes=(
+        Mistake("(col, row) instead of (row, col): the row comes from the y coordinate",
+                lambda i, e: e["cells"][:, ::-1]),)),
+    Close("offsets", "encode: the offsets (tx, ty, tw, th)", mistakes=(
+        Mistake("tw = w / stride without the log (sizes are coded on a log scale)",
+                lambda i, e: np.concatenate([e["offsets"][:, :2], np.exp(e["offsets"][:, 2:])], 1)),
+        Mistake("offsets measured from the cell's centre (tx - 0.5): tx is measured from its top-left corner",
+                lambda i, e: np.concatenate([e["offsets"][:, :2] - 0.5, e["offsets"][:, 2:]], 1)),
+        Mistake("log(w) instead of log(w / stride): sizes are in units of cells",
+                lambda i, e: np.concatenate([e["offsets"][:, :2],
+                                             e["offsets"][:, 2:] + np.log(float(i["stride"]))], 1)),
+        Mistake("the box's corner (x1, y1) instead of its centre decides the cell and the offsets",
+                lambda i, e: np.concatenate([i["boxes"][:, :2] / float(i["stride"])
+                                             - np.floor(i["boxes"][:, :2] / float(i["stride"])),
+                                             e["offsets"][:, 2:]], 1)),
+    )),
+])
+def encode_boxes(lab, boxes, stride):
+    """encode: responsible cell and (tx, ty, tw, th) of boxes on a 64x64 canvas."""
+    cells, offsets = lab.encode(_t(boxes), int(stride))
+    return {"cells": _index_array(cells, "encode (cells)").reshape(-1, 2).astype(np.float64),
+            "offsets": _np(offsets, "encode (offsets)")}
+
+
+def decode_inputs(shape: tuple[int, ...], stride: int):
+    def make(rng: np.random.Generator) -> Arrays:
+        m = int(np.prod(shape))
+        return {"cells": rng.integers(0, 64 // stride, size=(*shape, 2)).astype(np.int64),
+                "offsets": np.concatenate([rng.uniform(0.05, 0.95, size=(m, 2)),
+                                           rng.uniform(-1.2, 1.2, size=(m, 2))], 1).reshape(*shape, 4),
+                "boxes": canvas_boxes(rng, 7, 64, stride), "stride": np.array(stride)}
+    return make
+
+
+def _decode_np(cells: np.ndarray, off: np.ndarray, stride: float, swap: bool = False,
+               exp: bool = True) -> np.ndarray:
+    row, col = (cells[..., 1], cells[..., 0]) if swap else (cells[..., 0], cells[..., 1])
+    cx, cy = (col + off[..., 0]) * stride, (row + off[..., 1]) * stride
+    size = np.exp(off[..., 2:]) if exp else off[..., 2:]
+    w, h = stride * size[..., 0], stride * size[..., 1]
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
+
+
+@LAB.case(points=5, inputs=decode_inputs((2, 3), 8), hidden_inputs=(decode_inputs((5,), 16), decode_inputs((1, 1), 8)),
+          checks=[
+    Close("decoded", "decode(cells, offsets) on a (2, 3) grid of codes", mistakes=(
+        Mistake("the cells read as (col, row) instead of (row, col)",
+                lambda i, e: _decode_np(i["cells"], i["offsets"], float(i["stride"]), swap=True)),
+        Mistake("w = stride * tw without exp (encode codes log(w / stride))",
+                lambda i, e: _decode_np(i["cells"], i["offsets"], float(i["stride"]), exp=False)),
+    )),
+    Close("round_trip", "decode(*encode(boxes)): the same boxes back", explain=(
+        "decode must invert encode exactly: cx = (col + tx) * stride, w = stride * exp(tw).")),
+])
+def decode_round_trip(lab, cells, offsets, boxes, stride):
+    """decode on any leading shape, and decode(encode(b)) == b."""
+    s = int(stride)
+    decoded = lab.decode(_t(cells), _t(offsets), s)
+    enc_cells, enc_off = lab.encode(_t(boxes), s)
+    return {"decoded": _np(decoded, "decode"), "round_trip": _np(lab.decode(enc_cells, enc_off, s), "decode")}
+
+
+def _targets_np(boxes: np.ndarray, labels: np.ndarray, index: np.ndarray, n: int, grid: int, stride: float,
+                rule: str = "larger") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    cells, _ = _encode_np(boxes, stride)
+    obj, cls, tbox = np.zeros((n, grid, grid)), np.full((n, grid, grid), -1.0), np.zeros((n, grid, grid, 4))
+    order = {"larger": sorted(range(len(boxes)), key=lambda k: (_area_np(boxes)[k], -k)),
+             "last": list(range(len(boxes))), "first": list(range(len(boxes)))[::-1]}[rule]
+    for k in order:
+        r, c = int(cells[k, 0]), int(cells[k, 1])
+        obj[index[k], r, c], cls[index[k], r, c], tbox[index[k], r, c] = 1, labels[k], boxes[k]
+    return obj, cls, tbox
+
+
+def targets_inputs(n: int, grid: int, stride: int, m: int):
+    def make(rng: np.random.Generator) -> Arrays:
+        canvas = grid * stride
+        boxes = canvas_boxes(rng, m, canvas, stride)
+        index = rng.integers(0, n, size=m)
+        # Two pairs sharing a cell: boxes 0 and 1 share a centre, box 0 smaller (box 1 must win);
+        # boxes 2 and 3 have equal areas, exactly (multiples of 1/8 shifted by 1/4: box 2 must win).
+        cx, cy = (boxes[1, 0] + boxes[1, 2]) / 2, (boxes[1, 1] + boxes[1, 3]) / 2
+        hw = 0.7 * (cx - boxes[1, 0])
+        boxes[0] = [cx - hw, cy - 0.5, cx + hw, cy + 0.5]
+        index[1] = index[0]
+        if m >= 4:
+            boxes[2] = np.round(boxes[2] * 8) / 8
+            d = np.where(boxes[2, 2:] + 0.25 <= canvas, 0.25, -0.25)
+            boxes[3] = boxes[2] + np.tile(d, 2)
+            index[3] = index[2]
+        return {"boxes": boxes, "labels": rng.integers(0, 10, size=m), "image_index": index,
+                "n_images": np.array(n), "grid": np.array(grid), "stride": np.array(stride)}
+    return make
+
+
+def _tgt(rule: str, which: int):
+    return lambda i, e: _targets_np(i["boxes"], i["labels"], i["image_index"], int(i["n_images"]),
+                                    int(i["grid"]), float(i["stride"]), rule)[which]
+
+
+@LAB.case(points=5, inputs=targets_inputs(3, 8, 8, 10),
+          hidden_inputs=(targets_inputs(1, 4, 16, 5), targets_inputs(2, 8, 8, 4)), checks=[
+    Close("obj", "build_targets: obj (1 at responsible cells)", exact=True, mistakes=(
+        Mistake("the grid indexed [col, row] instead of [row, col]",
+                lambda i, e: np.swapaxes(e["obj"], 1, 2)),)),
+    Close("cls", "build_targets: cls (class at responsible cells, -1 elsewhere)", exact=True, mistakes=(
+        Mistake("when two boxes share a cell, the later box wins; the rule is: the larger area, "
+                "then the lower index", _tgt("last", 1)),
+        Mistake("when two boxes share a cell, the first box wins regardless of area; the rule is: "
+                "the larger area, then the lower index", _tgt("first", 1)),
+        Mistake("the grid indexed [col, row] instead of [row, col]",
+                lambda i, e: np.swapaxes(e["cls"], 1, 2)),)),
+    Close("tbox", "build_targets: tbox (the assigned box, xyxy)", mistakes=(
+        Mistake("when two boxes share a cell, the later box wins; the rule is: the larger area, "
+                "then the lower index", _tgt("last", 2)),
+        Mistake("when two boxes share a cell, the first box wins regardless of area", _tgt("first", 2)),)),
+])
+def build_targets_assignment(lab, boxes, labels, image_index, n_images, grid, stride):
+    """build_targets on 3 canvases, with two boxes sharing a cell (larger wins) and an equal-area pair."""
+    obj, cls, tbox = lab.build_targets(_t(boxes), _t(labels), _t(image_index), int(n_images), int(grid), int(stride))
+    return {"obj": _np(obj, "build_targets (obj)").astype(np.float64),
+            "cls": _np(cls, "build_targets (cls)").astype(np.float64),
+            "tbox": _np(tbox, "build_targets (tbox)")}
+
+
+# ----------------------------------------------------------------------------- NMS
+
+
+def _nms_mistakes(key: str = "keep") -> tuple[Mistake, ...]:
+    thr = lambda i: float(i["iou_threshold"])  # noqa: E731
+    return (
+        Mistake("the boxes are visited in index order, not by decreasing score",
+                lambda i, e: _nms_variant(i["boxes"], i["scores"], thr(i), by_score=False)),
+        Mistake("a box is suppressed when IoU >= threshold; it is kept when IoU <= threshold "
+                "(suppressed only when IoU > threshold)",
+                lambda i, e: _nms_variant(i["boxes"], i["scores"], thr(i), suppress=lambda iou, t: iou >= t)),
+        Mistake("the comparison is reversed: boxes that overlap LESS than the threshold are suppressed",
+                lambda i, e: _nms_variant(i["boxes"], i["scores"], thr(i), suppress=lambda iou, t: iou <= t)),
+        Mistake("the kept indices are returned in index order; return them in the order they were "
+                "kept (by decreasing score)", lambda i, e: np.sort(e[key])),
+        Mistake("boxes are visited by INCREASING score", lambda i, e: _nms_variant(
+            i["boxes"], -i["scores"], thr(i))),
+    )
+
+
+def nms_inputs(m: int, clusters: int, thr: float):
+    def make(rng: np.random.Generator) -> Arrays:
+        return {**clustered(rng, m, clusters), "iou_threshold": np.array(thr)}
+    return make
+
+
+@LAB.case(points=6, inputs=nms_inputs(30, 5, 0.5),
+          hidden_inputs=(nms_inputs(17, 3, 0.3), nms_inputs(40, 6, 0.7)), checks=[
+    Close("keep", "nms: the kept indices, in the order kept", exact=True, mistakes=_nms_mistakes()),
+])
+def nms_random(lab, boxes, scores, iou_threshold):
+    """nms on 30 boxes jittered around 5 centres, threshold 0.5 (hidden: other sizes and thresholds)."""
+    return {"keep": _index_array(lab.nms(_t(boxes), _t(scores), float(iou_threshold)), "nms")}
+
+
+# Edge cases: two identical boxes with equal scores (the lower index wins), a third identical one
+# with a lower score, zero-area boxes (IoU 0 with everything: never suppressed), a pair with
+# IoU exactly 0.5 (kept at threshold 0.5), a box inside another (IoU 0.25), a disjoint box.
+EDGE_BOXES = np.array([[0, 0, 4, 4], [0, 0, 4, 4], [0, 0, 4, 4], [10, 10, 10, 10], [10, 10, 10, 10],
+                       [20, 0, 24, 4], [20, 0, 24, 2], [30, 0, 38, 8], [32, 2, 36, 6], [50, 50, 52, 52]], float)
+EDGE_SCORES = np.array([0.9, 0.9, 0.5, 0.7, 0.7, 0.8, 0.6, 0.4, 0.3, 0.2])
+
+
+def nms_edge_inputs(rng: np.random.Generator) -> Arrays:
+    perm = rng.permutation(len(EDGE_BOXES))
+    scale = float(2 ** rng.integers(0, 3))
+    shift = np.tile(rng.integers(0, 8, size=2).astype(float), 2)
+    return {"boxes": EDGE_BOXES[perm] * scale + shift, "scores": EDGE_SCORES[perm], "iou_threshold": np.array(0.5)}
+
+
+@LAB.case(points=5, inputs=nms_edge_inputs, hidden_inputs=(nms_edge_inputs,), checks=[
+    Close("keep", "nms on edge cases (identical boxes, equal scores, zero-area, IoU exactly at the "
+                  "threshold, contained, disjoint)", exact=True, mistakes=_nms_mistakes(),
+          explain="Ties in score are visited by increasing index (a stable sort of -scores); a box is "
+                  "kept when its IoU with every kept box is <= the threshold."),
+])
+def nms_edge_cases(lab, boxes, scores, iou_threshold):
+    """nms on hand-made edge cases in a random order."""
+    return {"keep": _index_array(lab.nms(_t(boxes), _t(scores), float(iou_threshold)), "nms")}
+
+
+def batched_inputs(m: int, clusters: int, n_classes: int, thr: float):
+    def make(rng: np.random.Generator) -> Arrays:
+        return {**clustered(rng, m, clusters), "idxs": rng.integers(0, n_classes, size=m),
+                "iou_threshold": np.array(thr)}
+    return make
+
+
+@LAB.case(points=5, inputs=batched_inputs(24, 4, 3, 0.5),
+          hidden_inputs=(batched_inputs(9, 2, 2, 0.4), batched_inputs(35, 5, 6, 0.6)), checks=[
+    Close("keep", "batched_nms: the kept indices, by decreasing score", exact=True, mistakes=(
+        Mistake("the categories are ignored (plain nms over every box): boxes of different "
+                "categories must never suppress each other",
+                lambda i, e: _nms_variant(i["boxes"], i["scores"], float(i["iou_threshold"]))),
+        Mistake("the kept indices are grouped by category; return them sorted by decreasing score",
+                lambda i, e: _batched_variant(i["boxes"], i["scores"], i["idxs"], float(i["iou_threshold"]),
+                                              sort=False)),
+        Mistake("the kept indices are returned in index order; sort them by decreasing score",
+                lambda i, e: np.sort(e["keep"])),
+    )),
+])
+def batched_nms_categories(lab, boxes, scores, idxs, iou_threshold):
+    """batched_nms with 3 categories over clustered boxes."""
+    return {"keep": _index_array(lab.batched_nms(_t(boxes), _t(scores), _t(idxs), float(iou_threshold)),
+                                 "batched_nms")}
+
+
+# ----------------------------------------------------------------------------- GIoU loss
+
+
+def _giou_np(p: np.ndarray, t: np.ndarray, enclosing: bool = True, clamp: bool = True) -> np.ndarray:
+    """1 - GIoU row by row, with switchable mistakes (for naming them)."""
+    if not enclosing:
+        return 1.0 - np.diag(_iou_variant(p, t))
+    wh = np.minimum(p[:, 2:], t[:, 2:]) - np.maximum(p[:, :2], t[:, :2])
+    inter = (np.clip(wh, 0, None) if clamp else wh).prod(1)
+    union = _area_np(p) + _area_np(t) - inter
+    c = (np.maximum(p[:, 2:], t[:, 2:]) - np.minimum(p[:, :2], t[:, :2])).prod(1)
+    return 2.0 - inter / union - union / c
+
+
+def _giou_grad_np(p: np.ndarray, t: np.ndarray, g: np.ndarray, *, mask: bool = True,
+                  enclosing: bool = True) -> np.ndarray:
+    """A hand-written GIoU-loss gradient with switchable mistakes (for naming them)."""
+    iw = np.minimum(p[:, 2], t[:, 2]) - np.maximum(p[:, 0], t[:, 0])
+    ih = np.minimum(p[:, 3], t[:, 3]) - np.maximum(p[:, 1], t[:, 1])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    union = _area_np(p) + _area_np(t) - inter
+    cw = np.maximum(p[:, 2], t[:, 2]) - np.minimum(p[:, 0], t[:, 0])
+    ch = np.maximum(p[:, 3], t[:, 3]) - np.minimum(p[:, 1], t[:, 1])
+    big_c = cw * ch
+    d_c = g * union / big_c**2 if enclosing else 0 * g  # enclosing=False: C treated as a constant
+    d_union = g * inter / union**2 - g / big_c
+    d_inter = -g / union - d_union
+    m_w, m_h = (iw > 0, ih > 0) if mask else (True, True)
+    d_iw, d_ih = d_inter * np.clip(ih, 0, None) * m_w, d_inter * np.clip(iw, 0, None) * m_h
+    d_cw, d_ch = d_c * ch, d_c * cw
+    w, h = p[:, 2] - p[:, 0], p[:, 3] - p[:, 1]
+    dx1 = -d_union * h - d_iw * (p[:, 0] > t[:, 0]) - d_cw * (p[:, 0] < t[:, 0])
+    dx2 = d_union * h + d_iw * (p[:, 2] < t[:, 2]) + d_cw * (p[:, 2] > t[:, 2])
+    dy1 = -d_union * w - d_ih * (p[:, 1] > t[:, 1]) - d_ch * (p[:, 1] < t[:, 1])
+    dy2 = d_union * w + d_ih * (p[:, 3] < t[:, 3]) + d_ch * (p[:, 3] > t[:, 3])
+    return np.stack([dx1, dy1, dx2, dy2], 1)
+
+
+def giou_pairs(m: int):
+    """Pairs that overlap, are disjoint or nested; every coordinate difference and every
+    intersection width/height at least 0.02 away from 0 (no kink within reach of h = 1e-6)."""
+    def make(rng: np.random.Generator) -> Arrays:
+        pred, target = np.zeros((m, 4)), np.zeros((m, 4))
+        for k in range(m):
+            while True:
+                t = random_boxes(rng, 1, extent=20.0, min_size=2.0, max_size=12.0)[0]
+                kind = k % 3
+                if kind == 0:  # overlapping
+                    p = t + rng.uniform(-3, 3, size=4)
+                elif kind == 1:  # disjoint: shifted right or down by more than the size
+                    p = t + np.tile([rng.uniform(13, 20), rng.uniform(-5, 5)], 2)[[0, 1, 0, 1]]
+                else:  # nested inside
+                    p = np.concatenate([t[:2] + rng.uniform(0.1, 0.4, 2) * (t[2:] - t[:2]),
+                                        t[2:] - rng.uniform(0.1, 0.4, 2) * (t[2:] - t[:2])])
+                iw = min(p[2], t[2]) - max(p[0], t[0])
+                ih = min(p[3], t[3]) - max(p[1], t[1])
+                if (p[2:] - p[:2]).min() > 0.5 and np.abs(p[:, None] - t[None, :]).min() > 0.02 \
+                        and min(abs(iw), abs(ih)) > 0.02:
+                    break
+            pred[k], target[k] = p, t
+        return {"pred": pred, "target": target, "upstream": rng.normal(0, 1, size=m)}
+    return make
+
+
+def _giou_call(lab: Any, pred: np.ndarray, target: np.ndarray) -> Any:
+    return lab.giou_loss(_t(pred), _t(target))
+
+
+@LAB.case(points=4, inputs=giou_pairs(9), hidden_inputs=(giou_pairs(1), giou_pairs(14)), checks=[
+    Close("loss", "GIoULoss.forward: 1 - GIoU per pair", mistakes=(
+        Mistake("1 - IoU: the enclosing-box term (area(C) - union) / area(C) is missing",
+                lambda i, e: _giou_np(i["pred"], i["target"], enclosing=False)),
+        Mistake("GIoU itself instead of the loss 1 - GIoU",
+                lambda i, e: 1.0 - _giou_np(i["pred"], i["target"])),
+        Mistake("the intersection is not clamped at 0 for disjoint boxes",
+                lambda i, e: _giou_np(i["pred"], i["target"], clamp=False)),
+    )),
+])
+def giou_forward(lab, pred, target):
+    """giou_loss (your GIoULoss Function) on overlapping, disjoint and nested pairs."""
+    return {"loss": _np(_giou_call(lab, pred, target), "giou_loss")}
+
+
+@LAB.case(points=9, inputs=giou_pairs(9), hidden_inputs=(giou_pairs(1), giou_pairs(14)), checks=[
+    Close("custom_function", "giou_loss applies your GIoULoss Function (its grad_fn)", exact=True,
+          explain="giou_loss must return GIoULoss.apply(pred, target), so that the gradient comes "
+                  "from your hand-written backward, not from autograd."),
+    GradCheck("dpred", "dpred_numeric", "GIoULoss.backward: dL/dpred"),
+    Close("dpred", "GIoULoss.backward: dL/dpred", mistakes=(
+        Mistake("the intersection's gradient is not masked where its width or height is clamped at 0 "
+                "(disjoint boxes: the intersection is constant there)",
+                lambda i, e: _giou_grad_np(i["pred"], i["target"], i["upstream"], mask=False)),
+        Mistake("the enclosing box C is treated as a constant (its gradient is missing)",
+                lambda i, e: _giou_grad_np(i["pred"], i["target"], i["upstream"], enclosing=False)),
+        Mistake("grad_output is ignored (multiply by the upstream gradient)",
+                lambda i, e: _giou_grad_np(i["pred"], i["target"], np.ones_like(i["upstream"]))),
+        Mistake("the gradient is summed over the batch (grad_output.sum()) instead of row by row",
+                lambda i, e: _giou_grad_np(i["pred"], i["target"], np.full_like(i["upstream"], i["upstream"].sum()))),
+    )),
+])
+def giou_backward(lab, pred, target, upstream):
+    """GIoULoss.backward against central differences of its forward (float64, random upstream)."""
+    tt = _torch()
+    p = _t(pred).clone().requires_grad_(True)
+    loss = lab.giou_loss(p, _t(target))
+    fn = getattr(getattr(loss, "grad_fn", None), "_forward_cls", None)
+    custom = float(fn is not None and issubclass(fn, tt.autograd.Function) and fn.__name__ == "GIoULoss")
+    if not isinstance(loss, tt.Tensor) or loss.shape != p.shape[:1]:
+        raise ConventionError(f"giou_loss must return a tensor of shape ({len(pred)},), one loss per pair; "
+                              f"got {getattr(loss, 'shape', type(loss).__name__)}")
+    loss.backward(_t(upstream))
+    if p.grad is None:
+        raise ConventionError("GIoULoss.backward gave no gradient for pred (does backward return (dpred, None)?)")
+
+    def forward(x: np.ndarray) -> float:
+        with tt.no_grad():
+            return float((lab.giou_loss(_t(x), _t(target)) * _t(upstream)).sum())
+
+    return {"custom_function": np.array(custom), "dpred": _np(p.grad, "GIoULoss.backward"),
+            "dpred_numeric": numerical_gradient(forward, pred)}
+
+
+# ----------------------------------------------------------------------------- the detection loss
+
+
+def loss_inputs(n: int, grid: int, positives: int):
+    def make(rng: np.random.Generator) -> Arrays:
+        stride = 8
+        raw = rng.normal(0, 0.7, size=(n, 15, grid, grid))
+        obj = np.zeros((n, grid, grid))
+        cls = np.full((n, grid, grid), -1, dtype=np.int64)
+        tbox = np.zeros((n, grid, grid, 4))
+        for img in range(n - (n > 2)):  # with n > 2 the last canvas has no object
+            cells = rng.choice(grid * grid, size=min(positives, grid * grid), replace=False)
+            for c in cells:
+                r, col = divmod(int(c), grid)
+                centre = (np.array([col, r]) + rng.uniform(0.2, 0.8, 2)) * stride
+                half = rng.uniform(2, 12, 2)
+                obj[img, r, col], cls[img, r, col] = 1, rng.integers(0, 10)
+                tbox[img, r, col] = np.concatenate([centre - half, centre + half])
+        return {"raw": raw, "obj": obj, "cls": cls, "tbox": tbox}
+    return make
+
+
+def _loss_np(i: Arrays, obj_mean: bool = False, box_weight: float = 2.0) -> float:
+    """The detection loss in NumPy (for naming mistakes): see detection_loss's docstring."""
+    raw, obj, cls, tbox = i["raw"], i["obj"], i["cls"], i["tbox"]
+    n, g = raw.shape[0], raw.shape[-1]
+    z = raw[:, 0]
+    bce = np.maximum(z, 0) - z * obj + np.log1p(np.exp(-np.abs(z)))
+    loss = bce.mean() if obj_mean else bce.sum() / n
+    pos = obj > 0.5
+    if pos.any():
+        logits = np.moveaxis(raw[:, 5:], 1, -1)[pos]
+        lse = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1)
+        loss += float(np.mean(lse - logits[np.arange(len(logits)), cls[pos]]))
+        rows, cols = np.meshgrid(np.arange(g), np.arange(g), indexing="ij")
+        sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+        off = np.stack([sig(raw[:, 1]), sig(raw[:, 2]), np.clip(raw[:, 3], -4, 4), np.clip(raw[:, 4], -4, 4)], -1)
+        cells = np.broadcast_to(np.stack([rows, cols], -1), (n, g, g, 2))
+        boxes = _decode_np(cells, off, 8.0)[pos]
+        loss += box_weight * float(np.mean(_giou_np(boxes, tbox[pos])))
+    return loss
+
+
+@LAB.case(points=8, inputs=loss_inputs(2, 3, 2), hidden_inputs=(loss_inputs(1, 2, 1), loss_inputs(3, 3, 3)), checks=[
+    Close("loss", "detection_loss: the scalar loss", mistakes=(
+        Mistake("the objectness BCE is averaged over all cells; it is summed over the cells and "
+                "divided by the number of canvases N", lambda i, e: np.array(_loss_np(i, obj_mean=True))),
+        Mistake("the GIoU term is not multiplied by box_weight (2.0)",
+                lambda i, e: np.array(_loss_np(i, box_weight=1.0))),
+    )),
+    GradCheck("draw", "draw_numeric", "detection_loss: dL/d(head output)"),
+    Close("draw", "detection_loss: dL/d(head output) by autograd through your loss"),
+])
+def detection_loss_gradient(lab, raw, obj, cls, tbox):
+    """detection_loss and its gradient w.r.t. the raw head output (N=2, 3x3 grid, float64)."""
+    tt = _torch()
+    r = _t(raw).clone().requires_grad_(True)
+    loss = lab.detection_loss(r, _t(obj), _t(cls), _t(tbox))
+    loss.backward()
+    if r.grad is None:
+        raise ConventionError("detection_loss gave no gradient for the head output")
+
+    def forward(x: np.ndarray) -> float:
+        with tt.no_grad():
+            return float(lab.detection_loss(_t(x), _t(obj), _t(cls), _t(tbox)))
+
+    return {"loss": _np(loss, "detection_loss").astype(np.float64), "draw": _np(r.grad, "dL/draw"),
+            "draw_numeric": numerical_gradient(forward, raw)}
+
+
+# ----------------------------------------------------------------------------- mAP
+
+
+def _ap_np(tp: np.ndarray, n_gt: int, mode: str = "all") -> float:
+    tp = tp.astype(float)
+    ctp = np.cumsum(tp)
+    recall, precision = ctp / n_gt, ctp / np.arange(1, len(tp) + 1)
+    if mode == "raw":
+        return float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision))
+    if mode == "11":
+        return float(np.mean([precision[recall >= r].max() if (recall >= r).any() else 0.0
+                              for r in np.linspace(0, 1, 11)]))
+    return dd.average_precision(tp, n_gt)
+
+
+def ap_inputs(s: int, k: int):
+    def make(rng: np.random.Generator) -> Arrays:
+        tp = (rng.uniform(size=(s, k)) < rng.uniform(0.2, 0.9, size=(s, 1))).astype(np.float64)
+        tp[0] = 1.0
+        if s > 1:
+            tp[1] = 0.0
+        return {"tp": tp, "n_gt": tp.sum(1).astype(np.int64) + rng.integers(1, 4, size=s)}
+    return make
+
+
+@LAB.case(points=4, inputs=ap_inputs(6, 12), hidden_inputs=(ap_inputs(1, 1), ap_inputs(4, 30)), checks=[
+    Close("ap", "average_precision of 0/1 sequences (VOC all-point interpolation)", mistakes=(
+        Mistake("no interpolation: the raw precision at each recall step, not the best precision at "
+                "any recall >= it (the envelope)",
+                lambda i, e: np.array([_ap_np(t, int(n), "raw") for t, n in zip(i["tp"], i["n_gt"], strict=True)])),
+        Mistake("11-point interpolation (VOC 2007); the lab uses all-point interpolation",
+                lambda i, e: np.array([_ap_np(t, int(n), "11") for t, n in zip(i["tp"], i["n_gt"], strict=True)])),
+        Mistake("recall divided by the number of detections instead of the number of ground-truth boxes",
+                lambda i, e: np.array([dd.average_precision(t, len(t)) for t in i["tp"]])),
+    )),
+])
+def average_precision_interpolation(lab, tp, n_gt):
+    """average_precision on several tp sequences (one all hits, one all misses)."""
+    out = []
+    for t, n in zip(tp, n_gt, strict=True):
+        value = lab.average_precision(_t(t), int(n))
+        out.append(float(value.item() if hasattr(value, "item") else value))
+    return {"ap": np.array(out)}
+
+
+def _map_variant(i: Arrays, *, rematch: bool = False, ignore_class: bool = False) -> np.ndarray:
+    aps = []
+    labels = np.zeros_like(i["labels"]) if ignore_class else i["labels"]
+    for c in range(int(i["num_classes"])):
+        gt = i["gt_labels"] == c
+        if not gt.any():
+            aps.append(-1.0)
+            continue
+        det = (labels == c) if not ignore_class else np.ones(len(labels), bool)
+        b, s, idx = i["boxes"][det], i["scores"][det], i["image_index"][det]
+        order = np.argsort(-s, kind="stable")
+        used = np.zeros(int(gt.sum()), bool)
+        tp = np.zeros(len(order))
+        for r, d in enumerate(order):
+            cand = np.flatnonzero((i["gt_index"][gt] == idx[d]) & (rematch | ~used))
+            if len(cand):
+                ious = dd.box_iou(b[d:d + 1], i["gt_boxes"][gt][cand])[0]
+                if ious.max() >= 0.5:
+                    used[cand[int(np.argmax(ious))]] = True
+                    tp[r] = 1
+        aps.append(dd.average_precision(tp, int(gt.sum())))
+    return np.array(aps)
+
+
+def map_inputs(n_images: int, n_classes: int):
+    def make(rng: np.random.Generator) -> Arrays:
+        gt_index = np.repeat(np.arange(n_images), rng.integers(1, 5, size=n_images))
+        m = len(gt_index)
+        gt_boxes = random_boxes(rng, m, extent=40.0, min_size=6.0, max_size=20.0)
+        gt_labels = rng.integers(0, n_classes - 1, size=m)  # the last class has no ground truth
+        boxes, labels, index = [], [], []
+        for k in range(m):
+            for _ in range(int(rng.integers(0, 3))):  # 0-2 detections per object: duplicates are FPs
+                boxes.append(gt_boxes[k] + rng.normal(0, 2.0, size=4))
+                labels.append(gt_labels[k] if rng.uniform() < 0.85 else int(rng.integers(0, n_classes)))
+                index.append(gt_index[k])
+        for _ in range(m // 2):  # background false positives
+            boxes.append(random_boxes(rng, 1, extent=40.0, min_size=4.0, max_size=20.0)[0])
+            labels.append(int(rng.integers(0, n_classes)))
+            index.append(int(rng.integers(0, n_images)))
+        boxes_arr = np.array(boxes).reshape(-1, 4)
+        boxes_arr[:, 2:] = np.maximum(boxes_arr[:, 2:], boxes_arr[:, :2] + 1.0)
+        return {"boxes": boxes_arr, "scores": rng.uniform(0, 1, size=len(boxes_arr)),
+                "labels": np.array(labels, dtype=np.int64), "image_index": np.array(index, dtype=np.int64),
+                "gt_boxes": gt_boxes, "gt_labels": gt_labels, "gt_index": gt_index,
+                "num_classes": np.array(n_classes)}
+    return make
+
+
+def _map_of(aps: np.ndarray) -> np.ndarray:
+    valid = aps >= 0
+    return np.array(aps[valid].mean() if valid.any() else 0.0)
+
+
+@LAB.case(points=5, inputs=map_inputs(8, 5), hidden_inputs=(map_inputs(1, 3), map_inputs(12, 6)), checks=[
+    Close("ap_per_class", "mean_average_precision: AP per class (-1 here for a class without ground truth)",
+          mistakes=(
+              Mistake("a ground-truth box is matched more than once: a duplicate detection of a "
+                      "matched object is a false positive", lambda i, e: _map_variant(i, rematch=True)),
+              Mistake("the class is ignored when matching detections to ground truth",
+                      lambda i, e: _map_variant(i, ignore_class=True)),
+          )),
+    Close("map", "mean_average_precision: mAP@0.5 (mean over classes with ground truth)", mistakes=(
+        Mistake("a ground-truth box is matched more than once: a duplicate detection of a matched "
+                "object is a false positive", lambda i, e: _map_of(_map_variant(i, rematch=True))),
+        Mistake("classes without ground truth count as AP 0 in the mean; leave them out",
+                lambda i, e: np.array(np.where(e["ap_per_class"] < 0, 0.0, e["ap_per_class"]).mean())),
+    )),
+])
+def map_fixed_predictions(lab, boxes, scores, labels, image_index, gt_boxes, gt_labels, gt_index, num_classes):
+    """mean_average_precision on fixed detections: jittered hits, duplicates, wrong classes, background."""
+    m, aps = lab.mean_average_precision(_t(boxes), _t(scores), _t(labels), _t(image_index), _t(gt_boxes),
+                                        _t(gt_labels), _t(gt_index), 0.5, int(num_classes))
+    aps = _np(aps, "mean_average_precision (AP per class)").astype(np.float64)
+    return {"map": np.array(float(m.item() if hasattr(m, "item") else m)),
+            "ap_per_class": np.where(np.isnan(aps), -1.0, aps)}
+
+
+# ----------------------------------------------------------------------------- training: parts A and B
+
+
+def localizer_inputs(rng: np.random.Generator) -> Arrays:
+    train, test = dd.lab5_canvases("A", "train", N_TRAIN_A, 0), dd.lab5_canvases("A", "test", N_TEST_A, 0)
+    return {"train_images": train.images, "train_boxes": train.boxes, "train_labels": train.labels,
+            "test_images": test.images, "test_boxes": test.boxes, "test_labels": test.labels}
+
+
+def _localizer_score(i: Arrays, o: dict[str, np.ndarray]) -> float:
+    boxes, labels = o["pred_boxes"].astype(np.float64), o["pred_labels"]
+    if boxes.shape != i["test_boxes"].shape or labels.shape != i["test_labels"].shape:
+        raise ValueError(f"expected boxes {i['test_boxes'].shape} and labels {i['test_labels'].shape}, "
+                         f"got {boxes.shape} and {labels.shape}")
+    return dd.localization_accuracy(boxes, labels, i["test_boxes"], i["test_labels"])
+
+
+def _localizer_detail(i: Arrays, o: dict[str, np.ndarray]) -> str:
+    iou = np.diag(dd.box_iou(o["pred_boxes"].astype(np.float64), i["test_boxes"]))
+    return (f"class right on {np.mean(o['pred_labels'] == i['test_labels']):.4f} of the canvases, "
+            f"IoU >= 0.5 on {np.mean(iou >= 0.5):.4f} (mean IoU {iou.mean():.3f})")
+
+
+@LAB.case(points=9, inputs=localizer_inputs, private=["test_boxes", "test_labels"], hidden=False,
+          timeout=600, slow=True, checks=[
+    Metric("pred_boxes", _localizer_score, LOCALIZER_THRESHOLD,
+           "part A: fit_localizer + predict_localizer, accuracy (IoU >= 0.5 and class right) on "
+           f"{N_TEST_A} held-out canvases", reference=LOCALIZER_REFERENCE, describe=_localizer_detail),
+])
+def localizer_accuracy(lab, train_images, train_boxes, train_labels, test_images):
+    """Part A: train your localizer (provided loop, one torch thread) and localize held-out digits."""
+    tt = _torch()
+    tt.set_num_threads(TRAIN_THREADS)
+    model = lab.fit_localizer(_t(train_images).to(tt.uint8), _t(train_boxes), _t(train_labels), seed=0)
+    boxes, labels = lab.predict_localizer(model, _t(test_images).to(tt.uint8))
+    return {"pred_boxes": _np(boxes, "predict_localizer (boxes)").astype(np.float64),
+            "pred_labels": _index_array(labels, "predict_localizer (labels)")}
+
+
+def detector_inputs(rng: np.random.Generator) -> Arrays:
+    train, test = dd.lab5_canvases("B", "train", N_TRAIN_B, 0), dd.lab5_canvases("B", "test", N_TEST_B, 0)
+    return {"train_images": train.images, "train_boxes": train.boxes, "train_labels": train.labels,
+            "train_index": train.image_index, "test_images": test.images, "test_boxes": test.boxes,
+            "test_labels": test.labels, "test_index": test.image_index}
+
+
+def _detector_map(i: Arrays, o: dict[str, np.ndarray]) -> tuple[float, np.ndarray]:
+    boxes = o["det_boxes"].astype(np.float64).reshape(-1, 4)
+    n = len(boxes)
+    for key in ("det_scores", "det_labels", "det_index"):
+        if o[key].shape != (n,):
+            raise ValueError(f"{key} has shape {o[key].shape}, expected ({n},)")
+    return dd.mean_average_precision(boxes, o["det_scores"].astype(np.float64), o["det_labels"], o["det_index"],
+                                     i["test_boxes"], i["test_labels"], i["test_index"])
+
+
+@LAB.case(points=12, inputs=detector_inputs, private=["test_boxes", "test_labels", "test_index"], hidden=False,
+          timeout=600, slow=True, checks=[
+    Metric("det_boxes", lambda i, o: _detector_map(i, o)[0], DETECTOR_THRESHOLD,
+           f"part B: fit_detector + detect, mAP@0.5 on {N_TEST_B} held-out canvases (1-4 digits each)",
+           reference=DETECTOR_REFERENCE,
+           describe=lambda i, o: "AP per digit: " + " ".join(
+               f"{c}:{a:.2f}" for c, a in enumerate(_detector_map(i, o)[1]))
+           + f"; {len(o['det_scores'])} detections for {len(i['test_boxes'])} digits"),
+])
+def detector_map(lab, train_images, train_boxes, train_labels, train_index, test_images):
+    """Part B: train your detector (provided loop, one torch thread) and detect digits on held-out canvases."""
+    tt = _torch()
+    tt.set_num_threads(TRAIN_THREADS)
+    model = lab.fit_detector(_t(train_images).to(tt.uint8), _t(train_boxes), _t(train_labels), _t(train_index), seed=0)
+    dets = lab.detect(model, _t(test_images).to(tt.uint8))
+    if len(dets) != len(test_images):
+        raise ConventionError(f"detect must return one (boxes, scores, labels) per canvas: {len(test_images)}, "
+                              f"got {len(dets)}")
+    boxes, scores, labels, index = [], [], [], []
+    for k, (b, s, c) in enumerate(dets):
+        boxes.append(_np(b, "detect (boxes)").astype(np.float64).reshape(-1, 4))
+        scores.append(_np(s, "detect (scores)").astype(np.float64).reshape(-1))
+        labels.append(_index_array(c, "detect (labels)"))
+        index.append(np.full(len(scores[-1]), k, dtype=np.int64))
+    return {"det_boxes": np.concatenate(boxes), "det_scores": np.concatenate(scores),
+            "det_labels": np.concatenate(labels), "det_index": np.concatenate(index)}
