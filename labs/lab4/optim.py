@@ -132,6 +132,7 @@ class Adagrad(Optimizer):
         self.eps, self.weight_decay = float(eps), float(weight_decay)
 
     def step(self) -> None:
+        """One update (the class docstring's rule) of every parameter whose grad is not None."""
         # TODO: your code here (see the docstring above).
         raise NotImplementedError("Adagrad.step: not implemented yet")
 
@@ -161,6 +162,7 @@ class RMSprop(Optimizer):
         self.momentum, self.weight_decay = float(momentum), float(weight_decay)
 
     def step(self) -> None:
+        """One update (the class docstring's rule) of every parameter whose grad is not None."""
         # TODO: your code here (see the docstring above).
         raise NotImplementedError("RMSprop.step: not implemented yet")
 
@@ -197,6 +199,11 @@ class Adam(Optimizer):
         raise NotImplementedError("Adam._decay: not implemented yet")
 
     def step(self) -> None:
+        """One update (the class docstring's rule) of every parameter whose grad is not None.
+
+        Get the gradient to use as ``g = self._decay(p, p.grad)``: that is where Adam (L2) and
+        AdamW (decoupled) differ, so AdamW inherits this method unchanged.
+        """
         # TODO: your code here (see the docstring above).
         raise NotImplementedError("Adam.step: not implemented yet")
 

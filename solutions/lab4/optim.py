@@ -152,6 +152,7 @@ class Adagrad(Optimizer):
         self.eps, self.weight_decay = float(eps), float(weight_decay)
 
     def step(self) -> None:
+        """One update (the class docstring's rule) of every parameter whose grad is not None."""
         ### BEGIN SOLUTION
         for i, p in enumerate(self.params):
             if p.grad is None:
@@ -189,6 +190,7 @@ class RMSprop(Optimizer):
         self.momentum, self.weight_decay = float(momentum), float(weight_decay)
 
     def step(self) -> None:
+        """One update (the class docstring's rule) of every parameter whose grad is not None."""
         ### BEGIN SOLUTION
         for i, p in enumerate(self.params):
             if p.grad is None:
@@ -242,6 +244,11 @@ class Adam(Optimizer):
         ### END SOLUTION
 
     def step(self) -> None:
+        """One update (the class docstring's rule) of every parameter whose grad is not None.
+
+        Get the gradient to use as ``g = self._decay(p, p.grad)``: that is where Adam (L2) and
+        AdamW (decoupled) differ, so AdamW inherits this method unchanged.
+        """
         ### BEGIN SOLUTION
         beta1, beta2 = self.betas
         for i, p in enumerate(self.params):
