@@ -3,7 +3,7 @@
 Nothing here is a task. ``fit_mnist`` (what the grader calls) trains with your ``Adam`` and a
 linear warm-up followed by cosine annealing (your ``LinearLR``, ``CosineAnnealingLR`` and
 ``SequentialLR``); ``train_mnist`` is the same loop for any optimizer (used by
-``scripts/lab4_plot.py`` to compare them). You may tune ``HPARAMS``.
+``plot.py`` to compare them). You may tune ``HPARAMS``.
 """
 
 from __future__ import annotations

@@ -1,15 +1,17 @@
 """Lab 4 pictures: each optimizer's path on two 2-D functions, and MNIST training-loss curves.
 
-Uses YOUR lab4 optimizers (or the reference's, with --impl solutions) and writes three PNGs:
+Provided (not a task). It draws with YOUR optimizers from this package and writes three PNGs:
 
     quadratic.png   paths on an ill-conditioned, rotated quadratic (condition number 50)
     rosenbrock.png  paths on the Rosenbrock function (a curved, flat-bottomed valley)
     mnist_loss.png  the training loss of Lab 1's MLP on MNIST per optimizer (no schedule)
 
-    python scripts/lab4_plot.py                      # labs/lab4 (or solutions/lab4 for instructors)
-    python scripts/lab4_plot.py --out plots/ --skip-mnist
+Run it from the root of the kit (the folder that holds ``labs/`` and ``grader/``)::
 
-matplotlib is an optional extra (`pip install -e .[plot]`); grading never imports it.
+    python -m labs.lab4.plot                          # PNGs in out/lab4/
+    python -m labs.lab4.plot --out plots/ --skip-mnist
+
+matplotlib is an optional extra (``pip install -e '.[plot]'``); grading never imports this file.
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ from types import ModuleType
 
 import numpy as np
 
-from grader import mnist, paths  # first: it pins BLAS to one thread before NumPy does work
-from grader.loading import load_package
+from grader import mnist
+
+from . import optim
+from .lab1 import Parameter
+from .train import HPARAMS, OPTIMIZERS, train_mnist
 
 Grad = Callable[[np.ndarray], np.ndarray]
 
@@ -71,10 +76,10 @@ def rosenbrock() -> tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], Grad]:
     return f, grad
 
 
-def path(lab: ModuleType, cls: str, kwargs: dict, grad: Grad, start: tuple[float, float], steps: int) -> np.ndarray:
-    """The points an optimizer of ``lab`` visits from ``start``: (steps + 1, 2)."""
-    p = lab.Parameter(np.array(start, dtype=np.float64))
-    opt = getattr(lab, cls)([p], **kwargs)
+def path(cls: str, kwargs: dict, grad: Grad, start: tuple[float, float], steps: int) -> np.ndarray:
+    """The points the optimizer ``cls`` (of this package) visits from ``start``: (steps + 1, 2)."""
+    p = Parameter(np.array(start, dtype=np.float64))
+    opt = getattr(optim, cls)([p], **kwargs)
     points = [p.data.copy()]
     for _ in range(steps):
         p.grad = grad(p.data)
@@ -85,7 +90,7 @@ def path(lab: ModuleType, cls: str, kwargs: dict, grad: Grad, start: tuple[float
     return np.array(points)
 
 
-def draw_paths(plt, lab: ModuleType, problem, runs, start, steps, box, minimum, title: str, out: Path) -> None:
+def draw_paths(plt: ModuleType, problem, runs, start, steps, box, minimum, title: str, out: Path) -> None:
     f, grad = problem
     xs = np.linspace(box[0], box[1], 300)
     ys = np.linspace(box[2], box[3], 300)
@@ -94,7 +99,7 @@ def draw_paths(plt, lab: ModuleType, problem, runs, start, steps, box, minimum, 
     ax.contour(xx, yy, f(xx, yy), levels=np.geomspace(max(f(xx, yy).min(), 1e-3), f(xx, yy).max(), 25),
                colors="0.75", linewidths=0.7)
     for label, cls, kwargs in runs:
-        pts = path(lab, cls, kwargs, grad, start, steps)
+        pts = path(cls, kwargs, grad, start, steps)
         final = f(*pts[-1])
         ax.plot(pts[:, 0], pts[:, 1], ".-", markersize=2, linewidth=1, label=f"{label}: f = {final:.2g}")
     ax.plot(*minimum, "k*", markersize=12)
@@ -106,19 +111,19 @@ def draw_paths(plt, lab: ModuleType, problem, runs, start, steps, box, minimum, 
     print(f"wrote {out}")
 
 
-def draw_mnist(plt, lab: ModuleType, out: Path, epochs: int) -> None:
+def draw_mnist(plt: ModuleType, out: Path, epochs: int) -> None:
     split = mnist.load_mnist()
-    lab.HPARAMS["epochs"] = epochs
+    HPARAMS["epochs"] = epochs
     fig, ax = plt.subplots(figsize=(8, 5))
-    for name in lab.OPTIMIZERS:
+    for name in OPTIMIZERS:
         losses: list[float] = []
-        lab.train_mnist(split.train_images, split.train_labels, seed=0, optimizer=name, schedule=False,
+        train_mnist(split.train_images, split.train_labels, seed=0, optimizer=name, schedule=False,
                         losses=losses)
         smooth = np.convolve(losses, np.ones(25) / 25, mode="valid")  # a moving average over 25 batches
         ax.plot(smooth, linewidth=1, label=f"{name} (last: {np.mean(losses[-50:]):.3f})")
         print(f"  {name}: mean loss over the last 50 batches {np.mean(losses[-50:]):.4f}")
     ax.set(yscale="log", xlabel="mini-batch", ylabel="training loss (moving average of 25)",
-           title=f"Lab 1's MLP on MNIST, {epochs} epochs, constant lr (lab4.OPTIMIZERS)")
+           title=f"Lab 1's MLP on MNIST, {epochs} epochs, constant lr (lab4.train.OPTIMIZERS)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
@@ -128,8 +133,6 @@ def draw_mnist(plt, lab: ModuleType, out: Path, epochs: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default = paths.solutions_dir() if paths.solutions_dir().is_dir() else paths.labs_dir()
-    parser.add_argument("--impl", type=Path, default=default, help=f"folder laid out like labs/ (default: {default})")
     parser.add_argument("--out", type=Path, default=Path("out/lab4"))
     parser.add_argument("--epochs", type=int, default=2, help="MNIST epochs per optimizer")
     parser.add_argument("--skip-mnist", action="store_true")
@@ -140,17 +143,16 @@ def main() -> int:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("lab4_plot needs matplotlib, an optional extra: pip install -e '.[plot]' "
+        print("lab4.plot needs matplotlib, an optional extra: pip install -e '.[plot]' "
               "(grading does not need it)", file=sys.stderr)
         return 2
-    lab = load_package(args.impl, "lab4")
     args.out.mkdir(parents=True, exist_ok=True)
-    draw_paths(plt, lab, quadratic(), QUADRATIC_RUNS, (-4.0, 3.0), 60, (-5, 5, -4, 4), (0, 0),
+    draw_paths(plt, quadratic(), QUADRATIC_RUNS, (-4.0, 3.0), 60, (-5, 5, -4, 4), (0, 0),
                "ill-conditioned quadratic (eigenvalues 1 and 50)", args.out / "quadratic.png")
-    draw_paths(plt, lab, rosenbrock(), ROSENBROCK_RUNS, (-1.5, 2.0), 1500, (-2, 2, -1, 3), (1, 1),
+    draw_paths(plt, rosenbrock(), ROSENBROCK_RUNS, (-1.5, 2.0), 1500, (-2, 2, -1, 3), (1, 1),
                "Rosenbrock", args.out / "rosenbrock.png")
     if not args.skip_mnist:
-        draw_mnist(plt, lab, args.out / "mnist_loss.png", args.epochs)
+        draw_mnist(plt, args.out / "mnist_loss.png", args.epochs)
     return 0
 
 
