@@ -58,6 +58,20 @@ def bwrap_seconds(repeats: int = 5) -> list[float]:
     return times
 
 
+def machine_parallelism(n: int) -> float:
+    """Control: the throughput ratio of n CPU-bound Python processes at once vs one. On an idle
+    n-core machine it is about n; when the cores are shared, it is what any grader can expect."""
+    code = [sys.executable, "-c", "sum(range(3 * 10**7))"]
+    start = time.perf_counter()
+    subprocess.run(code, check=True)
+    one = time.perf_counter() - start
+    start = time.perf_counter()
+    procs = [subprocess.Popen(code) for _ in range(n)]
+    for proc in procs:
+        proc.wait()
+    return n * one / (time.perf_counter() - start)
+
+
 def throughput(todo: list[tuple[str, str]], options: batch.Options, *, jobs: int,
                scheduler: str | None = None) -> tuple[float, list[LabResult]]:
     results: list[LabResult] = []
@@ -108,6 +122,8 @@ def main() -> int:
         per_sub = statistics.median(r.seconds for r in res1)
         print(f"seconds per submission (1 job, grading time inside the worker): median {per_sub:.2f} s")
         print(f"1 job:  {args.submissions} submissions in {one:.1f} s = {args.submissions / one * 60:.1f} per minute")
+        print(f"control: {args.jobs} CPU-bound processes at once do {machine_parallelism(args.jobs):.2f}x the work "
+              "of one on this machine right now (the ceiling for the speed-ups below)")
         n, _ = throughput(todo, options, jobs=args.jobs)
         print(f"{args.jobs} jobs: {args.submissions} submissions in {n:.1f} s = "
               f"{args.submissions / n * 60:.1f} per minute; speed-up {one / n:.2f}x")
