@@ -47,3 +47,17 @@ def test_handout_has_no_unfilled_placeholder_and_says_lab1_is_released_inside() 
     text = RELEASED.read_text(encoding="utf-8")
     assert "BENCH_TABLE" not in text
     assert "Lab 1's solution" in text and "after Lab 1's deadline" in text
+
+
+def test_the_example_failure_message_is_what_the_grader_prints(patched_reference) -> None:
+    """The handout's example (col2im assigning instead of adding) is the grader's real output, line for line."""
+    from grader.runner import grade
+
+    text = RELEASED.read_text(encoding="utf-8")
+    block = text.split("col2im (seed 0) failed:", 1)[1].split("```", 1)[0]
+    expected = ["col2im (seed 0) failed:"] + [line for line in block.splitlines() if line.strip()]
+    add = "xp[:, :, u:u + stride * (ho - 1) + 1:stride, v:v + stride * (wo - 1) + 1:stride] += cols[:, :, u, v]"
+    root = patched_reference("col2im-assigns", {"conv.py": [(add, add.replace("+=", "="))]}, lab="lab3")
+    result = grade(load_cases("lab3", paths.tests_dir()), root, isolated=False, only=["col2im"])
+    printed = result.cases[0].output.splitlines()
+    assert printed == expected
