@@ -569,8 +569,8 @@ def _state_checks() -> list[Close]:
     return checks
 
 
-@LAB.case(points=5, inputs=same_shape_inputs((4, 3), 24), hidden_inputs=(same_shape_inputs((2, 5), 20),
-                                                                         same_shape_inputs((6,), 28)),
+@LAB.case(points=5, inputs=same_shape_inputs((4, 3), 32), hidden_inputs=(same_shape_inputs((2, 5), 30),
+                                                                         same_shape_inputs((6,), 36)),
           checks=_state_checks())
 def state_per_parameter(lab, **inputs):
     """SGD momentum and Adam keep one state per parameter (three parameters of the same shape)."""
