@@ -298,6 +298,13 @@ ALTERNATIVES = {
         ("buf *= self.momentum\n                    buf += (1.0 - self.dampening) * g",
          'buf = state["momentum_buffer"] = self.momentum * buf + (1.0 - self.dampening) * g'),
     ]},
+    # PyTorch's chainable StepLR: multiply the optimizer's current lr by gamma at each multiple of step_size.
+    "steplr-chainable": {"schedulers.py": [
+        (STEPLR, "k = self.last_epoch\n"
+                 "        if k == 0:\n"
+                 "            return self.base_lr\n"
+                 "        return self.optimizer.lr * (self.gamma if k % self.step_size == 0 else 1.0)"),
+    ]},
     # PyTorch's recursive (chainable) cosine: each lr from the previous one.
     "cosine-recursive": {"schedulers.py": [
         (COSINE, "k, n = self.last_epoch, self.T_max\n"
@@ -318,8 +325,10 @@ ALTERNATIVES = {
 
 @pytest.mark.parametrize("name", sorted(ALTERNATIVES))
 def test_correct_alternatives_keep_full_marks(patched_reference, name) -> None:
-    result = grade(LAB, patched_reference(name, ALTERNATIVES[name], lab="lab4"), isolated=False, only=FAST)
+    root = patched_reference(name, ALTERNATIVES[name], lab="lab4")
+    result = grade(LAB, root, isolated=False, only=FAST)
     assert failed(result) == set(), outputs(result)
+    assert failed(with_hidden_variants(root)) == set()  # other shapes and hyperparameters too
 
 
 STUB_FUNCTION = {  # the first unimplemented function each case reaches (by case-name prefix)
