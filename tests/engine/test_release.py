@@ -306,6 +306,9 @@ def test_fresh_clone_passes_its_own_two_readme_commands(built: Path, tmp_path: P
     test_cmd = [str(clone / ".venv/bin/python"), "-m", "pytest", "tests/lab1", "-p", "no:cacheprovider"]
     stubs_run = subprocess.run(test_cmd, cwd=clone, env=env, capture_output=True, text=True, timeout=900)
     assert "lab1: 0 / 100 points" in stubs_run.stdout, stubs_run.stdout[-3000:]
+    cli = subprocess.run([str(clone / ".venv/bin/gradelab"), "test", "lab1", "--quiet"], cwd=clone, env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert cli.returncode == 1 and "0 / 100" in cli.stdout, cli.stdout + cli.stderr
     root = Path(__file__).resolve().parents[2]
     for f in (root / "solutions" / "lab1").glob("*.py"):
         shutil.copyfile(f, clone / "labs" / "lab1" / f.name)
