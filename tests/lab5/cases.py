@@ -37,12 +37,15 @@ except ImportError:  # the default install is small: lab 5 needs the torch extra
 
 LAB = Lab("lab5", "Lab 5: object detection with PyTorch on MNIST canvases")
 
-# Thresholds: the reference's worst held-out figure over seeds 0-2 minus a margin, measured by
-# `python scripts/lab5_measure.py --seeds 0 1 2 --threads 1` (quoted in the handout).
-LOCALIZER_THRESHOLD = 0.70
-LOCALIZER_REFERENCE = "the reference localizer reaches REF_A (see the handout's measured figures)"
-DETECTOR_THRESHOLD = 0.30
-DETECTOR_REFERENCE = "the reference detector reaches REF_B (see the handout's measured figures)"
+# Thresholds: the reference's worst held-out figure over training seeds 0-2 minus a margin for
+# other reasonable designs, measured by `python scripts/lab5_measure.py --seeds 0 1 2 --threads 1`
+# (quoted in the handout): part A 0.8060 / 0.8070 / 0.7970, part B 0.5082 / 0.5120 / 0.5000.
+LOCALIZER_THRESHOLD = 0.75
+LOCALIZER_REFERENCE = ("the reference localizer (4 conv blocks + 2 linear layers, 8 epochs of Adam) reaches "
+                       "0.8033 on average over training seeds 0-2 (worst 0.7970)")
+DETECTOR_THRESHOLD = 0.42
+DETECTOR_REFERENCE = ("the reference detector (5 conv blocks + a 1x1 head, 12 epochs of Adam) reaches mAP@0.5 "
+                      "0.5067 on average over training seeds 0-2 (worst 0.5000)")
 TRAIN_THREADS = 1  # the training cases pin torch to one thread: the budget is measured that way
 N_TRAIN_A, N_TEST_A, N_TRAIN_B, N_TEST_B = 4000, 1000, 4000, 500
 
