@@ -205,14 +205,15 @@ def _python_paths() -> list[str]:
     return kept
 
 
-def _bwrap_command(stage: Path, uid: int | None = None) -> list[str]:
+def _bwrap_command(stage: Path, uid: int | None = None, *, guard: bool = True) -> list[str]:
     """An allow-list of the file system: what Python and NumPy need, and the stage.
 
     ``uid``: we are root; the child drops to this uid of its own, inside the sandbox, through
     setpriv (bwrap runs as root, without a user namespace, so that it can bind a Python that
     lives in a folder private to root; the only capabilities left are those setpriv needs to
-    switch, and it gives them up). Otherwise bwrap runs unprivileged in a user namespace, with
-    nested user namespaces disabled.
+    switch, and it gives them up), and then a second bwrap, unprivileged, disables nested user
+    namespaces. Otherwise bwrap runs unprivileged in a user namespace, with nested user
+    namespaces disabled.
     """
     # --unshare-user + --disable-userns: no nested namespaces (a way around the limits);
     # /dev read-only (it is a tmpfs without a size option) with a small /dev/shm; a small /tmp.
@@ -242,7 +243,30 @@ def _bwrap_command(stage: Path, uid: int | None = None) -> list[str]:
         for a in sorted(parents, key=len):
             cmd += ["--chmod", "0755", a]
         cmd += ["--", "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all"]
+        if guard and _inner_userns_guard():
+            # a second, unprivileged bwrap as that uid: same view, but nested user namespaces disabled
+            cmd += ["--", *_INNER_GUARD]
     return cmd
+
+
+_INNER_GUARD = ["bwrap", "--unshare-user", "--disable-userns", "--die-with-parent", "--dev-bind", "/", "/"]
+
+
+@functools.lru_cache(maxsize=1)
+def _inner_userns_guard() -> bool:
+    """True if, as root, the child can run an inner unprivileged bwrap with --disable-userns (the
+    kernel must allow unprivileged user namespaces); probed once."""
+    stage = Path(tempfile.mkdtemp(prefix=f"{_STAGE_PREFIX}{os.getpid()}-probe-"))
+    try:
+        (stage / "work").mkdir()
+        _open_stage_to(stage, _CHILD_UID_BASE)
+        outer = _bwrap_command(stage, _CHILD_UID_BASE, guard=False)
+        done = subprocess.run([*outer, "--", *_INNER_GUARD, "--", "/bin/true"], capture_output=True, timeout=20)
+        return done.returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _child_uid() -> int | None:

@@ -107,6 +107,7 @@ def test_a_folder_named_like_the_graders_files_cannot_collide(sandbox, patched_r
     assert (out / "summary.md").read_text().startswith("# ")
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_rerun_grades_each_submission_once(sandbox, patched_reference, tmp_path) -> None:
     """kill -9 `gradelab grade` while it works; the rerun grades only the rest; nothing is corrupt."""
     init = (paths.solutions_dir() / "lab1" / "__init__.py").read_text().splitlines(keepends=True)[0]

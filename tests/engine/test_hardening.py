@@ -134,6 +134,7 @@ def _odd_text_submission(patched_reference) -> Path:
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env", [{"PYTHONIOENCODING": "utf-8:strict", "LANG": "C.UTF-8"},
                                  {"LANG": "C", "LC_ALL": "C", "PYTHONIOENCODING": "ascii:strict"}],
                          ids=["strict-utf8", "LANG=C"])
@@ -225,6 +226,19 @@ def test_child_runs_as_an_unprivileged_uid(sandbox, patched_reference) -> None:
     text = result.cases[0].output.split("RuntimeError: ")[-1]  # the message, not the source line
     uid = int(text.split("uid=")[1].split()[0])
     assert uid >= gsandbox._CHILD_UID_BASE and f"euid={uid}" in text, text
+
+
+def test_child_cannot_create_nested_user_namespaces(sandbox, patched_reference) -> None:
+    """A user namespace of its own would let the child mount tmpfs without the sandbox's sizes."""
+    root = patched_reference("userns", inject('''
+        import ctypes, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(0x10000000) == 0:  # CLONE_NEWUSER
+            raise RuntimeError("nested user namespace: created")
+        raise RuntimeError(f"nested user namespace: refused ({os.strerror(ctypes.get_errno())})")
+    '''))
+    result = graded(root, ["relu_forward"])
+    assert "nested user namespace: refused" in result.cases[0].output, report(result)
 
 
 @pytest.mark.skipif(not IS_ROOT, reason="RLIMIT_NPROC bounds a fork bomb only for a uid of its own (needs root)")
@@ -334,6 +348,7 @@ def test_stage_is_removed_when_submission_is_too_large(monkeypatch, patched_refe
     assert not _my_stages()
 
 
+@pytest.mark.slow
 def test_sigterm_removes_stages_and_stale_stages_are_swept(sandbox, patched_reference, tmp_path) -> None:
     root = patched_reference("slowpoke", inject("import time; time.sleep(60)"))
     proc = subprocess.Popen([sys.executable, "-m", "grader.cli", "grade", "lab1", str(root), "--out",
