@@ -324,10 +324,11 @@ BUDGET_MARGIN = 60.0  # seconds on top of the cases' timeouts: start-up, imports
 
 
 def submission_budget(lab: Lab, only: Sequence[str] | None, timeout_scale: float) -> float:
-    """The wall-clock budget of one submission: each selected case's timeout once (not once per
-    seed), plus a margin, times the timeout scale."""
+    """The wall-clock budget of one submission: each selected case's time limit (``case_timeout``:
+    from the reference's measured time) once, not once per seed, plus a margin, times the
+    timeout scale. A submission that runs just under every limit on every seed hits it."""
     cases = [lab.get(n) for n in only] if only else lab.cases
-    return (sum(c.timeout for c in cases) + BUDGET_MARGIN) * timeout_scale
+    return (sum(case_timeout(c) for c in cases) + BUDGET_MARGIN) * timeout_scale
 
 
 def _printable_result(result: LabResult) -> LabResult:
