@@ -57,6 +57,8 @@ def cmd_test(args: argparse.Namespace) -> int:
     result = grade(lab, impl, isolated=args.isolated, only=only, timeout_scale=args.timeout_scale,
                    require_sandbox=args.require_sandbox, allow_unsandboxed=args.allow_unsandboxed)
     print(report.table(result, details=not args.quiet))
+    if args.isolated:
+        _bundled_data_note(lab, only, args.data)
     if args.json:
         report.write_json(result, Path(args.json))
     return 0 if result.score == result.max_score else 1
@@ -71,6 +73,13 @@ def _cases(lab: Lab, names: Sequence[str] | None) -> tuple[str, ...] | None:
         if n not in known:
             raise UsageError(f"{lab.name} has no case {n!r}; its cases: {', '.join(known)}")
     return tuple(dict.fromkeys(names))
+
+
+def _bundled_data_note(lab: Lab, only: Sequence[str] | None, data: str | None) -> None:
+    if data is None and any(isinstance(ch, Accuracy) for c in lab.cases for ch in c.checks
+                            if only is None or c.name in only):
+        print("note: accuracy is measured on the bundled MNIST split, whose labels are public; "
+              "--data DIR grades on the course's own held-out set")
 
 
 def _writable_dir(path: Path, what: str) -> Path:
@@ -127,10 +136,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         todo = [(ids[p], str(p)) for p in ids if args.force or not book.is_current(ids[p], hashes[p], key)]
         print(f"{len(ids)} submissions under {root}: {len(todo)} to grade, {len(ids) - len(todo)} already "
               f"graded and unchanged{'' if args.force else ' (--force regrades them)'}")
-        if args.data is None and any(isinstance(ch, Accuracy) for c in lab.cases for ch in c.checks
-                                     if only is None or c.name in only):
-            print("note: accuracy is measured on the bundled MNIST split, whose labels are public; "
-                  "--data DIR grades on the course's own held-out set")
+        _bundled_data_note(lab, only, args.data)
         by_path = {str(p): p for p in ids}
 
         def on_result(sub_id: str, path: str, result: LabResult) -> None:

@@ -294,3 +294,13 @@ def test_ids_stay_relative_to_the_recorded_root(tmp_path, capsys) -> None:
     book.close()
     assert grade(tmp_path / "elsewhere" / "bob", "--out", other) == 2
     assert "holds the gradebook of lab2" in capsys.readouterr().err
+
+
+def test_without_data_the_bundled_labels_are_said_to_be_public(capsys) -> None:
+    from grader.cli import _bundled_data_note
+
+    _bundled_data_note(LAB, ["mnist_accuracy"], None)
+    assert "bundled MNIST split, whose labels are public" in capsys.readouterr().out
+    _bundled_data_note(LAB, ["mnist_accuracy"], "/course/mnist")
+    _bundled_data_note(LAB, ["linear_forward"], None)  # no accuracy case: nothing to say
+    assert capsys.readouterr().out == ""
