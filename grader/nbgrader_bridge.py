@@ -12,7 +12,8 @@ An assignment is the lab's notebook (grader/notebooks.py: one autograded cell pe
 ``LAB/`` package) with ``gradelab``'s isolated grading (the sandboxed child, public and hidden
 seeds, the reference computed live), and writes each case's score into nbgrader's gradebook
 (``gradebook.db`` in the course directory, through ``nbgrader.api.Gradebook``) as the
-auto score of the matching grade cell, so ``nbgrader export`` and the formgrader show them.
+auto score of the matching grade cell, so ``nbgrader export`` and the formgrader show them (the
+submission is copied to ``autograded/<student>/<assignment>/`` for the formgrader to open).
 ``nbgrader autograde`` is not used: it runs the checks in the student's own kernel, where a
 monkeypatched ``np.allclose`` earns full marks.
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -128,11 +130,21 @@ def run_import(course_dir: Path, assignment: str, *, lab: str | None = None, reg
             feedback = course_dir / "gradelab" / assignment / f"{student}.txt"
             feedback.parent.mkdir(parents=True, exist_ok=True)
             gradebook.atomic_write_text(feedback, gradebook.printable(table(result)) + "\n")
+            _copy_for_formgrader(sub, course_dir / "autograded" / student / assignment)
             state[student] = {"hash": chash, "key": key}
             gradebook.atomic_write_text(state_path, json.dumps(state, indent=1, sort_keys=True) + "\n")
             log(f"  {student:<24} {result.score:>6g} / {result.max_score:g}  [{result.isolation}]")
     log(f"imported {assignment} into {course_dir / 'gradebook.db'}; `nbgrader export` writes grades.csv")
     return 0
+
+
+def _copy_for_formgrader(sub: Path, dest: Path) -> None:
+    """The submission as ``autograded/<student>/<assignment>/`` (what ``nbgrader autograde`` would
+    leave), so the formgrader can open the notebook next to the imported scores. Nothing is run."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(sub, dest, symlinks=False, ignore=shutil.ignore_patterns("__pycache__", ".*"),
+                    ignore_dangling_symlinks=True)
 
 
 def main_source(course_dir: Path, lab: str) -> int:

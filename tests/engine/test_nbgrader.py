@@ -104,6 +104,7 @@ def test_import_two_students_then_read_back_with_nbgrader(tmp_path: Path) -> Non
         assert gb.find_grade("lab1_linear_forward", "lab1", "lab1", "alice").score == \
             load_cases("lab1", ROOT / "tests").get("linear_forward").points
     assert "NotImplementedError" in (course / "gradelab" / "lab1" / "bob.txt").read_text()
+    assert (course / "autograded" / "alice" / "lab1" / "lab1.ipynb").is_file()  # for the formgrader
 
     done = _nbgrader(course, "export")
     assert done.returncode == 0, done.stdout + done.stderr
