@@ -1,7 +1,7 @@
 """The ``gradelab`` command.
 
     gradelab test LAB [--impl DIR] [--isolated] [--json FILE] [--case NAME]...
-    gradelab grade LAB SUBMISSION... [--out DIR]
+    gradelab grade LAB SUBMISSION... [--out DIR] [--jobs N | --scheduler ADDRESS] [--force] [--data DIR]
     gradelab stubs [--check]
     gradelab fixtures [LAB...] [--check]
     gradelab list LAB
