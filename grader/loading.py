@@ -50,7 +50,8 @@ def load_package(root: Path, lab: str) -> ModuleType:
     except BaseException as exc:  # SystemExit and KeyboardInterrupt too: it is the student's import
         for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
             del sys.modules[key]
-        raise LoadError(f"{IMPORT_FAILED}{pkg_dir} failed:\n{student_traceback(exc, pkg_dir)}"
+        # The package's name, not its path: in grading that is a sandbox stage the student never saw.
+        raise LoadError(f"{IMPORT_FAILED}your package {lab}/ failed:\n{student_traceback(exc, pkg_dir)}"
                         f"{_import_hint(exc, pkg_dir)}") from exc
     return module
 

@@ -184,6 +184,7 @@ def test_an_import_error_is_reported_once_on_top_and_every_case_scores_zero(patc
     root = patched_reference("syntax", {"layers.py": [(LIN_FWD, "        return x @@ self.weight.data.T\n")]})
     result = grade(LAB1, root, isolated=False, only=FAST[:4])
     assert result.score == 0 and "SyntaxError" in result.import_error and "lab1/layers.py" in result.import_error
+    assert result.import_error.startswith("importing your package lab1/ failed:")  # no grader paths
     for c in result.cases:
         assert c.output.startswith(f"{c.name}: not run: your package could not be imported (SyntaxError")
         assert "lab1/layers.py" not in c.output  # the details are said once, on top
@@ -255,10 +256,13 @@ def test_fixture_check_reports_missing_timing(solutions, tmp_path, monkeypatch):
 
 
 @pytest.mark.timeout(0)  # pytest-timeout's timer would keep the runner's own alarm from being armed
-@pytest.mark.parametrize("where", ["in-process", "child process"])
-def test_an_endless_loop_times_out_in_seconds_and_says_which_line(patched_reference, where):
+@pytest.mark.parametrize("where", ["in-process", "child process", "sandbox"])
+def test_an_endless_loop_times_out_in_seconds_and_says_which_line(patched_reference, where, request):
+    if where == "sandbox":
+        request.getfixturevalue("sandbox")
     root = patched_reference(f"loop-{where[:2]}", {"layers.py": [(LIN_FWD, ENDLESS)]})
-    executor = InProcess(root, "lab1") if where == "in-process" else Sandboxed(root, "lab1", use_bwrap=False)
+    executor = InProcess(root, "lab1") if where == "in-process" else \
+        Sandboxed(root, "lab1", use_bwrap=where == "sandbox")
     result = run_lab(LAB1, executor, fixtures.FixtureExpected("lab1"), impl=str(root), only=["linear_forward"])
     out = result.cases[0].output
     assert result.cases[0].seconds < 10, out
