@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,9 @@ def feedback_markdown(result: LabResult, sub_id: str) -> str:
     lines += [f"| `{c.name}` | {c.score:g} / {c.max_score:g} | {'passed' if c.passed else 'FAILED'} |"
               for c in result.cases]
     lines += [""] + [f"> note: {n}" for n in result.notes]
+    if result.import_error:  # once, on top: every case failed because of it
+        lines += ["", "## Your package could not be imported, so every case scores 0", "", "```",
+                  result.import_error.replace("```", "` ` `"), "```"]
     failed = [c for c in result.cases if not c.passed]
     if failed:
         lines += ["", "## What went wrong", ""]
@@ -93,8 +97,8 @@ def class_summary(rows: Sequence[Any], case_points: dict[str, float]) -> dict[st
     for n, full in case_points.items():
         have = [r for r in graded if n in r.cases]
         rates[n] = sum(1 for r in have if r.cases[n] >= full) / len(have) if have else float("nan")
-    mean = sum(pct) / len(pct) if pct else float("nan")
-    median = sorted(pct)[len(pct) // 2] if pct else float("nan")
+    mean = statistics.mean(pct) if pct else float("nan")
+    median = statistics.median(pct) if pct else float("nan")
     return {"n": len(rows), "mean_percent": mean, "median_percent": median, "bins": bins, "pass_rate": rates,
             "ungradable": sum(1 for r in rows if r.reason)}
 

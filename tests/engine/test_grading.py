@@ -304,3 +304,15 @@ def test_without_data_the_bundled_labels_are_said_to_be_public(capsys) -> None:
     _bundled_data_note(LAB, ["mnist_accuracy"], "/course/mnist")
     _bundled_data_note(LAB, ["linear_forward"], None)  # no accuracy case: nothing to say
     assert capsys.readouterr().out == ""
+
+
+def test_feedback_of_a_package_that_cannot_be_imported_shows_the_error_once(sandbox, patched_reference,
+                                                                             tmp_path) -> None:
+    broken = patched_reference("subs/broken", {"layers.py": [("class ReLU(Module):\n", "class ReLU(Module)\n")]})
+    good = patched_reference("subs/good", {})
+    out = tmp_path / "out"
+    assert grade(broken, good, "--out", out) == 0
+    fb = (out / "submissions" / "broken" / "feedback.md").read_text()
+    assert fb.count("## Your package could not be imported") == 1 and "SyntaxError" in fb, fb
+    summary = (out / "summary.md").read_text()
+    assert "mean 50.0%, median 50.0%" in summary, summary  # 0 and 100: the median of two is their mean
