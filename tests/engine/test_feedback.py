@@ -285,3 +285,61 @@ def test_pytest_outside_the_environment_says_how_to_activate_it(tmp_path):
     text = done.stdout + done.stderr
     assert done.returncode != 0
     assert "source .venv/bin/activate" in text and ".venv/bin/pytest tests/lab1" in text
+
+
+# ----------------------------------------------------------------------------- no false alarms
+
+LIN_BWD = ("        self.weight.grad += grad_output.T @ self._x\n        self.bias.grad += grad_output.sum(axis=0)\n"
+           "        return grad_output @ self.weight.data\n")
+RELU_FWD = "        self._mask = x > 0\n        return np.where(self._mask, x, 0.0)"
+ALTERNATIVES = {
+    # in-place work on the function's OWN copies is fine: only the caller's arrays must not change
+    "relu-copy-then-mask": {"layers.py": [
+        (RELU_FWD, "        self._mask = x > 0\n        y = x.copy()\n        y[y < 0] = 0.0\n        return y"),
+        (RELU_BWD, "g = grad_output.copy()\n        g[~self._mask] = 0.0\n        return g")]},
+    "relu-maximum": {"layers.py": [(RELU_FWD, "        self._mask = x > 0\n        return np.maximum(x, 0.0)")]},
+    "linear-einsum-copy": {"layers.py": [
+        (LIN_FWD, "        self._x = x.copy()\n"
+                  "        return np.einsum('nd,md->nm', x, self.weight.data) + self.bias.data\n"),
+        (LIN_BWD, "        self.weight.grad += np.einsum('nm,nd->md', grad_output, self._x)\n"
+                  "        np.add(self.bias.grad, grad_output.sum(axis=0), out=self.bias.grad)\n"
+                  "        return np.einsum('nm,md->nd', grad_output, self.weight.data)\n")]},
+    "linear-loops": {"layers.py": [
+        (LIN_FWD, "        self._x = x\n        y = np.empty((x.shape[0], self.weight.data.shape[0]))\n"
+                  "        for n in range(x.shape[0]):\n            for m in range(y.shape[1]):\n"
+                  "                y[n, m] = sum(x[n, d] * self.weight.data[m, d] for d in range(x.shape[1])) "
+                  "+ self.bias.data[m]\n        return y\n"),
+        (LIN_BWD, "        dx = np.zeros_like(self._x)\n        for n in range(self._x.shape[0]):\n"
+                  "            self.weight.grad += np.outer(grad_output[n], self._x[n])\n"
+                  "            self.bias.grad += grad_output[n]\n"
+                  "            dx[n] = grad_output[n] @ self.weight.data\n"
+                  "        return dx\n")]},
+    "sequential-index-loop": {"layers.py": [(
+        "        for layer in reversed(self.layers):\n            grad_output = layer.backward(grad_output)\n",
+        "        for i in range(len(self.layers) - 1, -1, -1):\n"
+        "            grad_output = self.layers[i].backward(grad_output)\n")]},
+    "ce-logaddexp-eye": {"losses.py": [
+        ("        log_norm = np.log(np.exp(shifted).sum(axis=1, keepdims=True))\n",
+         "        log_norm = np.logaddexp.reduce(shifted, axis=1, keepdims=True)\n"),
+        ("        grad = self._probs.copy()\n        grad[np.arange(n), self._targets] -= 1.0\n",
+         "        grad = self._probs - np.eye(self._probs.shape[1])[self._targets]\n")]},
+    "sgd-subtract-out": {"optim.py": [("p.data -= self.lr * p.grad",
+                                       "np.subtract(p.data, self.lr * p.grad, out=p.data)"),
+                                      ("from .framework import Parameter",
+                                       "import numpy as np\n\nfrom .framework import Parameter")]},
+    "sigmoid-via-tanh": {"layers.py": [("        z = np.exp(-np.abs(x))\n"
+                                        "        y = np.where(x >= 0, 1.0 / (1.0 + z), z / (1.0 + z))\n",
+                                        "        y = 0.5 * (1.0 + np.tanh(0.5 * x))\n")]},
+    "mlp-tanh-256": {"mlp.py": [("return Sequential(Linear(784, 128, rng), ReLU(), Linear(128, 10, rng))",
+                                "return Sequential(Linear(784, 256, rng), Tanh(), Linear(256, 10, rng))"),
+                               ("from .layers import Linear, ReLU, Sequential",
+                                "from .layers import Linear, ReLU, Sequential, Tanh")]},
+}
+
+
+@pytest.mark.parametrize("alternative", sorted(ALTERNATIVES))
+def test_correct_alternatives_keep_full_marks(patched_reference, alternative):
+    """Other valid formulas, loops, copies modified in place, out= on the function's own arrays."""
+    root = patched_reference(alternative, ALTERNATIVES[alternative])
+    result = grade(LAB1, root, isolated=False, only=FAST)
+    assert {c.name: c.output for c in result.cases if not c.passed} == {}
