@@ -24,6 +24,7 @@ ways), created once per class; objects the package creates itself are not watche
 
 from __future__ import annotations
 
+import copyreg
 import functools
 import inspect
 import re
@@ -345,6 +346,7 @@ def _guard_class(cls: type, package: str) -> type:
             if (name.startswith("__") and name not in _GUARDED_METHODS) or not inspect.isfunction(value):
                 continue
             namespace[name] = _wrap(value, f"{cls.__name__}.{name}", is_method=True)
+    namespace["__reduce_ex__"] = _reduce_as(cls)
     meta = _meta(type(cls))
     guarded = meta(cls.__name__, (cls,), namespace)
     guarded.__gradelab_origin__ = cls
@@ -353,6 +355,21 @@ def _guard_class(cls: type, package: str) -> type:
     except (TypeError, AttributeError):
         pass
     return guarded
+
+
+def _reduce_as(origin: type) -> Callable[[Any, int], Any]:
+    """``__reduce_ex__`` that pickles (and deep-copies) an instance as one of ``origin``: pickle finds
+    classes by name, and the name leads to the package's own class, not to the guarded subclass."""
+
+    def reduce_ex(self: Any, protocol: int) -> Any:
+        reduced = super(type(self), self).__reduce_ex__(protocol)
+        if isinstance(reduced, tuple) and len(reduced) >= 2 and reduced[0] is copyreg.__newobj__ \
+                and reduced[1] == (type(self),):
+            # copyreg.__newobj__ insists on the object's own class; _reconstructor makes an ``origin``
+            reduced = (copyreg._reconstructor, (origin, object, None), *reduced[2:])
+        return reduced
+
+    return reduce_ex
 
 
 @functools.cache

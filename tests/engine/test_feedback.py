@@ -7,9 +7,11 @@ packages written here), so that what is checked is the engine, not Lab 1's cases
 from __future__ import annotations
 
 import json
+import pickle
 import subprocess
 import sys
 import textwrap
+from copy import deepcopy
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +107,8 @@ def test_guarded_objects_behave_like_the_packages_own(solutions):
     y = layer(x)
     np.testing.assert_array_equal(y, np.broadcast_to(3.0 + layer.bias.data, (4, 2)))
     assert len(lab.Sequential(layer, lab.ReLU()).parameters()) == 2
+    for copy in (pickle.loads(pickle.dumps(layer)), deepcopy(layer)):  # as the package's own class
+        assert type(copy) is module.Linear and np.array_equal(copy.weight.data, layer.weight.data)
 
 
 # ----------------------------------------------------------------------------- 2. hints only when they apply
