@@ -89,15 +89,16 @@ if plt is not None:
     plt.show()
 '''
 
-# Lab 1's pictures: what the trained MLP gets wrong, and what its first layer looks at.
-_LAB1_TRAIN = '''
-model = lab1.fit_mnist(data.train_images, data.train_labels, seed=0)
-predicted = lab1.predict(model, data.test_images)
+# Labs whose package trains on MNIST (``fit_mnist`` and ``predict``, labs 1-4): train it, then
+# show what it gets wrong and what its first layer looks at (conv filters, or 28x28 weights).
+_TRAIN = '''
+model = {lab}.fit_mnist(data.train_images, data.train_labels, seed=0)
+predicted = {lab}.predict(model, data.test_images)
 accuracy = float(np.mean(predicted == data.test_labels))
-print(f"held-out accuracy: {accuracy:.4f}")
+print(f"held-out accuracy: {{accuracy:.4f}}")
 '''
 
-_LAB1_PICTURES = '''
+_PICTURES = '''
 if plt is not None:
     wrong = np.flatnonzero(predicted != data.test_labels)[:16]
     fig, axes = plt.subplots(2, 8, figsize=(8, 2.6))
@@ -107,15 +108,26 @@ if plt is not None:
         ax.axis("off")
     fig.suptitle("misclassified digits: predicted (true)")
     plt.show()
-    first = next(p.data for p in model.parameters() if 784 in p.data.shape)
-    filters = first if first.shape[0] != 784 else first.T
+    weights = [p.data for p in model.parameters()]
+    conv = next((w for w in weights if w.ndim == 4), None)
+    if conv is not None:  # (out, in, kh, kw): each filter's first input channel
+        filters, title = conv[:, 0], "first convolution's filters"
+    else:
+        first = next(w for w in weights if 784 in w.shape)
+        filters, title = (first if first.shape[0] != 784 else first.T).reshape(-1, 28, 28), "first-layer weights"
     fig, axes = plt.subplots(2, 8, figsize=(8, 2.2))
     for ax, w in zip(axes.flat, filters):
-        ax.imshow(w.reshape(28, 28), cmap="RdBu")
+        ax.imshow(w, cmap="RdBu")
         ax.axis("off")
-    fig.suptitle("first-layer weights")
+    fig.suptitle(title)
     plt.show()
 '''
+
+
+def _trains_on_mnist(root: Path, lab: str) -> bool:
+    init = root / "solutions" / lab / "__init__.py"
+    text = init.read_text() if init.is_file() else ""
+    return '"fit_mnist"' in text and '"predict"' in text
 
 
 def build_notebook(lab: str, root: Path | None = None) -> dict:
@@ -135,10 +147,10 @@ def build_notebook(lab: str, root: Path | None = None) -> dict:
         _cell("markdown", "## The data", "data-md", _LOCKED),
         _cell("code", _DATA, "data", _LOCKED),
     ]
-    if lab == "lab1":
-        cells += [_cell("markdown", "## Training the MLP (after the gradients pass their cases)", "train-md", _LOCKED),
-                  _cell("code", _LAB1_TRAIN, "train", _LOCKED),
-                  _cell("code", _LAB1_PICTURES, "pictures", _LOCKED)]
+    if _trains_on_mnist(root, lab):
+        cells += [_cell("markdown", "## Training on MNIST (once the cases above it pass)", "train-md", _LOCKED),
+                  _cell("code", _TRAIN.format(lab=lab), "train", _LOCKED),
+                  _cell("code", _PICTURES, "pictures", _LOCKED)]
     cells.append(_cell("markdown", f"## The public cases ({cases.max_score:g} points)", "cases-md", _LOCKED))
     for case in cases.cases:
         cells.append(_cell("code", f"""
