@@ -138,6 +138,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
               f"graded and unchanged{'' if args.force else ' (--force regrades them)'}")
         _bundled_data_note(lab, only, args.data)
         by_path = {str(p): p for p in ids}
+        case_names = [c.name for c in lab.cases]
 
         def on_result(sub_id: str, path: str, result: LabResult) -> None:
             folder = out / "submissions" / sub_id
@@ -147,6 +148,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
                                    {c.name: c.score for c in result.cases}, result.isolation,
                                    datetime.now(UTC).isoformat(timespec="seconds"),
                                    result.seconds, hashes[by_path[path]], key, reason))
+            book.export_csv(case_names=case_names)  # the CSV is current after every submission, too
             if args.details:
                 print(report.table(result) + "\n")
 
@@ -155,7 +157,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
             batch.run_dask(todo, options, args.scheduler, args.jobs, on_result, progress=progress)
         else:
             batch.run_local(todo, options, args.jobs, on_result, progress=progress)
-        csv_path = book.export_csv(case_names=[c.name for c in lab.cases])
+        csv_path = book.export_csv(case_names=case_names)
         rows = book.rows()
         summary = report.class_summary(rows, {c.name: c.points for c in lab.cases})
         gradebook.atomic_write_text(out / "summary.md", report.summary_markdown(summary, lab.title))

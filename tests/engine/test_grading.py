@@ -137,6 +137,7 @@ def test_kill_9_mid_run_then_rerun_grades_each_submission_once(sandbox, patched_
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         before = {r[0]: r[1] for r in con.execute("SELECT id, graded_at FROM grades")}
     assert 2 <= len(before) < 5
+    assert len(rows(out)) == len(before)  # the CSV was current when the kill came, and whole
     rerun = subprocess.run(cmd, capture_output=True, text=True, cwd=paths.project_root(), timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert f"{5 - len(before)} to grade, {len(before)} already graded" in rerun.stdout
