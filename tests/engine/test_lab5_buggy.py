@@ -4,7 +4,8 @@ Every bug is a patch of the reference (``patched_reference`` with lab="lab5"), g
 on every case but the two training runs. For each we declare the exact set of cases that must
 fail and, per failing case, substrings of the message that name the bug. Correct alternatives
 (IoU by loops, batched NMS by the coordinate-offset trick, AP by a loop) keep full marks. The
-untouched stubs score 0.
+untouched stubs score 0. The two training cases' Metric checks are exercised on made-up outputs
+(perfect, empty, malformed) without training.
 """
 
 from __future__ import annotations
@@ -192,6 +193,7 @@ def test_at_least_twelve_bugs() -> None:
 # ----------------------------------------------------------------------------- correct alternatives
 
 IOU_BODY_START = "    lt = torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])  # (A, B, 2)\n"
+AP_START = "    tp = tp.to(torch.float64)\n"
 ALTERNATIVES = [
     pytest.param({BX: [(IOU_BODY_START, (
         "    out = torch.zeros(len(boxes1), len(boxes2), dtype=boxes1.dtype)\n"
@@ -208,6 +210,17 @@ ALTERNATIVES = [
         "    # the offset trick: move each category far away so that categories never overlap\n"
         "    shifted = boxes + (idxs.to(boxes.dtype) * (boxes.max() - boxes.min() + 1))[:, None]\n"
         "    return nms(shifted, scores, iou_threshold)\n") + BATCHED)]}, id="batched-nms-offset-trick"),
+    pytest.param({ME: [(AP_START, (
+        "    hits, prev, ap = 0, 0.0, 0.0\n"
+        "    prec, rec = [], []\n"
+        "    for k, t in enumerate(tp.tolist(), 1):\n"
+        "        hits += t\n"
+        "        prec.append(hits / k)\n"
+        "        rec.append(hits / n_gt)\n"
+        "    for k in range(len(prec)):\n"
+        "        ap += (rec[k] - prev) * max(prec[k:])\n"
+        "        prev = rec[k]\n"
+        "    return ap\n") + AP_START)]}, id="average-precision-by-loops"),
 ]
 
 
@@ -222,3 +235,53 @@ def test_untouched_stubs_score_zero() -> None:
     result = grade(LAB, paths.labs_dir(), isolated=False, only=FAST)
     assert result.score == 0, {c.name: c.output for c in result.cases if c.passed}
     assert all("NotImplementedError" in c.output or "raised" in c.output for c in result.cases)
+
+
+# ----------------------------------------------------------------------------- the training cases' checks
+
+def _detector_case_inputs():
+    import numpy as np
+
+    from grader.detection_data import lab5_canvases
+
+    test = lab5_canvases("B", "test", 40, 0)
+    return {"test_boxes": test.boxes, "test_labels": test.labels, "test_index": test.image_index,
+            "test_images": test.images}, np
+
+
+def test_detector_metric_passes_perfect_and_fails_empty_and_malformed_outputs() -> None:
+    from grader.compare import evaluate
+
+    case = LAB.get("detector_map")
+    inputs, np = _detector_case_inputs()
+    perfect = {"det_boxes": inputs["test_boxes"], "det_scores": np.linspace(1, 0.5, len(inputs["test_boxes"])),
+               "det_labels": inputs["test_labels"], "det_index": inputs["test_index"]}
+    assert evaluate(case, inputs, perfect, {}) == []
+    empty = {"det_boxes": np.zeros((0, 4)), "det_scores": np.zeros(0), "det_labels": np.zeros(0, np.int64),
+             "det_index": np.zeros(0, np.int64)}
+    [msg] = evaluate(case, inputs, empty, {})
+    assert "0.0000 is below the threshold 0.4200" in msg and "AP per digit" in msg and "0 detections" in msg
+    assert "the reference detector" in msg
+    shifted = {**perfect, "det_boxes": perfect["det_boxes"] + 30.0}  # every box misplaced
+    assert "below the threshold" in evaluate(case, inputs, shifted, {})[0]
+    bad = {**perfect, "det_scores": np.zeros(3)}
+    assert "could not be scored" in evaluate(case, inputs, bad, {})[0]
+
+
+def test_localizer_metric_names_what_is_wrong() -> None:
+    import numpy as np
+
+    from grader.compare import evaluate
+    from grader.detection_data import lab5_canvases
+
+    case = LAB.get("localizer_accuracy")
+    test = lab5_canvases("A", "test", 50, 0)
+    inputs = {"test_boxes": test.boxes, "test_labels": test.labels}
+    assert evaluate(case, inputs, {"pred_boxes": test.boxes, "pred_labels": test.labels}, {}) == []
+    [msg] = evaluate(case, inputs, {"pred_boxes": test.boxes, "pred_labels": (test.labels + 1) % 10}, {})
+    assert "class right on 0.0000 of the canvases, IoU >= 0.5 on 1.0000" in msg
+    [msg] = evaluate(case, inputs, {"pred_boxes": test.boxes[:, [1, 0, 3, 2]], "pred_labels": test.labels}, {})
+    assert "class right on 1.0000" in msg
+    assert "could not be scored" in evaluate(case, inputs, {"pred_boxes": test.boxes[:3],
+                                                            "pred_labels": test.labels}, {})[0]
+    assert np.isfinite(case.checks[0].threshold)
