@@ -363,8 +363,9 @@ def grade(lab: Lab, impl: Path, *, isolated: bool, only: Sequence[str] | None = 
     use_bwrap = bwrap_available()
     if not use_bwrap and (require_sandbox or not allow_unsandboxed):
         raise GradingError("the bubblewrap sandbox is required for isolated grading but `bwrap` is not "
-                           "usable here; install the Debian package bubblewrap, or pass --allow-unsandboxed "
-                           "to grade in a plain subprocess (the submission could then read the reference)")
+                           "usable here; install the Debian package bubblewrap (0.8 or later), or pass "
+                           "--allow-unsandboxed to grade in a plain subprocess (the submission could then read "
+                           "the reference)")
     expected = ReferenceExpected(reference(lab.name))
     executor = Budgeted(Sandboxed(impl, lab.name, use_bwrap=use_bwrap),
                         submission_budget(lab, only, timeout_scale))

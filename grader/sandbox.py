@@ -59,16 +59,23 @@ _BOOT = "import sys; sys.path[:0] = sys.argv[1:2] + sys.argv[3:]; " \
 
 @functools.lru_cache(maxsize=1)
 def bwrap_available() -> bool:
-    """True if bubblewrap is installed and can create its namespaces on this machine."""
+    """True if bubblewrap is installed, recent enough for the limits we set (0.8: ``--size``,
+    ``--perms``, ``--chmod``, ``--disable-userns``), and can create its namespaces here."""
     exe = shutil.which("bwrap")
     if not exe:
         return False
     try:
+        usage = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=20).stdout
+        if not all(flag in usage for flag in _BWRAP_FLAGS):
+            return False  # an older bwrap would refuse our command line, or run without the limits
         done = subprocess.run([exe, "--ro-bind", "/", "/", "--unshare-all", "--cap-drop", "ALL",
                                "--", "true"], capture_output=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
+
+
+_BWRAP_FLAGS = ("--size", "--perms", "--chmod", "--disable-userns", "--remount-ro")
 
 
 def isolation_name(use_bwrap: bool) -> str:

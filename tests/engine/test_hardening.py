@@ -420,3 +420,14 @@ def test_cli_test_isolated_without_bwrap_refuses_unless_allowed(patched_referenc
     allowed = subprocess.run([*cmd, "--allow-unsandboxed"], capture_output=True, text=True,
                              cwd=paths.project_root(), env=env, timeout=120)
     assert allowed.returncode == 0 and "NOT sandboxed" in allowed.stdout, allowed.stdout + allowed.stderr
+
+
+def test_a_bwrap_too_old_for_our_limits_counts_as_no_sandbox(tmp_path, monkeypatch) -> None:
+    """A bwrap whose --help lacks --size/--perms/--disable-userns (before 0.8) would refuse our
+    command line or run without the limits: it is not a usable sandbox."""
+    old = tmp_path / "bin" / "bwrap"
+    old.parent.mkdir()
+    old.write_text("#!/bin/sh\necho 'usage: bwrap [OPTIONS...] [--] COMMAND'; echo '    --ro-bind SRC DEST'\n")
+    old.chmod(0o755)
+    monkeypatch.setenv("PATH", str(old.parent))
+    assert gsandbox.bwrap_available.__wrapped__() is False
