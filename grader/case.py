@@ -168,6 +168,8 @@ class Case:
     private: frozenset[str] = frozenset()
     seeds: tuple[int, ...] = (0,)
     hidden: bool = True  # also run with the lab's hidden seeds when grading
+    # The most a run may take; the limit applied is ``fixtures.case_timeout``: 10x the reference's
+    # measured time (tests/<lab>/fixtures/timing.json) + 2 s, capped here; slow cases keep this.
     timeout: float = 60.0
     slow: bool = False
     factors: Callable[[Arrays], dict[str, float]] | None = None  # named constants for hints
