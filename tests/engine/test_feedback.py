@@ -301,6 +301,9 @@ ALTERNATIVES = {
     "relu-copy-then-mask": {"layers.py": [
         (RELU_FWD, "        self._mask = x > 0\n        y = x.copy()\n        y[y < 0] = 0.0\n        return y"),
         (RELU_BWD, "g = grad_output.copy()\n        g[~self._mask] = 0.0\n        return g")]},
+    "relu-private-helper-in-place": {"layers.py": [
+        (RELU_BWD, "g = grad_output.copy()\n        self._zero_where_off(g)\n        return g\n\n"
+                   "    def _zero_where_off(self, g):\n        g[~self._mask] = 0.0")]},
     "relu-maximum": {"layers.py": [(RELU_FWD, "        self._mask = x > 0\n        return np.maximum(x, 0.0)")]},
     "linear-einsum-copy": {"layers.py": [
         (LIN_FWD, "        self._x = x.copy()\n"
