@@ -117,6 +117,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
     book = gradebook.Gradebook(out)
     try:
         stored = book.meta("root")
+        if args.root and stored and Path(os.path.abspath(args.root)) != Path(stored):
+            raise UsageError(f"--root {args.root}: the gradebook in {out} has ids relative to {stored}; "
+                             "use that root, or another --out")
         try:
             root, ids = gradebook.submission_ids(subs, Path(args.root) if args.root else
                                                  Path(stored) if stored else None)
@@ -144,6 +147,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
             folder = out / "submissions" / sub_id
             report.write_submission(result, folder, sub_id)
             reason = result.cases[0].output if result.isolation.startswith("none") and result.cases else ""
+            if not reason and result.import_error:  # graded (0), and the gradebook says why at a glance
+                last = [line for line in result.import_error.splitlines() if line.strip()][-1:] or [""]
+                reason = f"the package could not be imported: {last[0].strip()}"
             book.put(gradebook.Row(sub_id, path, args.lab, result.score, result.max_score,
                                    {c.name: c.score for c in result.cases}, result.isolation,
                                    datetime.now(UTC).isoformat(timespec="seconds"),

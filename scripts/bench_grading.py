@@ -123,7 +123,7 @@ def main() -> int:
         print(f"seconds per submission (1 job, grading time inside the worker): median {per_sub:.2f} s")
         print(f"1 job:  {args.submissions} submissions in {one:.1f} s = {args.submissions / one * 60:.1f} per minute")
         print(f"control: {args.jobs} CPU-bound processes at once do {machine_parallelism(args.jobs):.2f}x the work "
-              "of one on this machine right now (the ceiling for the speed-ups below)")
+              "of one on this machine right now (how much the other work on it leaves; compare the speed-ups below)")
         n, _ = throughput(todo, options, jobs=args.jobs)
         print(f"{args.jobs} jobs: {args.submissions} submissions in {n:.1f} s = "
               f"{args.submissions / n * 60:.1f} per minute; speed-up {one / n:.2f}x")

@@ -287,6 +287,8 @@ def test_ids_stay_relative_to_the_recorded_root(tmp_path, capsys) -> None:
     (tmp_path / "elsewhere" / "bob").mkdir(parents=True)
     assert grade(tmp_path / "elsewhere" / "bob", "--out", out) == 2
     assert "not inside the gradebook's root" in capsys.readouterr().err
+    assert grade(tmp_path / "elsewhere" / "bob", "--out", out, "--root", tmp_path / "elsewhere") == 2
+    assert "has ids relative to" in capsys.readouterr().err
     root, ids = gradebook.submission_ids([tmp_path / "subs" / "sec1" / "alice"], tmp_path / "subs")
     assert list(ids.values()) == ["sec1/alice"]
     other = tmp_path / "out2"
@@ -315,5 +317,6 @@ def test_feedback_of_a_package_that_cannot_be_imported_shows_the_error_once(sand
     assert grade(broken, good, "--out", out) == 0
     fb = (out / "submissions" / "broken" / "feedback.md").read_text()
     assert fb.count("## Your package could not be imported") == 1 and "SyntaxError" in fb, fb
+    assert rows(out)["broken"]["reason"].startswith("the package could not be imported: SyntaxError")
     summary = (out / "summary.md").read_text()
     assert "mean 50.0%, median 50.0%" in summary, summary  # 0 and 100: the median of two is their mean
