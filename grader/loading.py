@@ -8,10 +8,12 @@ name ``lab1`` can find the wrong one. Files inside the package import each other
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import itertools
 import os
 import re
+import shutil
 import sys
 import tempfile
 import traceback
@@ -77,7 +79,10 @@ def _only_source(pkg_dir: Path) -> None:
     refused, and bytecode caches next to the sources (``__pycache__``, which could hold code
     that is not the source) are never read: this process keeps its caches in a private folder."""
     if sys.pycache_prefix is None:
+        # private to this process (a shared one could serve a stale .pyc for a resubmitted file with
+        # the same mtime and size), and removed at exit
         sys.pycache_prefix = tempfile.mkdtemp(prefix="gradelab-pycache-")
+        atexit.register(shutil.rmtree, sys.pycache_prefix, ignore_errors=True)
     compiled, stack = [], [pkg_dir]
     while stack:  # iterative: any depth
         for entry in os.scandir(stack.pop()):
