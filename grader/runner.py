@@ -210,7 +210,6 @@ def run_case(case: Case, executor: Executor, expected: ExpectedFn,
             if error.startswith("did not finish within") and log[1]:
                 error += f"; it was executing:\n{log[1]}"
             failure = f"{case.name} ({variant}): your code raised an error\n{error}"
-            reply = Reply(None, error, log[0])
         else:
             try:
                 exp = expected(case, seed, inputs) if case.needs_reference else {}
@@ -221,8 +220,8 @@ def run_case(case: Case, executor: Executor, expected: ExpectedFn,
                 if messages:
                     failure = f"{case.name} ({variant}) failed:\n" + "\n".join(messages)
         if failure:
-            if reply.log.strip():
-                failure += f"\n--- what your code printed ---\n{reply.log.rstrip()}"
+            if log[0].strip():  # what the student printed, without a stack dump (reported above if it matters)
+                failure += f"\n--- what your code printed ---\n{log[0].rstrip()}"
             break
     seconds = time.perf_counter() - start
     if failure:
