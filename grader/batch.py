@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,9 @@ def run_local(todo: Sequence[tuple[str, str]], options: Options, jobs: int, on_r
     pool = ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=ctx, initializer=_worker_init)
     try:
         _drive(todo, lambda path: pool.submit(grade_task, path, options), max(1, jobs), on_result, bar)
+    except BrokenProcessPool as exc:
+        raise GradingError("a grading worker process died (killed by the system: out of memory?); every "
+                           "grade finished before it is saved: rerun the same command to continue") from exc
     finally:
         bar.close()
         pool.shutdown(wait=True, cancel_futures=True)

@@ -320,3 +320,25 @@ def test_feedback_of_a_package_that_cannot_be_imported_shows_the_error_once(sand
     assert rows(out)["broken"]["reason"].startswith("the package could not be imported: SyntaxError")
     summary = (out / "summary.md").read_text()
     assert "mean 50.0%, median 50.0%" in summary, summary  # 0 and 100: the median of two is their mean
+
+
+@pytest.mark.slow
+def test_a_worker_killed_by_the_system_is_a_message_and_the_rerun_continues(sandbox, patched_reference,
+                                                                            tmp_path) -> None:
+    init = (paths.solutions_dir() / "lab1" / "__init__.py").read_text().splitlines(keepends=True)[0]
+    sleepy = patched_reference("subs/sleepy", {"__init__.py": [(init, "import time; time.sleep(30)\n" + init)]})
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "grader.cli", "grade", "lab1", str(sleepy), "--out", str(out), "--jobs", "1",
+           "--case", "relu_forward", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=paths.project_root())
+    deadline, workers = time.monotonic() + 60, []
+    while not workers and time.monotonic() < deadline:
+        time.sleep(0.3)
+        ps = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(proc.pid)], capture_output=True, text=True)
+        workers = [int(line.split()[0]) for line in ps.stdout.splitlines() if "multiprocessing" in line
+                   and "resource_tracker" not in line]
+    assert workers, "no worker process appeared"
+    time.sleep(2)  # it is grading now
+    os.kill(workers[0], signal.SIGKILL)  # as the kernel's OOM killer would
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "a grading worker process died" in err and "Traceback" not in err, err
