@@ -58,13 +58,23 @@ class Session:
             ran = sum(c.points for c, _ in rows)
             note = "" if ran == total else f" (only {ran:g} of {total:g} points' worth of cases ran)"
             lines.append(f"{lab}: {score:g} / {total:g} points for {self.impl_root}{note}")
+            if any(r.import_error for _, r in rows):
+                lines.append(f"{lab}: your package could not be imported, so every case scores 0 (the first "
+                             "failed test shows the error)")
         return lines
 
 
 def check_case(session: Session, lab: str, case: Case) -> None:
-    """The body of every lab test: grade the case, fail with the grader's message."""
+    """The body of every lab test: grade the case, fail with the grader's message.
+
+    An import error is shown in full once, in the first test that meets it; the others say so briefly.
+    """
     result = session.grade(lab, case)
     if not result.passed:
+        earlier = [r for _, r in session.results.get(lab, [])[:-1] if r.import_error]
+        if result.import_error and not earlier:
+            pytest.fail(f"YOUR PACKAGE COULD NOT BE IMPORTED, so every case scores 0:\n{result.import_error}",
+                        pytrace=False)
         pytest.fail(result.output, pytrace=False)
 
 

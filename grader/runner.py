@@ -202,7 +202,8 @@ def run_case(case: Case, executor: Executor, expected: ExpectedFn,
             last = next((line for line in reversed(error.splitlines())
                          if line.strip() and not line.startswith("hint:")), "")
             return CaseResult(case.name, 0.0, case.points, f"{case.name}: not run: your package could not be "
-                              f"imported ({last.strip()}); the whole error is at the top of the report",
+                              f"imported ({last.strip()}); the whole error is shown once: on top of the report "
+                              "(with pytest: in the first failed test)",
                               time.perf_counter() - start, import_error=error)
         if reply.outputs is None and error.startswith(FEEDBACK_TAG):
             failure = f"{case.name} ({variant}) failed:\n{error[len(FEEDBACK_TAG):]}"
