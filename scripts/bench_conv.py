@@ -100,7 +100,8 @@ def epoch_benchmark(lab, torch, rounds: int) -> tuple[float, float]:
 
     nn = torch.nn
     tmodel = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1),
-                           nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 7 * 7, 10)).double()
+                           nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 7 * 7, 64), nn.ReLU(),
+                           nn.Linear(64, 10)).double()
     topt = torch.optim.SGD(tmodel.parameters(), lr=lr)
     xt, yt = torch.tensor(x), torch.tensor(y)
     tbatches = [torch.tensor(idx) for idx in batches]

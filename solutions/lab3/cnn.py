@@ -46,7 +46,7 @@ def build_cnn(rng: np.random.Generator) -> Module:
     Suggested architecture (the reference):
         Conv2d(1, 8, 3, padding=1) -> ReLU -> MaxPool2d(2)      (N, 8, 14, 14)
         Conv2d(8, 16, 3, padding=1) -> ReLU -> MaxPool2d(2)     (N, 16, 7, 7)
-        Flatten -> Linear(16*7*7, 10)
+        Flatten -> Linear(16*7*7, 64) -> ReLU -> Linear(64, 10)
     Initialise every Conv2d and Linear with ``rng`` so that training is reproducible. No softmax
     at the end: SoftmaxCrossEntropy takes raw logits.
     """
@@ -54,7 +54,7 @@ def build_cnn(rng: np.random.Generator) -> Module:
     return Sequential(
         Conv2d(1, 8, 3, padding=1, rng=rng), ReLU(), MaxPool2d(2),
         Conv2d(8, 16, 3, padding=1, rng=rng), ReLU(), MaxPool2d(2),
-        Flatten(), Linear(16 * 7 * 7, 10, rng),
+        Flatten(), Linear(16 * 7 * 7, 64, rng), ReLU(), Linear(64, 10, rng),
     )
     ### END SOLUTION
 

@@ -121,7 +121,8 @@ def test_reference_cnn_matches_a_torch_cnn_with_the_same_weights(torch, lab) -> 
     model = lab.build_cnn(rng)
     nn = torch.nn
     tmodel = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1),
-                           nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 7 * 7, 10)).double()
+                           nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 7 * 7, 64), nn.ReLU(),
+                           nn.Linear(64, 10)).double()
     with torch.no_grad():
         for p, tp in zip(model.parameters(), tmodel.parameters(), strict=True):
             tp.copy_(torch.tensor(p.data))

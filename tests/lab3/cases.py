@@ -36,10 +36,12 @@ LAB = Lab("lab3", "Lab 3: convolution and pooling, naive and fast, and a CNN on 
 
 # The MNIST threshold: the reference's worst held-out accuracy over seeds 0-4, measured by
 # `python scripts/measure_accuracy.py --lab lab3` (quoted in the handout), minus a 0.01 margin for
-# other reasonable architectures and hyperparameters; above Lab 1's MLP (mean 0.9453, worst 0.9425).
-ACCURACY_THRESHOLD = 0.95
-REFERENCE_ACCURACY = ("the reference CNN (conv 8 -> pool -> conv 16 -> pool -> linear, 8 epochs of SGD, lr 0.1, "
-                      "batch 32) reaches 0.9659 on average over seeds 0-4 (worst 0.9600); Lab 1's MLP: 0.9453")
+# other reasonable architectures and hyperparameters (rounded down to 0.955); a point above Lab 1's
+# MLP (mean 0.9453, worst 0.9425).
+ACCURACY_THRESHOLD = 0.955
+REFERENCE_ACCURACY = ("the reference CNN (conv 8 -> pool -> conv 16 -> pool -> linear 64 -> linear 10, 8 epochs of "
+                      "SGD, lr 0.1, batch 32) reaches 0.9719 on average over seeds 0-4 (worst 0.9655); "
+                      "Lab 1's MLP: 0.9453")
 
 Maker = Callable[[np.random.Generator], Arrays]
 
@@ -626,7 +628,7 @@ def mnist_inputs(rng: np.random.Generator) -> Arrays:
             "test_images": split.test_images, "test_labels": split.test_labels}
 
 
-# timeout: the reference trains in about 23 s of CPU time, but its wall time reached 170 s on the shared
+# timeout: the reference trains in about 26 s of CPU time, but wall times up to 170 s were measured on the shared
 # 2-core machine under heavy load; fit_mnist itself stops code that is far too slow, with a message.
 @LAB.case(points=12, inputs=mnist_inputs, private=["test_labels"], hidden=False, timeout=480, slow=True,
           checks=[Accuracy("predictions", "test_labels", ACCURACY_THRESHOLD,
