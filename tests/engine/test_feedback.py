@@ -350,3 +350,14 @@ def test_correct_alternatives_keep_full_marks(patched_reference, alternative):
     root = patched_reference(alternative, ALTERNATIVES[alternative])
     result = grade(LAB1, root, isolated=False, only=FAST)
     assert {c.name: c.output for c in result.cases if not c.passed} == {}
+
+
+def test_pytest_shows_an_import_error_once(patched_reference):
+    root = patched_reference("syntax-pytest", {"layers.py": [(LIN_FWD, "        return x @@ self.weight.data.T\n")]})
+    done = subprocess.run([sys.executable, "-m", "pytest", "tests/lab1", "-q", "-m", "not slow",
+                           "-p", "no:cacheprovider", "--impl", str(root)],
+                          capture_output=True, text=True, cwd=paths.project_root(), timeout=300)
+    assert done.returncode == 1
+    assert done.stdout.count("YOUR PACKAGE COULD NOT BE IMPORTED") == 1
+    assert done.stdout.count("File lab1/layers.py, line 44") == 1  # the details, once
+    assert "lab1: your package could not be imported, so every case scores 0" in done.stdout
