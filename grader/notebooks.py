@@ -124,6 +124,39 @@ if plt is not None:
 '''
 
 
+# Labs whose package detects digits on canvases (``fit_detector`` and ``detect``, lab 5): train
+# the detector on generated canvases and draw its boxes (red) over the true ones (green).
+_DETECT = '''
+import torch
+from grader.detection_data import lab5_canvases
+
+train, test = lab5_canvases("B", "train", 4000, 0), lab5_canvases("B", "test", 8, 0)
+t = torch.from_numpy
+detector = {lab}.fit_detector(t(train.images), t(train.boxes), t(train.labels), t(train.image_index), seed=0)
+found = {lab}.detect(detector, t(test.images))
+if plt is not None:
+    fig, axes = plt.subplots(2, 4, figsize=(9, 4.8))
+    for i, ax in enumerate(axes.flat):
+        ax.imshow(test.images[i], cmap="gray")
+        for (x0, y0, x1, y1), digit in zip(test.boxes[test.image_index == i], test.labels[test.image_index == i]):
+            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="lime"))
+        pred_boxes, pred_scores, pred_labels = (v.detach().numpy() for v in found[i])
+        for (x0, y0, x1, y1), score, digit in zip(pred_boxes, pred_scores, pred_labels):
+            if score > 0.3:
+                ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="red"))
+                ax.text(x0, y0, f"{{digit}} {{score:.2f}}", color="red", fontsize=7)
+        ax.axis("off")
+    fig.suptitle("detections (red, with score) and the true boxes (green)")
+    plt.show()
+'''
+
+
+def _exports(root: Path, lab: str, *names: str) -> bool:
+    init = root / "solutions" / lab / "__init__.py"
+    text = init.read_text() if init.is_file() else ""
+    return all(f'"{n}"' in text for n in names)
+
+
 def _trains_on_mnist(root: Path, lab: str) -> bool:
     init = root / "solutions" / lab / "__init__.py"
     text = init.read_text() if init.is_file() else ""
@@ -151,6 +184,9 @@ def build_notebook(lab: str, root: Path | None = None) -> dict:
         cells += [_cell("markdown", "## Training on MNIST (once the cases above it pass)", "train-md", _LOCKED),
                   _cell("code", _TRAIN.format(lab=lab), "train", _LOCKED),
                   _cell("code", _PICTURES, "pictures", _LOCKED)]
+    if _exports(root, lab, "fit_detector", "detect"):
+        cells += [_cell("markdown", "## Detecting digits (once the cases above it pass)", "detect-md", _LOCKED),
+                  _cell("code", _DETECT.format(lab=lab), "detect", _LOCKED)]
     cells.append(_cell("markdown", f"## The public cases ({cases.max_score:g} points)", "cases-md", _LOCKED))
     for case in cases.cases:
         cells.append(_cell("code", f"""
