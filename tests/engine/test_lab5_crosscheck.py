@@ -330,6 +330,7 @@ def test_show_writes_a_valid_png(ref, tmp_path):
 # ----------------------------------------------------------------------------- torch in the sandbox
 
 
+@pytest.mark.sandbox
 def test_torch_pieces_grade_in_the_sandbox(sandbox, solutions):
     """The torch cases run in the bwrap child (8 GiB address-space cap) and score full marks."""
     from grader.runner import grade
