@@ -289,18 +289,87 @@ def _child_uid() -> int | None:
     return _CHILD_UID_BASE + secrets.randbelow(1_000_000)
 
 
-def _limits(uid: int | None = None) -> None:
+def _limits(uid: int | None = None, cgroup: Cgroup | None = None) -> None:
     """Runs in the child before exec: caps memory, file size, core dumps, and, when the child will
     run as a uid of its own (``uid``), that uid's number of processes (inherited through bwrap
     and setpriv; the kernel checks it against the real uid at each fork)."""
     limits = [(resource.RLIMIT_AS, _MEMORY_LIMIT), (resource.RLIMIT_FSIZE, _FILE_LIMIT), (resource.RLIMIT_CORE, 0)]
     if uid is not None:
         limits.append((resource.RLIMIT_NPROC, _PROCESS_LIMIT))
+    if cgroup is not None:
+        cgroup.enter()
     for limit, value in limits:
         try:
             resource.setrlimit(limit, (value, value))
         except (ValueError, OSError):
             pass
+
+
+_CGROUP_MEMORY = 4 << 30  # all of one child's processes together (RLIMIT_AS is per process)
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+class Cgroup:
+    """A control group of one child's own, where this machine lets us make one: cgroup v1's
+    ``pids`` and ``memory`` controllers (writable by root on the course machines). Caps the
+    number of processes and the memory of all of them together; ``close`` kills what is left.
+    (cgroup v2 needs a delegated subtree; not handled: there the rlimits alone apply.)"""
+
+    def __init__(self, dirs: list[Path]) -> None:
+        self.dirs = dirs
+
+    @classmethod
+    def create(cls) -> Cgroup | None:
+        if os.geteuid() != 0 or (_CGROUP_ROOT / "cgroup.controllers").exists():
+            return None
+        own = {}
+        try:
+            for line in Path("/proc/self/cgroup").read_text().splitlines():
+                _, controllers, path = line.split(":", 2)
+                for c in controllers.split(","):
+                    own[c] = path
+        except (OSError, ValueError):
+            return None
+        name = f"gradelab-{os.getpid()}-{secrets.token_hex(4)}"
+        dirs: list[Path] = []
+        try:
+            for controller, setting, value in (("pids", "pids.max", _PROCESS_LIMIT),
+                                               ("memory", "memory.limit_in_bytes", _CGROUP_MEMORY)):
+                if controller not in own:
+                    continue
+                d = _CGROUP_ROOT / controller / own[controller].lstrip("/") / name
+                d.mkdir()
+                dirs.append(d)
+                (d / setting).write_text(str(value))
+        except OSError:
+            Cgroup(dirs).close()
+            return None
+        return cls(dirs) if dirs else None
+
+    def enter(self) -> None:
+        """Called in the child before exec: moves it (and so all its descendants) in."""
+        for d in self.dirs:
+            (d / "cgroup.procs").write_text(str(os.getpid()))
+
+    def close(self) -> None:
+        for d in self.dirs:
+            for _ in range(50):
+                try:
+                    pids = [int(x) for x in (d / "cgroup.procs").read_text().split()]
+                except OSError:
+                    pids = []
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)
 
 
 @dataclass
@@ -322,6 +391,7 @@ class Child:
         self.broken: str | None = None  # set when the child cannot even start: no use retrying
         self._log = tempfile.TemporaryFile()  # unlinked: the child can write to it, never replace it
         os.fchmod(self._log.fileno(), 0o600)  # passed as an fd: the child needs no permission on it
+        self._cgroup = Cgroup.create() if use_bwrap else None
         self._log_pos = 0
 
     def _start(self, timeout: float) -> None:
@@ -335,7 +405,8 @@ class Child:
             _open_stage_to(self.stage, uid)
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self._log, env=env, cwd=self.stage / "work",
-                                     preexec_fn=functools.partial(_limits, uid), start_new_session=True)
+                                     preexec_fn=functools.partial(_limits, uid, self._cgroup),
+                                     start_new_session=True)
         header, _ = protocol.read_frame_fd(self.proc.stdout.fileno(), time.monotonic() + timeout)
         if header.get("status") != "ready":
             raise protocol.ProtocolError("unexpected greeting")
@@ -429,6 +500,8 @@ class Child:
 
     def close(self) -> None:
         self._kill()
+        if self._cgroup is not None:
+            self._cgroup.close()  # kills whatever the child left behind (daemonized processes too)
         self._log.close()
         shutil.rmtree(self.stage, ignore_errors=True)
 

@@ -431,3 +431,42 @@ def test_a_bwrap_too_old_for_our_limits_counts_as_no_sandbox(tmp_path, monkeypat
     old.chmod(0o755)
     monkeypatch.setenv("PATH", str(old.parent))
     assert gsandbox.bwrap_available.__wrapped__() is False
+
+
+def _cgroups_here() -> bool:
+    cgroup = gsandbox.Cgroup.create()
+    if cgroup is None:
+        return False
+    cgroup.close()
+    return True
+
+
+@pytest.mark.skipif(not _cgroups_here(), reason="no writable cgroup (v1 pids+memory) here")
+def test_cgroup_caps_the_memory_of_all_the_childs_processes_together(sandbox, patched_reference,
+                                                                      monkeypatch) -> None:
+    """Three processes of 120 MiB each: under each one's address-space limit, over the child's
+    cgroup (lowered to 200 MiB for the test): the case fails, the next cases pass, and the cgroup
+    is gone afterwards."""
+    monkeypatch.setattr(gsandbox, "_CGROUP_MEMORY", 200 << 20)
+    root = patched_reference("hog", inject('''
+        import os, time
+        kids = []
+        for _ in range(3):
+            pid = os.fork()
+            if pid == 0:
+                block = bytearray(120 << 20)  # zero-filled: really resident
+                for i in range(0, len(block), 4096):
+                    block[i] = 1
+                time.sleep(60)
+                os._exit(0)
+            kids.append(pid)
+        time.sleep(3)
+        states = [os.waitpid(k, os.WNOHANG) for k in kids]
+        raise RuntimeError(f"children after 3 s: {states}")
+    '''))
+    before = {p.name for p in Path("/sys/fs/cgroup/memory").rglob("gradelab-*")}
+    result = graded(root, ["relu_forward", *OTHERS], scale=5)
+    text = result.cases[0].output
+    assert scores(result)["relu_forward"] == 0 and all(scores(result)[c] > 0 for c in OTHERS), report(result)
+    assert "(0, 0), (0, 0), (0, 0)" not in text, text  # not all three survived: the cgroup killed some
+    assert {p.name for p in Path("/sys/fs/cgroup/memory").rglob("gradelab-*")} <= before
