@@ -23,9 +23,15 @@ NBGRADER = Path(sys.executable).parent / "nbgrader"
 
 
 def _need_nbgrader() -> None:
-    pytest.importorskip("nbgrader", reason="the nbgrader extra is not installed")
-    if not NBGRADER.exists():
-        pytest.skip("no nbgrader command beside this Python")
+    """Skip on a machine without the extra; in CI (scripts/setup.sh installs it) that is a failure."""
+    try:
+        import nbgrader  # noqa: F401
+    except ImportError:
+        nbgrader = None
+    if nbgrader is None or not NBGRADER.exists():
+        if os.environ.get("CI"):
+            pytest.fail("the nbgrader extra is required in CI (scripts/setup.sh installs it)")
+        pytest.skip("the nbgrader extra is not installed")
 
 
 def test_notebook_is_valid_with_one_locked_grade_cell_per_case() -> None:
