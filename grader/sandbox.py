@@ -337,7 +337,9 @@ class Cgroup:
                                                ("memory", "memory.limit_in_bytes", _CGROUP_MEMORY)):
                 if controller not in own:
                     continue
-                d = _CGROUP_ROOT / controller / own[controller].lstrip("/") / name
+                parent = _CGROUP_ROOT / controller / own[controller].lstrip("/")
+                _sweep_stale_cgroups(parent)
+                d = parent / name
                 d.mkdir()
                 dirs.append(d)
                 (d / setting).write_text(str(value))
@@ -370,6 +372,20 @@ class Cgroup:
                     break
                 except OSError:
                     time.sleep(0.02)
+
+
+def _sweep_stale_cgroups(parent: Path) -> None:
+    """Removes cgroups left by a grading process that was killed with SIGKILL (no close ran)."""
+    for old in parent.glob("gradelab-*-*"):
+        pid = old.name.split("-")[1]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            Cgroup([old]).close()
+        except PermissionError:
+            pass
 
 
 @dataclass

@@ -470,3 +470,16 @@ def test_cgroup_caps_the_memory_of_all_the_childs_processes_together(sandbox, pa
     assert scores(result)["relu_forward"] == 0 and all(scores(result)[c] > 0 for c in OTHERS), report(result)
     assert "(0, 0), (0, 0), (0, 0)" not in text, text  # not all three survived: the cgroup killed some
     assert {p.name for p in Path("/sys/fs/cgroup/memory").rglob("gradelab-*")} <= before
+
+
+@pytest.mark.skipif(not _cgroups_here(), reason="no writable cgroup (v1 pids+memory) here")
+def test_stale_cgroups_of_a_killed_grader_are_swept() -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    cgroup = gsandbox.Cgroup.create()
+    assert cgroup is not None
+    stale = [d.with_name(f"gradelab-{dead.stdout.strip()}-test") for d in cgroup.dirs]
+    for d in stale:
+        d.mkdir()
+    cgroup.close()
+    gsandbox.Cgroup.create().close()  # the next child's creation sweeps them
+    assert not any(d.exists() for d in stale)
