@@ -26,6 +26,8 @@ For every lab folder ``solutions/<lab>/``, walked recursively with the same rule
 
 * ``*.py`` files are released as stubs (``make_stub``);
 * ``*.md`` files (the handouts) are copied verbatim;
+* ``instructor/`` (a subfolder of the lab) is instructor-only as a whole: grading code that
+  needs the solution's math (e.g. predictors of known mistakes, ``grader.mistakes``) lives there;
 * every other file (e.g. ``hidden.toml`` with the hidden test seeds) is instructor-only and is
   never released;
 * ``__pycache__`` folders and dotfiles (and dot-folders) are ignored.
@@ -404,6 +406,9 @@ def _all_provided(solutions: Path) -> dict[Path, Path]:
     return plan
 
 
+INSTRUCTOR_DIR = "instructor"
+
+
 def _release_plan(solutions: Path) -> tuple[dict[Path, Path], list[Path]]:
     """(released, instructor_only): released maps a path relative to labs/ to its source file
     (for a provided copy, the earlier lab's reference file); instructor_only lists the files in
@@ -413,7 +418,7 @@ def _release_plan(solutions: Path) -> tuple[dict[Path, Path], list[Path]]:
     for lab in _lab_names(solutions):
         for rel in _own_files(solutions, lab):
             key = lab / rel
-            if rel.suffix in (STUB_SUFFIX, HANDOUT_SUFFIX):
+            if rel.suffix in (STUB_SUFFIX, HANDOUT_SUFFIX) and rel.parts[0] != INSTRUCTOR_DIR:
                 released[key] = solutions / key
             else:
                 instructor_only.append(key)
@@ -620,8 +625,11 @@ def _parse_sources(solutions: Path, problems: list[str]) -> dict[Path, list[Regi
     regions: dict[Path, list[Region]] = {}
     copies = {solutions / rel for rel in _all_provided(solutions)}
     for path in sorted(solutions.rglob("*.py")):
-        if _ignored(path.relative_to(solutions)) or path in copies:
-            continue  # a provided copy is generated; its source is parsed in its own lab
+        rel = path.relative_to(solutions)
+        if _ignored(rel) or path in copies or (len(rel.parts) > 2 and rel.parts[1] == INSTRUCTOR_DIR):
+            # A provided copy is generated (its source is parsed in its own lab); instructor-only
+            # code is never released, and its lines must not count as code the stubs may keep.
+            continue
         try:
             regions[path] = solution_regions(_read(path), _show(path, solutions))
         except StubError as error:

@@ -621,6 +621,27 @@ def test_labs_providing_each_other_in_a_cycle_are_refused(project: Path) -> None
         generate(project / "solutions", project / "labs")
 
 
+def test_instructor_folder_is_never_released(project: Path) -> None:
+    instructor = project / "solutions" / "lab1" / "instructor"
+    instructor.mkdir()
+    (instructor / "mistakes.py").write_text("def staged(x):\n    return x * 2.0  # the solution's math\n")
+    (instructor / "notes.md").write_text("grading notes\n")
+    assert not any(rel.parts[1] == "instructor" for rel in generate(project / "solutions", project / "labs"))
+    write(project / "solutions", project / "labs")
+    assert not (project / "labs" / "lab1" / "instructor").exists()
+    (project / "labs" / "lab1" / "instructor").mkdir()
+    (project / "labs" / "lab1" / "instructor" / "mistakes.py").write_text("x = 1\n")
+    assert any("labs/lab1/instructor/mistakes.py is instructor-only" in p for p in problems_of(project))
+
+
+def test_solution_lines_repeated_in_instructor_code_still_count_as_leaks(written: Path) -> None:
+    instructor = written / "solutions" / "lab1" / "instructor"
+    instructor.mkdir()
+    (instructor / "mistakes.py").write_text("def predict(x):\n    return x @ self.weight + self.bias\n")
+    (written / "labs" / "lab1" / "README.md").write_text(README + "return x @ self.weight + self.bias\n")
+    assert any(p.startswith("leak: labs/lab1/README.md") for p in problems_of(written))
+
+
 def test_repository_labs_match_solutions() -> None:
     if not paths.solutions_dir().is_dir():
         pytest.skip(
