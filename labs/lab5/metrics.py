@@ -15,10 +15,10 @@ mAP is the mean of AP over the classes that have ground truth.
 
 from __future__ import annotations
 
-import torch
+import torch  # noqa: F401 - your code needs it
 from torch import Tensor
 
-from .boxes import box_iou
+from .boxes import box_iou  # noqa: F401 - your code needs it
 
 
 def average_precision(tp: Tensor, n_gt: int) -> float:

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .boxes import batched_nms, box_cxcywh_to_xyxy
-from .coding import GRID, NUM_CLASSES, STRIDE, build_targets, decode_head
+from .boxes import batched_nms, box_cxcywh_to_xyxy  # noqa: F401 - your code needs it
+from .coding import GRID, NUM_CLASSES, STRIDE, build_targets, decode_head  # noqa: F401 - your code needs it
 from .loss import detection_loss, giou_loss
 
 CANVAS = 64

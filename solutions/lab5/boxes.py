@@ -7,7 +7,7 @@ Every function works for any floating dtype and returns tensors on the input's d
 
 from __future__ import annotations
 
-import torch
+import torch  # noqa: F401 - your code needs it
 from torch import Tensor
 
 

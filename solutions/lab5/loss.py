@@ -13,10 +13,10 @@ shrinks when P moves towards T).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: F401 - your code needs it
 from torch import Tensor
 
-from .coding import decode_head
+from .coding import decode_head  # noqa: F401 - your code needs it
 
 BOX_WEIGHT = 2.0  # weight of the GIoU term in detection_loss
 
