@@ -187,7 +187,7 @@ def test_release_pytest_on_untouched_stubs_runs_every_case_and_scores_0(built: P
     assert "lab1: 0 / 100 points" in done.stdout, done.stdout[-3000:]
     n = len(load_cases("lab1", ROOT / "tests").cases)
     assert re.search(rf"\b{n} failed in\b", done.stdout), done.stdout[-2000:]
-    assert " error" not in done.stdout.lower().split("short test summary")[-1]
+    assert not re.search(r"^ERROR ", done.stdout, re.M), done.stdout[-2000:]  # no collection/fixture errors
     assert done.returncode == 1
     assert "NotImplementedError" in done.stdout
 
