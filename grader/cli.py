@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import fixtures, paths, report, stubs
-from .case import Accuracy, Lab
+from .case import Accuracy, Lab, Metric
 from .loading import LoadError, load_cases
 from .runner import GradingError, LabResult, grade, reference
 
@@ -76,7 +76,8 @@ def _cases(lab: Lab, names: Sequence[str] | None) -> tuple[str, ...] | None:
 
 
 def _bundled_data_note(lab: Lab, only: Sequence[str] | None, data: str | None) -> None:
-    if data is None and any(isinstance(ch, Accuracy) for c in lab.cases for ch in c.checks
+    # Accuracy (labs 1-4) and Metric (Lab 5's canvases are made from the same held-out digits).
+    if data is None and any(isinstance(ch, Accuracy | Metric) for c in lab.cases for ch in c.checks
                             if only is None or c.name in only):
         print("note: accuracy is measured on the bundled MNIST split, whose labels are public; "
               "--data DIR grades on the course's own held-out set")
@@ -363,6 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, LoadError, GradingError) as exc:
         print(f"gradelab: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `gradelab list lab1 | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
