@@ -22,11 +22,26 @@ Declaring one::
     def linear_forward(lab, x, weight, bias):
         \"\"\"Linear.forward on a non-square batch.\"\"\"
         return {"y": make_linear(lab, weight, bias)(x)}
+
+Known mistakes and solution code
+--------------------------------
+``cases.py`` is shipped to students, so a ``Mistake`` whose prediction needs the solution's math
+(a staged backward with a bug switch, an optimizer rule with a wrong term) must not compute it
+there. It names an instructor-only predictor instead: ``Mistake("...", instructor("keras_mean"))``.
+The predictor is a plain function ``(inputs, expected) -> array | None`` in
+``solutions/<lab>/instructor/mistakes.py`` (never released; loaded by path in the grading process
+only, never in the sandbox), found as ``PREDICTORS[key]`` or as the module's function ``key``.
+Predictions travel like expected values: ``gradelab fixtures`` stores them for every public case
+and seed (``<case>/<seed>/__mistake__/<key>``, checked by ``fixtures --check``); isolated grading
+computes them live. Where there is no prediction (no instructor module, a key the fixtures lack),
+the mistake simply gives no hint. Callable predictors stay for predictions that
+reveal nothing (``e["dweight"] / len(i["x"])``) and for those that need the student's outputs.
 """
 
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -41,6 +56,46 @@ MakeInputs = Callable[[np.random.Generator], Arrays]
 RunFn = Callable[..., Mapping[str, Any]]
 
 
+# Expected values may carry instructor predictions under this prefix (see ``Instructor``).
+MISTAKE_PREFIX = "__mistake__/"
+_KEY = re.compile(r"[A-Za-z0-9_.-]+")  # a key is part of an npz member name
+
+
+@dataclass(frozen=True)
+class Instructor:
+    """A prediction computed by the instructor-only ``solutions/<lab>/instructor/mistakes.py``.
+
+    ``key`` names the predictor there (``PREDICTORS[key]`` or the function ``key``); it is also
+    the name of the stored prediction, ``<case>/<seed>/__mistake__/<key>`` in the fixtures.
+    """
+
+    key: str
+
+    def __post_init__(self) -> None:
+        if not _KEY.fullmatch(self.key):
+            raise ValueError(f"instructor predictor key {self.key!r}: use letters, digits, '_', '.', '-' only")
+
+    @property
+    def stored_name(self) -> str:
+        """Its name among the expected values handed to the comparison."""
+        return MISTAKE_PREFIX + self.key
+
+
+def instructor(key: str) -> Instructor:
+    """``Mistake(description, instructor(key))``: the prediction comes from the instructor module."""
+    return Instructor(key)
+
+
+Predictor = Callable[..., np.ndarray | None]
+
+
+def split_predictions(expected: Mapping[str, Any]) -> tuple[Arrays, Arrays]:
+    """(the reference's outputs, the instructor predictions by key) of an expected-values dict."""
+    outputs = {k: v for k, v in expected.items() if not k.startswith(MISTAKE_PREFIX)}
+    stored = {k[len(MISTAKE_PREFIX):]: v for k, v in expected.items() if k.startswith(MISTAKE_PREFIX)}
+    return outputs, stored
+
+
 @dataclass(frozen=True)
 class Mistake:
     """A known wrong answer: if the student's array matches ``predict``, say ``description``.
@@ -49,13 +104,28 @@ class Mistake:
     what the mistaken implementation would have produced for the checked output. It may also
     take a third argument, the student's outputs (all of them), e.g. to fit a slope or to
     require that another output looks right; returning None means "does not apply".
+    ``predict`` may instead be ``instructor(key)``: a prediction that needs the solution's math,
+    computed by the instructor-only module (see the module docstring); ``Close`` checks only.
     """
 
     description: str
-    predict: Callable[..., np.ndarray | None]
+    predict: Predictor | Instructor
 
-    def prediction(self, inputs: Arrays, expected: Arrays, got: Mapping[str, Any]) -> np.ndarray | None:
-        """What the mistake would give here, or None when it does not apply (or cannot be computed)."""
+    @property
+    def instructor_key(self) -> str | None:
+        """The instructor predictor's key, or None for a callable prediction."""
+        return self.predict.key if isinstance(self.predict, Instructor) else None
+
+    def prediction(self, inputs: Arrays, expected: Arrays, got: Mapping[str, Any],
+                   stored: Mapping[str, np.ndarray] | None = None) -> np.ndarray | None:
+        """What the mistake would give here, or None when it does not apply (or cannot be computed).
+
+        An instructor prediction is looked up in ``stored`` (by key): from the fixtures, or computed
+        live in isolated grading; when it is not there the mistake gives no hint.
+        """
+        if isinstance(self.predict, Instructor):
+            value = (stored or {}).get(self.predict.key)
+            return None if value is None else np.asarray(value)
         try:
             n_args = len(inspect.signature(self.predict).parameters)
         except (TypeError, ValueError):
@@ -102,6 +172,10 @@ class GradCheck:
     atol: float = 1e-7
     # Predictions get the numerical gradient as ``expected[analytic]``.
     mistakes: tuple[Mistake, ...] = ()
+
+    def __post_init__(self) -> None:
+        if any(m.instructor_key for m in self.mistakes):  # stored predictions are made from the reference
+            raise ValueError(f"GradCheck {self.what!r}: instructor predictions are for Close checks only")
 
     @property
     def output(self) -> str:
@@ -187,6 +261,12 @@ class Case:
     @property
     def needs_reference(self) -> bool:
         return any(c.needs_reference for c in self.checks)
+
+    @property
+    def instructor_keys(self) -> tuple[str, ...]:
+        """The keys of every instructor prediction the case's Close checks name, each once."""
+        keys = [m.instructor_key for c in self.checks if isinstance(c, Close) for m in c.mistakes]
+        return tuple(dict.fromkeys(k for k in keys if k))
 
     def public_inputs(self, inputs: Arrays) -> Arrays:
         """The inputs the implementation may see: all but the private ones."""

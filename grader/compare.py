@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .case import Accuracy, Arrays, Case, Check, Close, GradCheck, Metric, Mistake
+from .case import Accuracy, Arrays, Case, Check, Close, GradCheck, Metric, Mistake, split_predictions
 
 _MAX_LIST = 8  # indices listed in "differences only in rows ..."
 
@@ -98,13 +98,14 @@ def _factor_hint(got: np.ndarray, ref: np.ndarray, factors: Mapping[str, float],
 
 
 def _mistake_hints(got: np.ndarray, mistakes: tuple[Mistake, ...], inputs: Arrays, expected: Arrays,
-                   outputs: Mapping[str, object]) -> list[str]:
-    """'matches a known mistake: ...' for every prediction the student's array equals."""
+                   outputs: Mapping[str, object], stored: Mapping[str, np.ndarray] | None = None) -> list[str]:
+    """'matches a known mistake: ...' for every prediction the student's array equals (``stored``:
+    the instructor predictions by key, from the fixtures or computed live)."""
     hints = []
     for m in mistakes:
         try:
             with np.errstate(all="ignore"):
-                predicted = m.prediction(inputs, expected, outputs)
+                predicted = m.prediction(inputs, expected, outputs, stored)
         except Exception:  # noqa: BLE001 - a hint must never break grading
             continue
         if predicted is not None and predicted.shape == got.shape and predicted.dtype.kind in "biuf" \
@@ -115,8 +116,9 @@ def _mistake_hints(got: np.ndarray, mistakes: tuple[Mistake, ...], inputs: Array
 
 def _hints(got: np.ndarray, ref: np.ndarray, mismatch: Mismatch | None, *, inputs: Arrays,
            expected: Arrays, own_name: str, mistakes: tuple[Mistake, ...],
-           factors: Mapping[str, float], ref_label: str, outputs: Mapping[str, object]) -> list[str]:
-    hints: list[str] = _mistake_hints(got, mistakes, inputs, expected, outputs)
+           factors: Mapping[str, float], ref_label: str, outputs: Mapping[str, object],
+           stored: Mapping[str, np.ndarray] | None = None) -> list[str]:
+    hints: list[str] = _mistake_hints(got, mistakes, inputs, expected, outputs, stored)
     if got.dtype.kind in "iub" and ref.dtype.kind == "f":
         hints.append(f"got an integer/boolean array ({got.dtype}) where real numbers are expected")
     if mismatch and mismatch.n_nonfinite:
@@ -165,11 +167,12 @@ def _shape_problem(got: np.ndarray, ref: np.ndarray) -> str | None:
 def _compare(got: np.ndarray, ref: np.ndarray, *, rtol: float, atol: float, exact: bool,
              header: str, ref_label: str, inputs: Arrays, expected: Arrays, own_name: str,
              mistakes: tuple[Mistake, ...], factors: Mapping[str, float],
-             outputs: Mapping[str, object] | None = None) -> str | None:
+             outputs: Mapping[str, object] | None = None,
+             stored: Mapping[str, np.ndarray] | None = None) -> str | None:
     outputs = outputs if outputs is not None else {}
     shape = _shape_problem(got, ref)
     if shape:
-        named = _mistake_hints(got, mistakes, inputs, expected, outputs)
+        named = _mistake_hints(got, mistakes, inputs, expected, outputs, stored)
         return f"{header}\n  {shape}" + "".join(f"\n  hint: {h}" for h in named)
     if ref.dtype == np.float64 and got.dtype.kind == "f" and got.dtype.itemsize < 8:
         # A convention, not a tolerance question: float32 often lands within rtol by luck.
@@ -195,7 +198,7 @@ def _compare(got: np.ndarray, ref: np.ndarray, *, rtol: float, atol: float, exac
     lines.append(f"  {'got':<{width}}{label} = {got_vals}")
     lines += [f"  hint: {h}" for h in _hints(got, ref, mismatch, inputs=inputs, expected=expected,
                                              own_name=own_name, mistakes=mistakes, factors=factors,
-                                             ref_label=ref_label, outputs=outputs)]
+                                             ref_label=ref_label, outputs=outputs, stored=stored)]
     return "\n".join(lines)
 
 
@@ -229,7 +232,12 @@ def _as_numeric(value: object) -> np.ndarray | str:
 
 def check_one(check: Check, got: Mapping[str, object], *, inputs: Arrays, expected: Arrays,
               factors: Mapping[str, float]) -> str | None:
-    """The failure message of one check, or None when it passes."""
+    """The failure message of one check, or None when it passes.
+
+    ``expected`` may carry instructor predictions (``case.MISTAKE_PREFIX`` keys): they name
+    mistakes only, and are never compared or offered as "the expected 'k'".
+    """
+    expected, stored = split_predictions(expected)
     value = _as_numeric(got.get(check.output)) if check.output in got else "nothing: no such output"
     if isinstance(value, str):
         return f"{check.what}: expected an array, got {value}"
@@ -238,7 +246,7 @@ def check_one(check: Check, got: Mapping[str, object], *, inputs: Arrays, expect
         msg = _compare(value, ref, rtol=check.rtol, atol=check.atol, exact=check.exact,
                        header=f"{check.what}: does not match the reference", ref_label="expected",
                        inputs=inputs, expected=expected, own_name=check.output,
-                       mistakes=check.mistakes, factors=factors, outputs=got)
+                       mistakes=check.mistakes, factors=factors, outputs=got, stored=stored)
         return f"{msg}\n  {check.explain}" if msg and check.explain else msg
     if isinstance(check, GradCheck):
         numeric = _as_numeric(got.get(check.numeric))

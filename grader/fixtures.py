@@ -7,6 +7,11 @@ inputs, so a change in how inputs are made (or a NumPy whose RNG differs) is rep
 stale fixtures instead of a confusing mismatch. ``gradelab fixtures --check`` (run by CI)
 fails when the committed file no longer matches the reference.
 
+Instructor predictions of known mistakes (``Mistake(..., instructor(key))``, grader/case.py) are
+stored the same way, under ``<case>/<seed>/__mistake__/<key>``, computed by the instructor-only
+``solutions/<lab>/instructor/mistakes.py`` from the same inputs and expected values; ``--check``
+covers them, and ``ReferenceExpected`` computes them live in isolated grading (hidden variants).
+
 ``timing.json`` beside it holds the reference's measured seconds per case, from which each
 case's time limit is set (``case_timeout``); ``--check`` only checks that it covers the cases.
 """
@@ -15,15 +20,18 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import json
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 
 from . import paths
-from .case import Arrays, Case, Lab
+from .case import MISTAKE_PREFIX, Arrays, Case, Lab
 
 INPUTS_KEY = "__inputs__"
 TIMING_PREFIX = "__timing__/"  # generate() returns the measured seconds under these keys; save() moves them
@@ -66,6 +74,88 @@ def reference_outputs(case: Case, reference: ModuleType, inputs: Arrays) -> Arra
     result = case.call(reference, inputs)
     names = [c.output for c in case.checks if c.needs_reference]
     return {n: np.asarray(result[n]) for n in names}
+
+
+def instructor_path(lab: str) -> Path:
+    """The instructor-only predictors of a lab's known mistakes (absent in a student release)."""
+    return paths.solutions_dir() / lab / "instructor" / "mistakes.py"
+
+
+_INSTRUCTOR: dict[Path, tuple[int, ModuleType | None]] = {}
+
+
+def load_instructor(lab: str) -> ModuleType | None:
+    """The lab's instructor module (loaded by path, in this process only), or None when there is none.
+
+    A module that exists but fails to import raises: that is the instructor's bug, and fixtures,
+    ``--check`` and grading must say so rather than silently lose every hint.
+    """
+    path = instructor_path(lab)
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    cached = _INSTRUCTOR.get(path)
+    if cached and cached[0] == stamp:
+        return cached[1]
+    name = f"_gradelab_instructor_{lab}_{len(_INSTRUCTOR)}_{stamp}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception:
+        del sys.modules[name]
+        raise
+    _INSTRUCTOR[path] = (stamp, module)
+    return module
+
+
+def predictor(module: ModuleType, key: str) -> Callable[[Arrays, Arrays], np.ndarray | None] | None:
+    """The predictor named ``key``: ``module.PREDICTORS[key]``, else the module's function ``key``."""
+    table = getattr(module, "PREDICTORS", {})
+    fn = table.get(key) if isinstance(table, dict) else None
+    if fn is None and not key.startswith("_"):
+        fn = getattr(module, key, None)
+    return fn if callable(fn) else None
+
+
+def mistake_predictions(case: Case, module: ModuleType | None, inputs: Arrays, expected: Arrays, *,
+                        strict: bool = False) -> Arrays:
+    """Every instructor prediction of ``case`` for these inputs, under ``MISTAKE_PREFIX + key``.
+
+    A predictor returning None (does not apply here) stores nothing. ``strict`` (making fixtures):
+    an unknown key or a failing predictor raises; otherwise (grading) it is skipped: a hint must
+    never break grading.
+    """
+    keys = case.instructor_keys
+    if not keys:
+        return {}
+    if module is None:
+        if strict:
+            raise FixtureError(f"{case.name} names instructor predictions ({', '.join(keys)}) but there is no "
+                               f"{instructor_path(case.lab)}")
+        return {}
+    out: Arrays = {}
+    for key in keys:
+        fn = predictor(module, key)
+        if fn is None:
+            if strict:
+                raise FixtureError(f"{case.name}: no predictor {key!r} in {instructor_path(case.lab)} "
+                                   "(PREDICTORS[key] or a function of that name)")
+            continue
+        try:
+            with np.errstate(all="ignore"):
+                value = fn({k: np.array(v, copy=True) for k, v in inputs.items()},
+                           {k: np.array(v, copy=True) for k, v in expected.items()})
+        except Exception:
+            if strict:
+                raise
+            continue
+        if value is not None:
+            out[MISTAKE_PREFIX + key] = np.asarray(value)
+    return out
 
 
 def timing_path(lab: str) -> Path:
@@ -126,7 +216,9 @@ def generate(lab: Lab, reference: ModuleType) -> Arrays:
         for seed in case.seeds:
             inputs = make_inputs(case, seed)
             out[f"{case.name}/{seed}/{INPUTS_KEY}"] = np.array(inputs_digest(inputs))
-            for name, arr in reference_outputs(case, reference, inputs).items():
+            expected = reference_outputs(case, reference, inputs)
+            expected.update(mistake_predictions(case, load_instructor(lab.name), inputs, expected, strict=True))
+            for name, arr in expected.items():
                 out[f"{case.name}/{seed}/{name}"] = arr
     return out
 
@@ -173,7 +265,7 @@ def check(lab: Lab, reference: ModuleType) -> list[str]:
         if key.endswith(INPUTS_KEY):
             same = str(a) == str(b)
         else:
-            same = a.shape == b.shape and np.allclose(a, b, rtol=_RTOL, atol=_ATOL)
+            same = a.shape == b.shape and np.allclose(a, b, rtol=_RTOL, atol=_ATOL, equal_nan=True)
         if not same:
             problems.append(f"{key} differs from the reference")
     return problems
@@ -210,10 +302,14 @@ class FixtureExpected:
 
 
 class ReferenceExpected:
-    """Expected values computed live from the reference, in the grading process."""
+    """Expected values computed live from the reference, in the grading process, with the
+    instructor predictions of the case's known mistakes (none without an instructor module)."""
 
     def __init__(self, reference: ModuleType) -> None:
         self.reference = reference
 
     def __call__(self, case: Case, seed: int, inputs: Arrays) -> Arrays:
-        return reference_outputs(case, self.reference, inputs)
+        expected = reference_outputs(case, self.reference, inputs)
+        if case.instructor_keys and case.lab:
+            expected.update(mistake_predictions(case, load_instructor(case.lab), inputs, expected))
+        return expected
