@@ -4,8 +4,8 @@ Each optimizer runs 100 steps on three parameters of different shapes with a fix
 sequence (exact zeros, and a parameter whose grad is None on some steps), the lr changed twice
 mid-run and a state_dict round trip into a NEW optimizer halfway; every parameter is compared
 with PyTorch's after every step: |ref - torch| <= ATOL + RTOL * |torch|. The schedules are
-compared over 100 steps. Also: the cases' own rule simulator (used for the mistake hints)
-agrees with the reference when it simulates no mistake.
+compared over 100 steps. Also: the instructor module's rule simulator (used for the mistake
+hints, solutions/lab4/instructor/mistakes.py) agrees with the reference when it simulates no mistake.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from grader import paths
-from grader.fixtures import make_inputs
+from grader.fixtures import load_instructor, make_inputs
 from grader.loading import load_cases, load_package
 
 RTOL, ATOL = 1e-12, 1e-12
@@ -149,7 +149,9 @@ def test_case_simulator_without_mistakes_equals_the_reference(lab4, name, varian
     case = CASES.get(name)
     inputs = make_inputs(case, 0, variant)
     expected = case.call(lab4, inputs)
-    simulate = case.run.__globals__["simulate"]  # the cases module's own simulator
+    instructor = load_instructor("lab4")
+    assert instructor is not None, "solutions/lab4/instructor/mistakes.py is missing"
+    simulate = instructor.simulate  # the simulator the mistake predictions are variants of
     cls = _class_of(name)
     traj, _, _ = simulate(cls, inputs)
     for k in range(len(traj)):

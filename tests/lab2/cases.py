@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from grader import mnist
-from grader.case import Accuracy, Arrays, Close, GradCheck, Lab, Mistake
+from grader.case import Accuracy, Arrays, Close, GradCheck, Lab, Mistake, instructor
 from grader.casekit import ConventionError, param_loss
 from grader.gradcheck import directional_loss, numerical_gradient
 
@@ -45,84 +45,10 @@ PYTORCH_MOMENTUM = ("The convention (PyTorch's): running = (1 - momentum) * runn
                     "with running_mean starting at 0, running_var at 1, and the UNBIASED batch variance "
                     "(divide by N - 1) for running_var.")
 
-# ----------------------------------------------------------------------------- the math, for predictions
-
-
-def _normalise(x: np.ndarray, eps: float, axes: tuple[int, ...] = (0,), *, ddof: bool = False,
-               eps_outside: bool = False) -> np.ndarray:
-    """x_hat with statistics over ``axes`` (biased variance unless ``ddof``)."""
-    mu = x.mean(axis=axes, keepdims=True)
-    var = ((x - mu) ** 2).mean(axis=axes, keepdims=True)
-    if ddof:
-        m = np.prod([x.shape[a] for a in axes])
-        var = var * m / (m - 1)
-    return (x - mu) / (np.sqrt(var) + eps if eps_outside else np.sqrt(var + eps))
-
-
-def _per_channel(v: np.ndarray, ndim: int) -> np.ndarray:
-    """(D,) -> broadcastable against (N, D) or (N, C, H, W)."""
-    return v if ndim == 2 else v.reshape(1, -1, 1, 1)
-
-
-def _affine(xhat: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return _per_channel(g, xhat.ndim) * xhat + _per_channel(b, xhat.ndim)
-
-
-def _running(batches: list[np.ndarray], momentum: float, *, keras: bool = False, biased: bool = False,
-             axes: tuple[int, ...] = (0,), count: Callable[[np.ndarray], int] | None = None
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """Running (mean, var) after training steps on ``batches``, under a (possibly wrong) convention."""
-    d = batches[0].shape[1]
-    rm, rv = np.zeros(d), np.ones(d)
-    for x in batches:
-        mu, var = x.mean(axis=axes), x.var(axis=axes)
-        m = count(x) if count else int(np.prod([x.shape[a] for a in axes]))
-        if not biased:
-            var = var * m / (m - 1)
-        w_old, w_new = (momentum, 1 - momentum) if keras else (1 - momentum, momentum)
-        rm, rv = w_old * rm + w_new * mu, w_old * rv + w_new * var
-    return rm, rv
-
-
-def _staged_dx(x: np.ndarray, g: np.ndarray, dy: np.ndarray, eps: float, bug: str = "") -> np.ndarray:
-    """dL/dx of BatchNorm1d by the staged derivation, optionally with one named bug."""
-    n = len(x)
-    mu = x.mean(axis=0)
-    xc = x - mu
-    var = (xc**2).mean(axis=0)
-    std = np.sqrt(var + eps)
-    istd = 1.0 / std
-    xhat = xc * istd
-    dxhat = dy if bug == "no_gamma" else dy * g
-    distd = (dxhat * (xhat if bug == "xhat_for_xc" else xc)).sum(axis=0)
-    if bug == "sum_no_axis_istd":
-        distd = np.full_like(distd, (dxhat * xc).sum())
-    dxc = dxhat * (std if bug == "std_for_istd" else istd)
-    dstd = -distd * (std**2 if bug == "istd_for_std" else istd**2)
-    dvar = 0.5 * dstd / std
-    if bug != "no_var_path":
-        dxc = dxc + 2.0 * xc * dvar / n
-    dmu = -(dxc.sum() if bug == "sum_no_axis_mu" else dxc.sum(axis=0))
-    return dxc if bug == "no_mean_path" else dxc + dmu / n
-
-
-def _rows(x: np.ndarray) -> np.ndarray:
-    """(N, C, H, W) -> (N*H*W, C), one row per pixel."""
-    return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
-
-
-def _unrows(r: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    n, c, h, w = shape
-    return r.reshape(n, h, w, c).transpose(0, 3, 1, 2)
-
-
-def _bn2d_dx(x: np.ndarray, g: np.ndarray, dy: np.ndarray, eps: float, bug: str = "", *,
-             flat_reshape: bool = False) -> np.ndarray:
-    """dL/dx of BatchNorm2d (with one of _staged_dx's bugs), or of 'reshape(-1, C) without moving C last'."""
-    if flat_reshape:
-        c = x.shape[1]
-        return _staged_dx(x.reshape(-1, c), g, dy.reshape(-1, c), eps).reshape(x.shape)
-    return _unrows(_staged_dx(_rows(x), g, _rows(dy), eps, bug), x.shape)
+# Predictions that need BatchNorm's math (a staged backward with a bug, a running average under
+# another convention) are computed by the instructor-only solutions/lab2/instructor/mistakes.py,
+# named here by key: Mistake(description, instructor(key)) (see grader/case.py). The public seeds'
+# predictions are in fixtures/public.npz.
 
 
 # ----------------------------------------------------------------------------- building layers
@@ -187,17 +113,16 @@ def bn1d_inputs(n: int, d: int, eps: float = 1e-5, momentum: float = 0.1):
 
 def _forward_mistakes(key: str = "x") -> tuple[Mistake, ...]:
     """Known wrong training forwards of BatchNorm1d on the input ``key``."""
-    def y(**kw: Any) -> Callable[[Arrays, Arrays], np.ndarray]:
-        return lambda i, e: _affine(_normalise(i[key], float(i["eps"]), **kw), i["gamma"], i["beta"])
+    def y(bug: str) -> Any:
+        return instructor(f"bn1d_y.{bug}.{key}")
     return (
         Mistake("eps outside the square root: x_hat = (x - mean) / (sqrt(var) + eps); the convention is "
-                "(x - mean) / sqrt(var + eps)", y(eps_outside=True)),
+                "(x - mean) / sqrt(var + eps)", y("eps_outside")),
         Mistake("normalising with the UNBIASED variance (divide by N - 1); normalise with the biased one "
-                "(divide by N), keep N / (N - 1) for running_var only", y(ddof=True)),
-        Mistake("statistics over axis 1 (each sample's features) instead of axis 0 (the batch)", y(axes=(1,))),
-        Mistake("gamma and beta swapped: y = beta * x_hat + gamma",
-                lambda i, e: _affine(_normalise(i[key], float(i["eps"])), i["beta"], i["gamma"])),
-        Mistake("leaving out gamma and beta (returning x_hat)", lambda i, e: _normalise(i[key], float(i["eps"]))),
+                "(divide by N), keep N / (N - 1) for running_var only", y("unbiased")),
+        Mistake("statistics over axis 1 (each sample's features) instead of axis 0 (the batch)", y("axis1")),
+        Mistake("gamma and beta swapped: y = beta * x_hat + gamma", y("swapped")),
+        Mistake("leaving out gamma and beta (returning x_hat)", y("no_affine")),
     )
 
 
@@ -288,15 +213,14 @@ BIASED_RUNNING = ("running_var updated with the BIASED batch variance (divide by
 NOT_UPDATED = "running statistics never updated in training (still 0 and 1)"
 
 
-def _running_mistakes(which: int, axes: tuple[int, ...] = (0,)) -> tuple[Mistake, ...]:
+def _running_mistakes(which: int) -> tuple[Mistake, ...]:
     """Mistakes on running_mean (which=0) or running_var (which=1) after the steps."""
-    def run(**kw: Any) -> Callable[[Arrays, Arrays], np.ndarray]:
-        return lambda i, e: _running(_batches(i), float(i["momentum"]), axes=axes, **kw)[which]
-    mistakes = [Mistake(KERAS, run(keras=True)),
+    stat = ("mean", "var")[which]
+    mistakes = [Mistake(KERAS, instructor(f"bn1d_running.{stat}.keras")),
                 Mistake(NOT_UPDATED, lambda i, e: np.full(len(i["gamma"]), float(which)))]
     if which == 1:
-        mistakes += [Mistake(BIASED_RUNNING, run(biased=True)),
-                     Mistake(f"{KERAS}; and {BIASED_RUNNING}", run(keras=True, biased=True))]
+        mistakes += [Mistake(BIASED_RUNNING, instructor("bn1d_running.var.biased")),
+                     Mistake(f"{KERAS}; and {BIASED_RUNNING}", instructor("bn1d_running.var.keras_biased"))]
     return tuple(mistakes)
 
 
@@ -315,21 +239,15 @@ def bn1d_running_stats(lab, **inputs):
     return {"running_mean": mean, "running_var": var}
 
 
-def _eval_with(i: Arrays, **kw: Any) -> np.ndarray:
-    rm, rv = _running(_batches(i), float(i["momentum"]), **kw)
-    return _affine((i["x_eval"] - rm) / np.sqrt(rv + float(i["eps"])), i["gamma"], i["beta"])
-
-
 @LAB.case(points=8, inputs=steps_inputs((6, 4, 7), 3, 0.1),
           hidden_inputs=(steps_inputs((3, 5), 6, 0.2), steps_inputs((8, 2, 5, 4), 2, 0.01, eps=1e-2)), checks=[
     Close("y_eval", "BatchNorm1d.forward in eval mode (after model.eval()), after training steps", mistakes=(
         Mistake("eval still normalising with the BATCH statistics; after eval() it must use "
-                "running_mean and running_var", lambda i, e: _affine(
-                    _normalise(i["x_eval"], float(i["eps"])), i["gamma"], i["beta"])),
+                "running_mean and running_var", instructor("bn1d_eval.batch_stats")),
         Mistake(f"eval with running statistics that were never updated in training (0 and 1): {NOT_UPDATED}",
-                lambda i, e: _affine(i["x_eval"] / np.sqrt(1 + float(i["eps"])), i["gamma"], i["beta"])),
-        Mistake(f"eval with running statistics from {KERAS}", lambda i, e: _eval_with(i, keras=True)),
-        Mistake(f"eval with {BIASED_RUNNING}", lambda i, e: _eval_with(i, biased=True)),
+                instructor("bn1d_eval.never_updated")),
+        Mistake(f"eval with running statistics from {KERAS}", instructor("bn1d_eval.keras")),
+        Mistake(f"eval with {BIASED_RUNNING}", instructor("bn1d_eval.biased")),
     ), explain="In eval mode: y = weight * (x - running_mean) / sqrt(running_var + eps) + bias."),
     Close("stats_after_eval", "BatchNorm1d: running_mean and running_var (concatenated) after an EVAL forward",
           explain="An eval forward must not change the running statistics (only training forwards update them)."),
@@ -348,10 +266,7 @@ def bn1d_eval_forward(lab, **inputs):
 
 def _dx_mistake(description: str, bug: str) -> Mistake:
     """A known wrong dL/dx; the same bug in BatchNorm2d (4-d inputs) is predicted per channel."""
-    def predict(i: Arrays, e: Arrays) -> np.ndarray:
-        fn = _staged_dx if i["x"].ndim == 2 else _bn2d_dx
-        return fn(i["x"], i["gamma"], i["dout"], float(i["eps"]), bug)
-    return Mistake(description, predict)
+    return Mistake(description, instructor(f"bn_dx.{bug}"))
 
 
 DX_MISTAKES = (
@@ -372,7 +287,7 @@ DX_MISTAKES = (
                 "broadcasts) instead of over the batch, per feature", "sum_no_axis_istd"),
     _dx_mistake("gamma left out of dx: dL/dx_hat = dL/dy * gamma", "no_gamma"),
     Mistake("the mean and variance paths are both missing (x_hat treated as (x - constant) / constant)",
-            lambda i, e: i["dout"] * i["gamma"] / np.sqrt(i["x"].var(axis=0) + float(i["eps"]))),
+            instructor("bn_dx.no_paths")),
 )
 
 
@@ -406,7 +321,7 @@ def _sum_all(v: np.ndarray, d: int) -> np.ndarray:
                 lambda i, e: (i["dout"] * i["x"]).sum(axis=0)),
         Mistake("averaging over the batch (mean) instead of summing", lambda i, e: e["dgamma"] / len(i["x"])),
         Mistake("a sum without axis=0: summed over every entry (a scalar that broadcasts) instead of per feature",
-                lambda i, e: _sum_all(i["dout"] * _normalise(i["x"], float(i["eps"])), len(i["gamma"]))),
+                instructor("bn1d_dgamma.sum_all")),
     )),
     GradCheck("dbeta", "dbeta_numeric", "BatchNorm1d.backward: bias.grad (dL/dbeta)"),
     Close("dbeta", "BatchNorm1d.backward: bias.grad (dL/dbeta)", mistakes=(
@@ -414,7 +329,7 @@ def _sum_all(v: np.ndarray, d: int) -> np.ndarray:
         Mistake("a sum without axis=0: summed over every entry (a scalar that broadcasts) instead of per feature",
                 lambda i, e: _sum_all(i["dout"], len(i["gamma"]))),
         Mistake("dL/dbeta = sum_n dy * x_hat: that is dL/dgamma (the two are swapped)",
-                lambda i, e: (i["dout"] * _normalise(i["x"], float(i["eps"]))).sum(axis=0)),
+                instructor("bn1d_dbeta.is_dgamma")),
     )),
 ])
 def bn1d_backward_params(lab, x, gamma, beta, eps, momentum, dout):
@@ -468,26 +383,16 @@ def bn2d_inputs(shape: tuple[int, int, int, int], eps: float = 1e-5, momentum: f
 AXES_2D = "statistics per CHANNEL over axes (0, 2, 3), i.e. over N, H and W"
 
 
-def _y2d(i: Arrays, axes: tuple[int, ...]) -> np.ndarray:
-    return _affine(_normalise(i["x"], float(i["eps"]), axes), i["gamma"], i["beta"])
-
-
-def _y2d_flat(i: Arrays) -> np.ndarray:
-    x, c = i["x"], i["x"].shape[1]
-    return _affine(_normalise(x.reshape(-1, c), float(i["eps"])), i["gamma"], i["beta"]).reshape(x.shape)
-
-
 FLAT_RESHAPE = ("x.reshape(-1, C) without moving the channel axis last first: the rows mix channels and pixels; "
                 "use x.transpose(0, 2, 3, 1).reshape(-1, C) (and undo both after)")
 BN2D_MISTAKES = (
     Mistake(f"statistics over axis 0 only (per channel AND pixel); the convention is {AXES_2D}",
-            lambda i, e: _y2d(i, (0,))),
+            instructor("bn2d_y.axes0")),
     Mistake(f"statistics over axes (2, 3) only (per sample and channel: that is instance norm); {AXES_2D}",
-            lambda i, e: _y2d(i, (2, 3))),
-    Mistake(f"statistics over axes (0, 1) (N and C); {AXES_2D}", lambda i, e: _y2d(i, (0, 1))),
-    Mistake(FLAT_RESHAPE, lambda i, e: _y2d_flat(i)),
-    Mistake("eps outside the square root: (x - mean) / (sqrt(var) + eps)", lambda i, e: _affine(
-        _normalise(i["x"], float(i["eps"]), (0, 2, 3), eps_outside=True), i["gamma"], i["beta"])),
+            instructor("bn2d_y.axes23")),
+    Mistake(f"statistics over axes (0, 1) (N and C); {AXES_2D}", instructor("bn2d_y.axes01")),
+    Mistake(FLAT_RESHAPE, instructor("bn2d_y.flat_reshape")),
+    Mistake("eps outside the square root: (x - mean) / (sqrt(var) + eps)", instructor("bn2d_y.eps_outside")),
 )
 
 
@@ -507,27 +412,23 @@ def _batches2d(i: Arrays) -> list[np.ndarray]:
     return [i["x"]] + [i[f"x{k}"] for k in range(sum(1 for key in i if key[1:].isdigit()))]
 
 
-def _running2d(i: Arrays, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
-    return _running(_batches2d(i), float(i["momentum"]), axes=(0, 2, 3), **kw)
-
-
 @LAB.case(points=5, inputs=bn2d_inputs((2, 3, 3, 2), steps=2),
           hidden_inputs=(bn2d_inputs((3, 2, 2, 4), momentum=0.25, steps=1), bn2d_inputs((2, 4, 1, 3), steps=3)),
           checks=[
     Close("running_var", "BatchNorm2d.running_var after training steps", mistakes=(
         Mistake("the unbiased correction with the batch size only, N / (N - 1); each channel has M = N * H * W "
-                "values, so it is M / (M - 1)", lambda i, e: _running2d(i, count=lambda x: x.shape[0])[1]),
-        Mistake(KERAS, lambda i, e: _running2d(i, keras=True)[1]),
-        Mistake(BIASED_RUNNING, lambda i, e: _running2d(i, biased=True)[1]),
+                "values, so it is M / (M - 1)", instructor("bn2d_running.var.batch_count")),
+        Mistake(KERAS, instructor("bn2d_running.var.keras")),
+        Mistake(BIASED_RUNNING, instructor("bn2d_running.var.biased")),
         Mistake(NOT_UPDATED, lambda i, e: np.ones(len(i["gamma"]))),
     ), explain=PYTORCH_MOMENTUM),
     Close("running_mean", "BatchNorm2d.running_mean after training steps", mistakes=(
-        Mistake(KERAS, lambda i, e: _running2d(i, keras=True)[0]),
+        Mistake(KERAS, instructor("bn2d_running.mean.keras")),
         Mistake(NOT_UPDATED, lambda i, e: np.zeros(len(i["gamma"]))),
     )),
     Close("y_eval", "BatchNorm2d.forward in eval mode after the training steps", mistakes=(
         Mistake("eval still normalising with the BATCH statistics; after eval() it must use the running ones",
-                lambda i, e: _y2d(i, (0, 2, 3))),
+                instructor("bn2d_eval.batch_stats")),
     )),
 ])
 def bn2d_running_stats_and_eval(lab, **inputs):
@@ -543,13 +444,12 @@ def bn2d_running_stats_and_eval(lab, **inputs):
           hidden_inputs=(bn2d_inputs((3, 2, 3, 2), eps=1e-3), bn2d_inputs((1, 4, 3, 2))), checks=[
     GradCheck("dx", "dx_numeric", "BatchNorm2d.backward: dL/dx (its return value)"),
     Close("dx", "BatchNorm2d.backward: dL/dx (its return value)", rtol=1e-6, atol=1e-9, mistakes=(
-        Mistake(FLAT_RESHAPE, lambda i, e: _bn2d_dx(i["x"], i["gamma"], i["dout"], float(i["eps"]), flat_reshape=True)),
+        Mistake(FLAT_RESHAPE, instructor("bn2d_dx.flat_reshape")),
         *DX_MISTAKES[:-1])),
     Close("dgamma", "BatchNorm2d.backward: weight.grad (dL/dgamma, summed over N, H, W)", mistakes=(
         Mistake("dL/dgamma = sum dy * x; it is sum dy * x_hat (the normalised x)",
                 lambda i, e: (i["dout"] * i["x"]).sum(axis=(0, 2, 3))),
-        Mistake(FLAT_RESHAPE, lambda i, e: (i["dout"].reshape(-1, len(i["gamma"])) * _normalise(
-            i["x"].reshape(-1, len(i["gamma"])), float(i["eps"]))).sum(axis=0)),
+        Mistake(FLAT_RESHAPE, instructor("bn2d_dgamma.flat_reshape")),
     )),
     Close("dbeta", "BatchNorm2d.backward: bias.grad (dL/dbeta, summed over N, H, W)", mistakes=(
         Mistake(FLAT_RESHAPE, lambda i, e: i["dout"].reshape(-1, len(i["gamma"])).sum(axis=0)),

@@ -5,16 +5,14 @@ sequence of gradients (exact zeros included, and a parameter that gets NO gradie
 None``, on some steps), and returns each parameter after every step. Each parameter is its own
 ``Close`` check, so a failure names the parameter; a locating hint names the first step that
 differs. Known wrong rules are recognised by running them over the same gradient sequence here,
-in the grading process (``simulate`` below), and comparing with the student's trajectory.
-
-``simulate`` is written from the handout's formulas (it is what the mistakes are variants of);
-the reference in solutions/lab4 is the source of truth for the expected values, and
-tests/engine/test_lab4_torch.py checks both against torch.optim.
+in the grading process (``simulate`` in the instructor-only solutions/lab4/instructor/mistakes.py;
+the public seeds' predictions are stored with the fixtures), and comparing with the student's
+trajectory. The reference in solutions/lab4 is the source of truth for the expected values, and
+tests/engine/test_lab4_torch.py checks it and the simulator against torch.optim.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from types import ModuleType
@@ -23,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from grader import mnist
-from grader.case import Accuracy, Arrays, Close, Lab, Mistake
+from grader.case import Accuracy, Arrays, Close, Lab, Mistake, instructor
 from grader.casekit import ConventionError
 
 LAB = Lab("lab4", "Lab 4: optimizers and learning-rate schedules")
@@ -149,129 +147,12 @@ def run_trajectory(lab: ModuleType, cls: str, inputs: Arrays) -> Arrays:
     return out
 
 
-# ----------------------------------------------------------------------------- the rules, and their variants
+# ----------------------------------------------------------------------------- known mistakes
 
-
-def _sgd(p: np.ndarray, g: np.ndarray, st: dict, lr: float, t: int, hp: dict, bugs: frozenset) -> None:
-    wd, mom, damp, nesterov = hp["weight_decay"], hp["momentum"], hp["dampening"], hp["nesterov"]
-    if wd and not bugs & {"decoupled_wd", "wd_after_momentum"}:
-        g = g + wd * p
-    if wd and "decoupled_wd" in bugs:
-        p *= 1.0 - lr * wd
-    upd = g
-    if mom and "velocity" in bugs:  # v = m v - lr g; p = p + v
-        st["v"] = -lr * g if "v" not in st else mom * st["v"] - lr * g
-        p += st["v"]
-        return
-    if mom:
-        old = st.get("buf")
-        if old is None:
-            st["buf"] = (1.0 - damp) * g if "damp_first" in bugs else g.copy()
-        elif "ema" in bugs:
-            st["buf"] = mom * old + (1.0 - mom) * g
-        else:
-            st["buf"] = mom * old + (1.0 - damp) * g
-        if nesterov and "no_nesterov" not in bugs:
-            upd = g + mom * (old if "nesterov_old" in bugs and old is not None else st["buf"])
-        else:
-            upd = st["buf"]
-    if wd and "wd_after_momentum" in bugs:
-        upd = upd + wd * p
-    p += lr * upd if "ascent" in bugs else -lr * upd
-
-
-def _adagrad(p: np.ndarray, g: np.ndarray, st: dict, lr: float, t: int, hp: dict, bugs: frozenset) -> None:
-    wd, eps = hp["weight_decay"], hp["eps"]
-    raw = g
-    if wd:
-        g = g + wd * p
-    st["sum"] = st.get("sum", 0.0) + (raw * raw if "sum_without_wd" in bugs else g * g)
-    denom = np.sqrt(st["sum"] + eps) if "eps_inside" in bugs else np.sqrt(st["sum"]) + eps
-    p -= lr * g / denom
-
-
-def _rmsprop(p: np.ndarray, g: np.ndarray, st: dict, lr: float, t: int, hp: dict, bugs: frozenset) -> None:
-    wd, eps, alpha, mom = hp["weight_decay"], hp["eps"], hp["alpha"], hp["momentum"]
-    if wd:
-        g = g + wd * p
-    a = 1.0 - alpha if "alpha_swapped" in bugs else alpha
-    st["sq"] = a * st.get("sq", 0.0) + (1.0 - a) * g * g
-    denom = np.sqrt(st["sq"] + eps) if "eps_inside" in bugs else np.sqrt(st["sq"]) + eps
-    if mom > 0:
-        if "momentum_before_division" in bugs:
-            st["buf"] = mom * st.get("buf", 0.0) + g
-            p -= lr * st["buf"] / denom
-        else:
-            st["buf"] = mom * st.get("buf", 0.0) + g / denom
-            p -= lr * st["buf"]
-    else:
-        p -= lr * g / denom
-
-
-def _adam(p: np.ndarray, g: np.ndarray, st: dict, lr: float, t: int, hp: dict, bugs: frozenset) -> None:
-    wd, eps, b1, b2 = hp["weight_decay"], hp["eps"], hp["beta1"], hp["beta2"]
-    decoupled = hp.get("decoupled", False) != ("l2" in bugs or "decoupled_in_adam" in bugs)
-    if wd and decoupled:
-        if "decay_without_lr" in bugs:
-            p *= 1.0 - wd
-        elif "decay_after_update" not in bugs:
-            p *= 1.0 - lr * wd
-    elif wd:
-        g = g + wd * p
-    st["step"] = st.get("step", 0) + 1
-    step = t if "global_step" in bugs else st["step"]
-    step += 1 if "step_ahead" in bugs else 0
-    st["m"] = b1 * st.get("m", 0.0) + (1.0 - b1) * g
-    st["v"] = b2 * st.get("v", 0.0) + (1.0 - b2) * g * g
-    bc1, bc2 = (1.0, 1.0) if "no_bias_correction" in bugs else (1.0 - b1**step, 1.0 - b2**step)
-    if "eps_before_correction" in bugs:
-        update = (lr * math.sqrt(bc2) / bc1) * st["m"] / (np.sqrt(st["v"]) + eps)
-    elif "eps_inside" in bugs:
-        update = lr * (st["m"] / bc1) / np.sqrt(st["v"] / bc2 + eps)
-    else:
-        update = lr * (st["m"] / bc1) / (np.sqrt(st["v"] / bc2) + eps)
-    p -= update
-    if wd and decoupled and "decay_after_update" in bugs:
-        p *= 1.0 - lr * wd
-
-
-RULES: dict[str, Callable[..., None]] = {"SGD": _sgd, "Adagrad": _adagrad, "RMSprop": _rmsprop,
-                                         "Adam": _adam, "AdamW": _adam}
-DEFAULTS: dict[str, float] = {"momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0,
-                              "eps": 1e-8, "alpha": 0.99, "beta1": 0.9, "beta2": 0.999}
-
-
-def simulate(cls: str, inputs: Arrays, bugs: Sequence[str] = (), *, start: int = 0, stop: int | None = None,
-             values: list[np.ndarray] | None = None, states: list[dict] | None = None,
-             lr: float | None = None) -> tuple[list[np.ndarray], list[dict], float]:
-    """The rule ``cls`` (with ``bugs``) over steps start..stop-1 of the gradient sequence.
-
-    Returns (each parameter's trajectory over those steps, the final states, the final lr).
-    ``values``/``states``/``lr`` resume from a given point (for the state_dict cases).
-    """
-    hp = {**DEFAULTS, **{k: inputs[k].item() for k in DEFAULTS if k in inputs}, "decoupled": cls == "AdamW"}
-    if cls == "Adagrad" and "eps" not in inputs:
-        hp["eps"] = 1e-10
-    if cls == "AdamW" and "weight_decay" not in inputs:
-        hp["weight_decay"] = 1e-2
-    bug_set = frozenset(bugs)
-    n = sum(1 for k in inputs if k.startswith("x"))
-    ps = [np.array(v, dtype=np.float64, copy=True) for v in (values or [inputs[f"x{k}"] for k in range(n)])]
-    shared: dict = {} if states is None else states[0]
-    sts = states if states is not None else [shared if "shared" in bug_set else {} for _ in range(n)]
-    stop = len(inputs["lrs"]) if stop is None else stop
-    lr = float(inputs["lrs"][start]) if lr is None else lr
-    traj: list[list[np.ndarray]] = [[] for _ in range(n)]
-    for t in range(start, stop):
-        if "lr_fixed" not in bug_set:
-            lr = float(inputs["lrs"][t])
-        for k in range(n):
-            if inputs[f"has{k}"][t]:
-                RULES[cls](ps[k], inputs[f"g{k}"][t], sts[k], lr, t + 1, hp, bug_set)
-            elif "none_as_zero" in bug_set:
-                RULES[cls](ps[k], np.zeros_like(ps[k]), sts[k], lr, t + 1, hp, bug_set)
-            traj[k].append(ps[k].copy())
-    return [np.stack(tr) if tr else np.zeros((0,)) for tr in traj], sts, lr
+# The optimizer rules with bug switches (``simulate``) are the solution's math: they live in the
+# instructor-only solutions/lab4/instructor/mistakes.py, and a mistake names its prediction there by key,
+# Mistake(description, instructor("traj.<cls>.<bug>.p<k>")) (grader/case.py). The public seeds'
+# predictions are stored in fixtures/public.npz; isolated grading computes them for hidden variants.
 
 
 def first_difference(name: str, explain_row: str, rtol: float, atol: float, max_rows: int = 120) -> tuple[Mistake, ...]:
@@ -299,13 +180,8 @@ def first_difference(name: str, explain_row: str, rtol: float, atol: float, max_
 
 
 def traj_mistake(description: str, cls: str, k: int, bugs: Sequence[str]) -> Mistake:
-    """A named wrong rule, predicted for parameter ``k``'s trajectory (initial row included)."""
-
-    def predict(inputs: Arrays, expected: Arrays) -> np.ndarray:
-        traj, _, _ = simulate(cls, inputs, bugs)
-        return np.concatenate([inputs[f"x{k}"][None], traj[k]])
-
-    return Mistake(description, predict)
+    """A named wrong rule, predicted (by the instructor module) for parameter ``k``'s trajectory."""
+    return Mistake(description, instructor(f"traj.{cls}.{'-'.join(bugs)}.p{k}"))
 
 
 def trajectory_checks(title: str, cls: str, named: Sequence[tuple[str, Sequence[str]]],
@@ -536,14 +412,6 @@ def same_shape_inputs(shape: tuple[int, ...], steps: int) -> Callable[[np.random
     return make
 
 
-def _shared_prediction(cls: str, k: int, bugs: Sequence[str]) -> Callable[[Arrays, Arrays], np.ndarray]:
-    def predict(inputs: Arrays, expected: Arrays) -> np.ndarray:
-        inp = _as_cls(inputs, cls)
-        traj, _, _ = simulate(cls, inp, bugs)
-        return np.concatenate([inp[f"x{k}"][None], traj[k]])
-    return predict
-
-
 def _as_cls(inputs: Arrays, cls: str) -> Arrays:
     """The inputs of state_per_parameter as one optimizer's (its own lr, its hyperparameters)."""
     inp = {k: v for k, v in inputs.items() if k not in ("momentum", "lr_adam", "lr")}
@@ -558,13 +426,12 @@ def _as_cls(inputs: Arrays, cls: str) -> Arrays:
 
 def _state_checks() -> list[Close]:
     checks = []
-    for cls, what, desc, bugs in (("SGD", "SGD(momentum=0.9)", SHARED_SGD, ["shared"]),
-                                  ("Adam", "Adam", SHARED_ADAM, ["shared", "global_step"])):
+    for cls, what, desc in (("SGD", "SGD(momentum=0.9)", SHARED_SGD), ("Adam", "Adam", SHARED_ADAM)):
         for k in range(N_PARAMS):
             name = f"{cls.lower()}_p{k}"
             checks.append(Close(name, f"{what} on three parameters of the same shape: parameter {k} after each step",
                                 explain="Each parameter has its own state: optimizer.state[i] for params[i].",
-                                mistakes=(Mistake(desc, _shared_prediction(cls, k, bugs)),
+                                mistakes=(Mistake(desc, instructor(f"state.{cls}.p{k}")),
                                           *first_difference(name, "step", 1e-7, 1e-10))))
     return checks
 
@@ -611,31 +478,6 @@ def run_roundtrip(lab: ModuleType, cls: str, inputs: Arrays) -> Arrays:
     return {f"resumed_p{k}": np.stack(traj[k]) for k in range(n)}
 
 
-def _roundtrip_prediction(cls: str, k: int, how: str) -> Callable[[Arrays, Arrays], np.ndarray]:
-    """B's trajectory when the checkpoint is restored wrongly (``how``)."""
-
-    def predict(inputs: Arrays, expected: Arrays) -> np.ndarray:
-        before, states, lr = simulate(cls, inputs, stop=SAVE_AT)
-        saved = [b[-1] for b in before]
-        if how.startswith("aliased"):  # the checkpoint held A's live state: A's later steps changed it
-            counters = [st.get("step") for st in states]
-            _, states, lr = simulate(cls, inputs, start=SAVE_AT, values=saved, states=states, lr=lr)
-            for st, count in zip(states, counters, strict=True):
-                if count is not None and how == "aliased_arrays":  # dicts copied: ints by value, arrays shared
-                    st["step"] = count
-        elif how == "lr":
-            lr = float(inputs["lr"])
-        elif how == "fresh":
-            states, lr = [{} for _ in saved], float(inputs["lr"])
-        elif how == "step":
-            for st in states:
-                st.pop("step", None)
-        traj, _, _ = simulate(cls, inputs, ["lr_fixed"], start=SAVE_AT, values=saved, states=states, lr=lr)
-        return traj[k]
-
-    return predict
-
-
 ROUNDTRIP_MISTAKES = {
     "aliased": "state_dict() shares arrays with the optimizer's live state (no deep copy): continuing training "
                "changed the checkpoint (copy.deepcopy the state)",
@@ -655,7 +497,7 @@ ROUNDTRIP_EXPLAIN = (f"Row r is the parameter after step {SAVE_AT + 1} + r. Resu
 def _roundtrip_checks(cls: str, hows: Sequence[str]) -> list[Close]:
     return [Close(f"resumed_p{k}", f"{cls} resumed from state_dict() taken after step {SAVE_AT}: parameter {k} "
                                    "after each later step", explain=ROUNDTRIP_EXPLAIN,
-                  mistakes=tuple(Mistake(ROUNDTRIP_MISTAKES[h], _roundtrip_prediction(cls, k, h)) for h in hows)
+                  mistakes=tuple(Mistake(ROUNDTRIP_MISTAKES[h], instructor(f"roundtrip.{cls}.{h}.p{k}")) for h in hows)
                   + first_difference(f"resumed_p{k}", "row", 1e-7, 1e-10))
             for k in range(N_PARAMS)]
 

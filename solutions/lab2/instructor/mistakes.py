@@ -1,0 +1,205 @@
+"""Lab 2's known-mistake predictors: instructor-only (they hold the solution's math).
+
+``tests/lab2/cases.py`` names these by key (``Mistake(description, instructor(key))``); each is a
+plain function ``(inputs, expected) -> array`` giving what an implementation with that bug outputs
+for the checked array. They run in the grading process only: ``gradelab fixtures lab2`` stores
+their predictions for the public seeds, isolated grading computes them for hidden variants
+(grader/fixtures.py). This folder is never released (grader/stubs.py: release rule).
+
+Keys: ``<what>.<bug>`` (and ``.<input>`` where a case checks several inputs), e.g.
+``bn1d_y.eps_outside.x_small`` or ``bn_dx.no_mean_path``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+Arrays = dict[str, np.ndarray]
+Predictor = Callable[[Arrays, Arrays], np.ndarray]
+
+# ----------------------------------------------------------------------------- the math, with bug switches
+
+
+def _normalise(x: np.ndarray, eps: float, axes: tuple[int, ...] = (0,), *, ddof: bool = False,
+               eps_outside: bool = False) -> np.ndarray:
+    """x_hat with statistics over ``axes`` (biased variance unless ``ddof``)."""
+    mu = x.mean(axis=axes, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=axes, keepdims=True)
+    if ddof:
+        m = np.prod([x.shape[a] for a in axes])
+        var = var * m / (m - 1)
+    return (x - mu) / (np.sqrt(var) + eps if eps_outside else np.sqrt(var + eps))
+
+
+def _per_channel(v: np.ndarray, ndim: int) -> np.ndarray:
+    """(D,) -> broadcastable against (N, D) or (N, C, H, W)."""
+    return v if ndim == 2 else v.reshape(1, -1, 1, 1)
+
+
+def _affine(xhat: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return _per_channel(g, xhat.ndim) * xhat + _per_channel(b, xhat.ndim)
+
+
+def _running(batches: list[np.ndarray], momentum: float, *, keras: bool = False, biased: bool = False,
+             axes: tuple[int, ...] = (0,), count: Callable[[np.ndarray], int] | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Running (mean, var) after training steps on ``batches``, under a (possibly wrong) convention."""
+    d = batches[0].shape[1]
+    rm, rv = np.zeros(d), np.ones(d)
+    for x in batches:
+        mu, var = x.mean(axis=axes), x.var(axis=axes)
+        m = count(x) if count else int(np.prod([x.shape[a] for a in axes]))
+        if not biased:
+            var = var * m / (m - 1)
+        w_old, w_new = (momentum, 1 - momentum) if keras else (1 - momentum, momentum)
+        rm, rv = w_old * rm + w_new * mu, w_old * rv + w_new * var
+    return rm, rv
+
+
+def _staged_dx(x: np.ndarray, g: np.ndarray, dy: np.ndarray, eps: float, bug: str = "") -> np.ndarray:
+    """dL/dx of BatchNorm1d by the staged derivation, optionally with one named bug."""
+    n = len(x)
+    mu = x.mean(axis=0)
+    xc = x - mu
+    var = (xc**2).mean(axis=0)
+    std = np.sqrt(var + eps)
+    istd = 1.0 / std
+    xhat = xc * istd
+    dxhat = dy if bug == "no_gamma" else dy * g
+    distd = (dxhat * (xhat if bug == "xhat_for_xc" else xc)).sum(axis=0)
+    if bug == "sum_no_axis_istd":
+        distd = np.full_like(distd, (dxhat * xc).sum())
+    dxc = dxhat * (std if bug == "std_for_istd" else istd)
+    dstd = -distd * (std**2 if bug == "istd_for_std" else istd**2)
+    dvar = 0.5 * dstd / std
+    if bug != "no_var_path":
+        dxc = dxc + 2.0 * xc * dvar / n
+    dmu = -(dxc.sum() if bug == "sum_no_axis_mu" else dxc.sum(axis=0))
+    return dxc if bug == "no_mean_path" else dxc + dmu / n
+
+
+def _rows(x: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) -> (N*H*W, C), one row per pixel."""
+    return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def _unrows(r: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    n, c, h, w = shape
+    return r.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+
+
+def _bn2d_dx(x: np.ndarray, g: np.ndarray, dy: np.ndarray, eps: float, bug: str = "", *,
+             flat_reshape: bool = False) -> np.ndarray:
+    """dL/dx of BatchNorm2d (with one of _staged_dx's bugs), or of 'reshape(-1, C) without moving C last'."""
+    if flat_reshape:
+        c = x.shape[1]
+        return _staged_dx(x.reshape(-1, c), g, dy.reshape(-1, c), eps).reshape(x.shape)
+    return _unrows(_staged_dx(_rows(x), g, _rows(dy), eps, bug), x.shape)
+
+
+def _eps(i: Arrays) -> float:
+    return float(i["eps"])
+
+
+def _batches(i: Arrays) -> list[np.ndarray]:
+    """The training batches x0, x1, ... of a running-statistics case (as tests/lab2/cases.py)."""
+    return [i[f"x{k}"] for k in range(sum(1 for key in i if key[1:].isdigit()))]
+
+
+def _batches2d(i: Arrays) -> list[np.ndarray]:
+    return [i["x"], *_batches(i)]
+
+
+# ----------------------------------------------------------------------------- the predictors
+
+PREDICTORS: dict[str, Predictor] = {}
+
+
+def _forward_1d(src: str) -> None:
+    def y(**kw: Any) -> Predictor:
+        return lambda i, e: _affine(_normalise(i[src], _eps(i), **kw), i["gamma"], i["beta"])
+    PREDICTORS[f"bn1d_y.eps_outside.{src}"] = y(eps_outside=True)
+    PREDICTORS[f"bn1d_y.unbiased.{src}"] = y(ddof=True)
+    PREDICTORS[f"bn1d_y.axis1.{src}"] = y(axes=(1,))
+    PREDICTORS[f"bn1d_y.swapped.{src}"] = lambda i, e: _affine(_normalise(i[src], _eps(i)), i["beta"], i["gamma"])
+    PREDICTORS[f"bn1d_y.no_affine.{src}"] = lambda i, e: _normalise(i[src], _eps(i))
+
+
+for _src in ("x", "x_small", "x_large"):
+    _forward_1d(_src)
+
+
+def _running_1d(which: int, **kw: Any) -> Predictor:
+    return lambda i, e: _running(_batches(i), float(i["momentum"]), **kw)[which]
+
+
+for _which, _stat in enumerate(("mean", "var")):
+    PREDICTORS[f"bn1d_running.{_stat}.keras"] = _running_1d(_which, keras=True)
+PREDICTORS["bn1d_running.var.biased"] = _running_1d(1, biased=True)
+PREDICTORS["bn1d_running.var.keras_biased"] = _running_1d(1, keras=True, biased=True)
+
+
+def _eval_with(i: Arrays, **kw: Any) -> np.ndarray:
+    rm, rv = _running(_batches(i), float(i["momentum"]), **kw)
+    return _affine((i["x_eval"] - rm) / np.sqrt(rv + _eps(i)), i["gamma"], i["beta"])
+
+
+PREDICTORS["bn1d_eval.batch_stats"] = lambda i, e: _affine(_normalise(i["x_eval"], _eps(i)), i["gamma"], i["beta"])
+PREDICTORS["bn1d_eval.never_updated"] = lambda i, e: _affine(i["x_eval"] / np.sqrt(1 + _eps(i)), i["gamma"], i["beta"])
+PREDICTORS["bn1d_eval.keras"] = lambda i, e: _eval_with(i, keras=True)
+PREDICTORS["bn1d_eval.biased"] = lambda i, e: _eval_with(i, biased=True)
+
+
+def _dx(bug: str) -> Predictor:
+    """A known wrong dL/dx; the same bug in BatchNorm2d (4-d inputs) is predicted per channel."""
+    def predict(i: Arrays, e: Arrays) -> np.ndarray:
+        fn = _staged_dx if i["x"].ndim == 2 else _bn2d_dx
+        return fn(i["x"], i["gamma"], i["dout"], _eps(i), bug)
+    return predict
+
+
+for _bug in ("no_mean_path", "no_var_path", "xhat_for_xc", "std_for_istd", "istd_for_std", "sum_no_axis_mu",
+             "sum_no_axis_istd", "no_gamma"):
+    PREDICTORS[f"bn_dx.{_bug}"] = _dx(_bug)
+PREDICTORS["bn_dx.no_paths"] = lambda i, e: i["dout"] * i["gamma"] / np.sqrt(i["x"].var(axis=0) + _eps(i))
+
+
+def _sum_all(v: np.ndarray, d: int) -> np.ndarray:
+    return np.full(d, v.sum())
+
+
+PREDICTORS["bn1d_dgamma.sum_all"] = lambda i, e: _sum_all(i["dout"] * _normalise(i["x"], _eps(i)), len(i["gamma"]))
+PREDICTORS["bn1d_dbeta.is_dgamma"] = lambda i, e: (i["dout"] * _normalise(i["x"], _eps(i))).sum(axis=0)
+
+
+def _y2d(i: Arrays, axes: tuple[int, ...], **kw: Any) -> np.ndarray:
+    return _affine(_normalise(i["x"], _eps(i), axes, **kw), i["gamma"], i["beta"])
+
+
+def _y2d_flat(i: Arrays) -> np.ndarray:
+    x, c = i["x"], i["x"].shape[1]
+    return _affine(_normalise(x.reshape(-1, c), _eps(i)), i["gamma"], i["beta"]).reshape(x.shape)
+
+
+PREDICTORS["bn2d_y.axes0"] = lambda i, e: _y2d(i, (0,))
+PREDICTORS["bn2d_y.axes23"] = lambda i, e: _y2d(i, (2, 3))
+PREDICTORS["bn2d_y.axes01"] = lambda i, e: _y2d(i, (0, 1))
+PREDICTORS["bn2d_y.flat_reshape"] = lambda i, e: _y2d_flat(i)
+PREDICTORS["bn2d_y.eps_outside"] = lambda i, e: _y2d(i, (0, 2, 3), eps_outside=True)
+
+
+def _running2d(i: Arrays, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
+    return _running(_batches2d(i), float(i["momentum"]), axes=(0, 2, 3), **kw)
+
+
+PREDICTORS["bn2d_running.var.batch_count"] = lambda i, e: _running2d(i, count=lambda x: x.shape[0])[1]
+PREDICTORS["bn2d_running.var.keras"] = lambda i, e: _running2d(i, keras=True)[1]
+PREDICTORS["bn2d_running.var.biased"] = lambda i, e: _running2d(i, biased=True)[1]
+PREDICTORS["bn2d_running.mean.keras"] = lambda i, e: _running2d(i, keras=True)[0]
+PREDICTORS["bn2d_eval.batch_stats"] = lambda i, e: _y2d(i, (0, 2, 3))
+PREDICTORS["bn2d_dx.flat_reshape"] = lambda i, e: _bn2d_dx(i["x"], i["gamma"], i["dout"], _eps(i), flat_reshape=True)
+PREDICTORS["bn2d_dgamma.flat_reshape"] = lambda i, e: (i["dout"].reshape(-1, len(i["gamma"])) * _normalise(
+    i["x"].reshape(-1, len(i["gamma"])), _eps(i))).sum(axis=0)

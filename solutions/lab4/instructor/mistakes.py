@@ -1,0 +1,235 @@
+"""Lab 4's known-mistake predictors: instructor-only (they hold every optimizer's update rule).
+
+``tests/lab4/cases.py`` names these by key (``Mistake(description, instructor(key))``); each is a
+plain function ``(inputs, expected) -> array`` giving the trajectory an optimizer with that bug
+follows over the case's gradient sequence. ``simulate`` runs the rules written from the handout's
+formulas, with bug switches; with no bug it must equal the reference (tests/engine/test_lab4_torch.py
+checks it, and the reference against torch.optim). They run in the grading process only:
+``gradelab fixtures lab4`` stores the predictions for the public seeds, isolated grading computes
+them for hidden variants (grader/fixtures.py). This folder is never released.
+
+Keys:
+  ``traj.<cls>.<bug>.p<k>``           parameter k's trajectory (initial row included) under ``bug``
+  ``state.<cls>.p<k>``                state_per_parameter: one state shared by every parameter
+  ``roundtrip.<cls>.<how>.p<k>``      the resumed trajectory after a wrong state_dict round trip
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+Arrays = dict[str, np.ndarray]
+Predictor = Callable[[Arrays, Arrays], np.ndarray | None]
+N_PARAMS = 3
+SAVE_AT = 16  # tests/lab4/cases.py: the step after which state_dict() is taken
+
+# ----------------------------------------------------------------------------- the rules, and their variants
+
+
+def _sgd(p: np.ndarray, g: np.ndarray, st: dict, lr: float, t: int, hp: dict, bugs: frozenset) -> None:
+    wd, mom, damp, nesterov = hp["weight_decay"], hp["momentum"], hp["dampening"], hp["nesterov"]
+    if wd and not bugs & {"decoupled_wd", "wd_after_momentum"}:
+        g = g + wd * p
+    if wd and "decoupled_wd" in bugs:
+        p *= 1.0 - lr * wd
+    upd = g
+    if mom and "velocity" in bugs:  # v = m v - lr g; p = p + v
+        st["v"] = -lr * g if "v" not in st else mom * st["v"] - lr * g
+        p += st["v"]
+        return
+    if mom:
+        old = st.get("buf")
+        if old is None:
+            st["buf"] = (1.0 - damp) * g if "damp_first" in bugs else g.copy()
+        elif "ema" in bugs:
+            st["buf"] = mom * old + (1.0 - mom) * g
+        else:
+            st["buf"] = mom * old + (1.0 - damp) * g
+        if nesterov and "no_nesterov" not in bugs:
+            upd = g + mom * (old if "nesterov_old" in bugs and old is not None else st["buf"])
+        else:
+            upd = st["buf"]
+    if wd and "wd_after_momentum" in bugs:
+        upd = upd + wd * p
+    p += lr * upd if "ascent" in bugs else -lr * upd
+
+
+def _adagrad(p: np.ndarray, g: np.ndarray, st: dict, lr: float, t: int, hp: dict, bugs: frozenset) -> None:
+    wd, eps = hp["weight_decay"], hp["eps"]
+    raw = g
+    if wd:
+        g = g + wd * p
+    st["sum"] = st.get("sum", 0.0) + (raw * raw if "sum_without_wd" in bugs else g * g)
+    denom = np.sqrt(st["sum"] + eps) if "eps_inside" in bugs else np.sqrt(st["sum"]) + eps
+    p -= lr * g / denom
+
+
+def _rmsprop(p: np.ndarray, g: np.ndarray, st: dict, lr: float, t: int, hp: dict, bugs: frozenset) -> None:
+    wd, eps, alpha, mom = hp["weight_decay"], hp["eps"], hp["alpha"], hp["momentum"]
+    if wd:
+        g = g + wd * p
+    a = 1.0 - alpha if "alpha_swapped" in bugs else alpha
+    st["sq"] = a * st.get("sq", 0.0) + (1.0 - a) * g * g
+    denom = np.sqrt(st["sq"] + eps) if "eps_inside" in bugs else np.sqrt(st["sq"]) + eps
+    if mom > 0:
+        if "momentum_before_division" in bugs:
+            st["buf"] = mom * st.get("buf", 0.0) + g
+            p -= lr * st["buf"] / denom
+        else:
+            st["buf"] = mom * st.get("buf", 0.0) + g / denom
+            p -= lr * st["buf"]
+    else:
+        p -= lr * g / denom
+
+
+def _adam(p: np.ndarray, g: np.ndarray, st: dict, lr: float, t: int, hp: dict, bugs: frozenset) -> None:
+    wd, eps, b1, b2 = hp["weight_decay"], hp["eps"], hp["beta1"], hp["beta2"]
+    decoupled = hp.get("decoupled", False) != ("l2" in bugs or "decoupled_in_adam" in bugs)
+    if wd and decoupled:
+        if "decay_without_lr" in bugs:
+            p *= 1.0 - wd
+        elif "decay_after_update" not in bugs:
+            p *= 1.0 - lr * wd
+    elif wd:
+        g = g + wd * p
+    st["step"] = st.get("step", 0) + 1
+    step = t if "global_step" in bugs else st["step"]
+    step += 1 if "step_ahead" in bugs else 0
+    st["m"] = b1 * st.get("m", 0.0) + (1.0 - b1) * g
+    st["v"] = b2 * st.get("v", 0.0) + (1.0 - b2) * g * g
+    bc1, bc2 = (1.0, 1.0) if "no_bias_correction" in bugs else (1.0 - b1**step, 1.0 - b2**step)
+    if "eps_before_correction" in bugs:
+        update = (lr * math.sqrt(bc2) / bc1) * st["m"] / (np.sqrt(st["v"]) + eps)
+    elif "eps_inside" in bugs:
+        update = lr * (st["m"] / bc1) / np.sqrt(st["v"] / bc2 + eps)
+    else:
+        update = lr * (st["m"] / bc1) / (np.sqrt(st["v"] / bc2) + eps)
+    p -= update
+    if wd and decoupled and "decay_after_update" in bugs:
+        p *= 1.0 - lr * wd
+
+
+RULES: dict[str, Callable[..., None]] = {"SGD": _sgd, "Adagrad": _adagrad, "RMSprop": _rmsprop,
+                                         "Adam": _adam, "AdamW": _adam}
+DEFAULTS: dict[str, float] = {"momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0,
+                              "eps": 1e-8, "alpha": 0.99, "beta1": 0.9, "beta2": 0.999}
+
+
+def simulate(cls: str, inputs: Arrays, bugs: Sequence[str] = (), *, start: int = 0, stop: int | None = None,
+             values: list[np.ndarray] | None = None, states: list[dict] | None = None,
+             lr: float | None = None) -> tuple[list[np.ndarray], list[dict], float]:
+    """The rule ``cls`` (with ``bugs``) over steps start..stop-1 of the gradient sequence.
+
+    Returns (each parameter's trajectory over those steps, the final states, the final lr).
+    ``values``/``states``/``lr`` resume from a given point (for the state_dict cases).
+    """
+    hp = {**DEFAULTS, **{k: inputs[k].item() for k in DEFAULTS if k in inputs}, "decoupled": cls == "AdamW"}
+    if cls == "Adagrad" and "eps" not in inputs:
+        hp["eps"] = 1e-10
+    if cls == "AdamW" and "weight_decay" not in inputs:
+        hp["weight_decay"] = 1e-2
+    bug_set = frozenset(bugs)
+    n = sum(1 for k in inputs if k.startswith("x"))
+    ps = [np.array(v, dtype=np.float64, copy=True) for v in (values or [inputs[f"x{k}"] for k in range(n)])]
+    shared: dict = {} if states is None else states[0]
+    sts = states if states is not None else [shared if "shared" in bug_set else {} for _ in range(n)]
+    stop = len(inputs["lrs"]) if stop is None else stop
+    lr = float(inputs["lrs"][start]) if lr is None else lr
+    traj: list[list[np.ndarray]] = [[] for _ in range(n)]
+    for t in range(start, stop):
+        if "lr_fixed" not in bug_set:
+            lr = float(inputs["lrs"][t])
+        for k in range(n):
+            if inputs[f"has{k}"][t]:
+                RULES[cls](ps[k], inputs[f"g{k}"][t], sts[k], lr, t + 1, hp, bug_set)
+            elif "none_as_zero" in bug_set:
+                RULES[cls](ps[k], np.zeros_like(ps[k]), sts[k], lr, t + 1, hp, bug_set)
+            traj[k].append(ps[k].copy())
+    return [np.stack(tr) if tr else np.zeros((0,)) for tr in traj], sts, lr
+
+
+# ----------------------------------------------------------------------------- the predictors
+
+# Each rule's bug switches (a bug name may hold several switches joined by "-").
+BUGS: dict[str, tuple[str, ...]] = {
+    "SGD": ("ascent", "ema", "shared", "velocity", "damp_first", "no_nesterov", "nesterov_old", "decoupled_wd",
+            "wd_after_momentum", "none_as_zero"),
+    "Adagrad": ("eps_inside", "sum_without_wd", "none_as_zero"),
+    "RMSprop": ("eps_inside", "alpha_swapped", "momentum_before_division", "none_as_zero"),
+    "Adam": ("no_bias_correction", "eps_inside", "eps_before_correction", "step_ahead", "global_step",
+             "decoupled_in_adam", "none_as_zero"),
+    "AdamW": ("no_bias_correction", "eps_inside", "eps_before_correction", "l2", "decay_without_lr",
+              "decay_after_update", "none_as_zero"),
+}
+
+PREDICTORS: dict[str, Predictor] = {}
+
+
+def _trajectory(cls: str, k: int, bugs: Sequence[str]) -> Predictor:
+    """Parameter ``k``'s trajectory (initial row included) under the rule ``cls`` with ``bugs``."""
+    def predict(inputs: Arrays, expected: Arrays) -> np.ndarray | None:
+        shapes = {inputs[f"x{j}"].shape for j in range(N_PARAMS)}
+        if "shared" in bugs and len(shapes) > 1:  # one buffer for parameters of other shapes: it crashes
+            return None
+        traj, _, _ = simulate(cls, inputs, bugs)
+        return np.concatenate([inputs[f"x{k}"][None], traj[k]])
+    return predict
+
+
+def _as_cls(inputs: Arrays, cls: str) -> Arrays:
+    """The inputs of state_per_parameter as one optimizer's (as tests/lab4/cases.py: _as_cls)."""
+    inp = {k: v for k, v in inputs.items() if k not in ("momentum", "lr_adam", "lr")}
+    if cls == "SGD":
+        inp["momentum"] = inputs["momentum"]
+        inp["lr"] = inputs["lr"]
+    else:
+        inp["lr"] = inputs["lr_adam"]
+        inp["lrs"] = np.full_like(inputs["lrs"], float(inputs["lr_adam"]))
+    return inp
+
+
+def _shared(cls: str, k: int, bugs: Sequence[str]) -> Predictor:
+    def predict(inputs: Arrays, expected: Arrays) -> np.ndarray:
+        inp = _as_cls(inputs, cls)
+        traj, _, _ = simulate(cls, inp, bugs)
+        return np.concatenate([inp[f"x{k}"][None], traj[k]])
+    return predict
+
+
+def _roundtrip(cls: str, k: int, how: str) -> Predictor:
+    """B's trajectory when the checkpoint taken after SAVE_AT steps is restored wrongly (``how``)."""
+
+    def predict(inputs: Arrays, expected: Arrays) -> np.ndarray:
+        before, states, lr = simulate(cls, inputs, stop=SAVE_AT)
+        saved = [b[-1] for b in before]
+        if how.startswith("aliased"):  # the checkpoint held A's live state: A's later steps changed it
+            counters = [st.get("step") for st in states]
+            _, states, lr = simulate(cls, inputs, start=SAVE_AT, values=saved, states=states, lr=lr)
+            for st, count in zip(states, counters, strict=True):
+                if count is not None and how == "aliased_arrays":  # dicts copied: ints by value, arrays shared
+                    st["step"] = count
+        elif how == "lr":
+            lr = float(inputs["lr"])
+        elif how == "fresh":
+            states, lr = [{} for _ in saved], float(inputs["lr"])
+        elif how == "step":
+            for st in states:
+                st.pop("step", None)
+        traj, _, _ = simulate(cls, inputs, ["lr_fixed"], start=SAVE_AT, values=saved, states=states, lr=lr)
+        return traj[k]
+
+    return predict
+
+
+for _k in range(N_PARAMS):
+    for _cls, _bugs in BUGS.items():
+        for _bug in _bugs:
+            PREDICTORS[f"traj.{_cls}.{_bug}.p{_k}"] = _trajectory(_cls, _k, [_bug])
+    PREDICTORS[f"state.SGD.p{_k}"] = _shared("SGD", _k, ["shared"])
+    PREDICTORS[f"state.Adam.p{_k}"] = _shared("Adam", _k, ["shared", "global_step"])
+    for _cls in ("Adam", "SGD"):
+        for _how in ("aliased", "aliased_arrays", "lr", "fresh", "step"):
+            PREDICTORS[f"roundtrip.{_cls}.{_how}.p{_k}"] = _roundtrip(_cls, _k, _how)
