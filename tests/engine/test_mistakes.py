@@ -182,11 +182,12 @@ def test_every_named_prediction_exists_and_cases_hold_no_callable_that_needs_it(
     assert [k for k in keys if fixtures.predictor(module, k) is None] == []
 
 
-def test_lab4_instructor_resumes_at_the_cases_checkpoint(solutions) -> None:
+def test_lab4_instructor_constants_are_the_cases_own(solutions) -> None:
+    """The checkpoint step and the number of scheduler steps: written in both files, kept equal here."""
     module = fixtures.load_instructor("lab4")
-    cases = load_cases("lab4", paths.tests_dir())
-    save_at = cases.get("state_dict_adam").run.__globals__["SAVE_AT"]
-    assert module is not None and module.SAVE_AT == save_at
+    names = load_cases("lab4", paths.tests_dir()).get("state_dict_adam").run.__globals__
+    assert module is not None
+    assert (module.SAVE_AT, module.SCHEDULE_STEPS) == (names["SAVE_AT"], names["SCHEDULE_STEPS"])
 
 
 def test_a_lab_object_with_instructor_keys_lists_each_once() -> None:

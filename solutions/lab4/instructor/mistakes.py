@@ -233,3 +233,50 @@ for _k in range(N_PARAMS):
     for _cls in ("Adam", "SGD"):
         for _how in ("aliased", "aliased_arrays", "lr", "fresh", "step"):
             PREDICTORS[f"roundtrip.{_cls}.{_how}.p{_k}"] = _roundtrip(_cls, _k, _how)
+
+
+# ----------------------------------------------------------------------------- schedules
+
+SCHEDULE_STEPS = 100  # tests/lab4/cases.py: scheduler steps recorded per schedule case
+
+
+def _k() -> np.ndarray:
+    return np.arange(SCHEDULE_STEPS + 1, dtype=np.float64)
+
+
+def _steplr(i: Arrays, k: np.ndarray) -> np.ndarray:
+    return float(i["base_lr"]) * float(i["gamma"]) ** np.floor(np.maximum(k, 0) / float(i["step_size"]))
+
+
+def _cosine(i: Arrays, k: np.ndarray) -> np.ndarray:
+    eta, base, t_max = float(i["eta_min"]), float(i["base_lr"]), float(i["T_max"])
+    return eta + (base - eta) * (1 + np.cos(np.pi * k / t_max)) / 2
+
+
+def _linear(i: Arrays, k: np.ndarray, clamp: bool = True) -> np.ndarray:
+    s, e, n = float(i["start_factor"]), float(i["end_factor"]), float(i["total_iters"])
+    progress = np.minimum(k, n) / n if clamp else k / n
+    return float(i["base_lr"]) * (s + (e - s) * progress)
+
+
+def _warmup_cosine(i: Arrays, shift: float = 1.0, late: bool = False) -> np.ndarray:
+    k, m = _k(), float(i["milestone"])
+    warm = _linear({**i, "end_factor": np.array(1.0), "total_iters": i["milestone"]}, k)
+    cos = _cosine({**i, "T_max": np.array(SCHEDULE_STEPS - m)}, k - m * shift)
+    return np.where(k > m if late else k >= m, cos, warm)
+
+
+PREDICTORS.update({
+    "lr.step.late": lambda i, e: _steplr(i, _k() - 1),
+    "lr.step.early": lambda i, e: _steplr(i, _k() + 1),
+    "lr.step.no_floor": lambda i, e: float(i["base_lr"]) * float(i["gamma"]) ** (_k() / float(i["step_size"])),
+    "lr.cosine.held": lambda i, e: np.where(_k() > float(i["T_max"]), float(i["eta_min"]), _cosine(i, _k())),
+    "lr.cosine.ahead": lambda i, e: _cosine(i, _k() + 1),
+    "lr.cosine.no_eta_min": lambda i, e: float(i["base_lr"]) * (1 + np.cos(np.pi * _k() / float(i["T_max"]))) / 2,
+    "lr.linear.unclamped": lambda i, e: _linear(i, _k(), clamp=False),
+    "lr.linear.ahead": lambda i, e: _linear(i, _k() + 1),
+    "lr.linear.swapped": lambda i, e: _linear({**i, "start_factor": i["end_factor"], "end_factor": i["start_factor"]},
+                                              _k()),
+    "lr.warmup_cosine.global_k": lambda i, e: _warmup_cosine(i, shift=0.0),
+    "lr.warmup_cosine.late": lambda i, e: _warmup_cosine(i, late=True),
+})
