@@ -21,9 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from grader import mnist
 from grader.case import Accuracy, Arrays, Close, GradCheck, Lab, Mistake
-from grader.casekit import ConventionError, batch_factor, numerically_stable, param_loss
+from grader.casekit import ConventionError, batch_factor, mnist_inputs, numerically_stable, param_loss
 from grader.gradcheck import away_from_zero, directional_loss, numerical_gradient
 
 LAB = Lab("lab1", "Lab 1: a neural-network framework in NumPy")
@@ -643,12 +642,6 @@ def mnist_build_mlp(lab, x1, x2, seed):
     probs = bool(np.all(y1 >= 0) and np.allclose(y1.sum(axis=1), 1.0))
     return {"nonlinear": np.array(float(affine_defect > 1e-9)),
             "outputs_are_probabilities": np.array(float(probs))}
-
-
-def mnist_inputs(rng: np.random.Generator) -> Arrays:
-    split = mnist.load_mnist()
-    return {"train_images": split.train_images, "train_labels": split.train_labels,
-            "test_images": split.test_images, "test_labels": split.test_labels}
 
 
 @LAB.case(points=13, inputs=mnist_inputs, private=["test_labels"], hidden=False, timeout=300, slow=True,

@@ -26,9 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from grader import mnist
 from grader.case import Accuracy, Arrays, Close, GradCheck, Lab, Mistake, instructor
-from grader.casekit import ConventionError, param_loss
+from grader.casekit import ConventionError, mnist_inputs, param_loss
 from grader.gradcheck import directional_loss, numerical_gradient
 
 LAB = Lab("lab2", "Lab 2: BatchNorm and Dropout")
@@ -637,12 +636,6 @@ def train_eval_nested(lab, x, x_eval, w, b, seed):
 
 
 # ----------------------------------------------------------------------------- MNIST
-
-
-def mnist_inputs(rng: np.random.Generator) -> Arrays:
-    split = mnist.load_mnist()
-    return {"train_images": split.train_images, "train_labels": split.train_labels,
-            "test_images": split.test_images, "test_labels": split.test_labels}
 
 
 @LAB.case(points=8, inputs=mnist_inputs, private=["test_labels"], hidden=False, timeout=300, slow=True,

@@ -28,9 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from grader import mnist
 from grader.case import Accuracy, Arrays, Close, GradCheck, Lab, Mistake, instructor
-from grader.casekit import ConventionError, param_loss
+from grader.casekit import ConventionError, mnist_inputs, param_loss
 from grader.gradcheck import directional_loss, numerical_gradient
 
 LAB = Lab("lab3", "Lab 3: convolution and pooling, naive and fast, and a CNN on MNIST")
@@ -488,12 +487,6 @@ def flatten(lab, x, dout):
 
 
 # ----------------------------------------------------------------------------- MNIST
-
-
-def mnist_inputs(rng: np.random.Generator) -> Arrays:
-    split = mnist.load_mnist()
-    return {"train_images": split.train_images, "train_labels": split.train_labels,
-            "test_images": split.test_images, "test_labels": split.test_labels}
 
 
 # timeout: the reference trains in about 26 s of CPU time, but wall times up to 170 s were measured on the shared

@@ -20,9 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from grader import mnist
 from grader.case import Accuracy, Arrays, Close, Lab, Mistake, instructor
-from grader.casekit import ConventionError
+from grader.casekit import ConventionError, mnist_inputs
 
 LAB = Lab("lab4", "Lab 4: optimizers and learning-rate schedules")
 
@@ -646,12 +645,6 @@ def warmup_cosine(lab, base_lr, start_factor, milestone, eta_min):
 
 
 # ----------------------------------------------------------------------------- MNIST
-
-
-def mnist_inputs(rng: np.random.Generator) -> Arrays:
-    split = mnist.load_mnist()
-    return {"train_images": split.train_images, "train_labels": split.train_labels,
-            "test_images": split.test_images, "test_labels": split.test_labels}
 
 
 @LAB.case(points=10, inputs=mnist_inputs, private=["test_labels"], hidden=False, timeout=300, slow=True,
