@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from grader import paths
+from grader.case import Lab
+from grader.runner import LabResult, grade
 from grader.sandbox import bwrap_available
 
 
@@ -58,6 +62,48 @@ def patched_reference(solutions: Path, tmp_path: Path):
         return root
 
     return make
+
+
+@dataclass
+class Graded:
+    """A graded submission: the result, each case's message, and the cases that failed."""
+
+    result: LabResult
+    outputs: dict[str, str]
+    failed: set[str]
+
+
+def graded(result: LabResult) -> Graded:
+    return Graded(result, {c.name: c.output for c in result.cases}, {c.name for c in result.cases if not c.passed})
+
+
+@pytest.fixture
+def grade_bug(patched_reference) -> Callable[..., Graded]:
+    """Grades a patched reference in-process and checks the bug's footprint, the evidence that a
+    lab's cases catch realistic mistakes: ``check(lab, name, patches, fails, only)``.
+
+    The bug must fail EXACTLY the cases in ``fails`` (no unnoticed bug, no smear over unrelated
+    cases), each message must contain that case's substrings (it names the bug), and the score
+    must drop by exactly those cases' points. ``fails={}`` is the control: full marks. With
+    ``every_case_named=False`` a case may list no substring (it fails, and its message only locates
+    the difference: e.g. an optimizer's secondary trajectories).
+    """
+
+    def check(lab: Lab, name: str, patches: dict[str, list[tuple[str, str]]], fails: dict[str, Sequence[str]],
+              only: Sequence[str], *, every_case_named: bool = True) -> Graded:
+        got = graded(grade(lab, patched_reference(name, patches, lab=lab.name), isolated=False, only=list(only)))
+        assert [c.name for c in got.result.cases] == list(only)
+        assert got.failed == set(fails), "\n\n".join(
+            f"[{case}]\n{got.outputs[case]}" for case in sorted(got.failed ^ set(fails)))
+        for case, needles in fails.items():
+            assert needles or not every_case_named, f"{case}: declare a substring of the message that names the bug"
+            for needle in needles:
+                assert needle in got.outputs[case], f"{case}: {needle!r} not in the message:\n{got.outputs[case]}"
+        points = {c.name: c.max_score for c in got.result.cases}
+        assert got.result.score == sum(points.values()) - sum(points[c] for c in fails)
+        return got
+
+    return check
 
 
 @pytest.fixture(scope="session")
