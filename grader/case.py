@@ -212,18 +212,39 @@ class Metric:
     ``score(inputs, outputs) -> float`` gets every input (private ones too: held-out boxes) and
     the implementation's outputs as arrays; ``output`` is the output it needs first (a missing
     one fails with the usual message). ``describe(inputs, outputs) -> str`` may add detail.
+
+    ``scored_by`` names the lab's own functions that compute the score when the metric is itself
+    a task of the lab (e.g. ``"mean_average_precision"``), so that cases.py holds no copy of it:
+    ``score`` and ``describe`` then take a ``MetricPackage``'s module first,
+    ``score(module, inputs, outputs)``. The grading process passes the reference package (the
+    grader's metric, one source of truth); only a local in-process run without solutions/ (a
+    student's release) passes the student's own package, and the report says so.
     """
 
     output: str
-    score: Callable[[Arrays, Mapping[str, np.ndarray]], float]
+    score: Callable[..., float]
     threshold: float
     what: str
     reference: str = ""
-    describe: Callable[[Arrays, Mapping[str, np.ndarray]], str] | None = None
+    describe: Callable[..., str] | None = None
+    scored_by: str = ""
 
     @property
     def needs_reference(self) -> bool:
         return False
+
+
+@dataclass(frozen=True)
+class MetricPackage:
+    """The package whose functions score ``Metric(scored_by=...)`` checks, and whose it is."""
+
+    module: ModuleType
+    own: bool  # the student's own package: a local run in a release, which has no reference
+
+    def note(self, check: Metric) -> str:
+        """What the report says about how ``check`` was scored ("" for the grader's metric)."""
+        return (f"scored with your own {check.scored_by}; the grade uses the grader's metric"
+                if self.own and check.scored_by else "")
 
 
 Check = Close | GradCheck | Accuracy | Metric

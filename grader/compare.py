@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .case import Accuracy, Arrays, Case, Check, Close, GradCheck, Metric, Mistake, split_predictions
+from .case import Accuracy, Arrays, Case, Check, Close, GradCheck, Metric, MetricPackage, Mistake, split_predictions
 
 _MAX_LIST = 8  # indices listed in "differences only in rows ..."
 
@@ -231,8 +231,10 @@ def _as_numeric(value: object) -> np.ndarray | str:
 
 
 def check_one(check: Check, got: Mapping[str, object], *, inputs: Arrays, expected: Arrays,
-              factors: Mapping[str, float]) -> str | None:
+              factors: Mapping[str, float], metric_package: MetricPackage | None = None) -> str | None:
     """The failure message of one check, or None when it passes.
+
+    ``metric_package`` scores ``Metric(scored_by=...)`` checks (see ``Metric``).
 
     ``expected`` may carry instructor predictions (``case.MISTAKE_PREFIX`` keys): they name
     mistakes only, and are never compared or offered as "the expected 'k'".
@@ -261,20 +263,31 @@ def check_one(check: Check, got: Mapping[str, object], *, inputs: Arrays, expect
     if isinstance(check, Accuracy):
         return _accuracy(check, value, np.asarray(inputs[check.labels]))
     if isinstance(check, Metric):
-        return _metric(check, got, inputs)
+        return _metric(check, got, inputs, metric_package)
     raise TypeError(f"unknown check {check!r}")
 
 
-def _metric(check: Metric, got: Mapping[str, object], inputs: Arrays) -> str | None:
+def _metric(check: Metric, got: Mapping[str, object], inputs: Arrays,
+            package: MetricPackage | None = None) -> str | None:
     arrays = {k: v for k, v in ((k, _as_numeric(v)) for k, v in got.items()) if not isinstance(v, str)}
+    first: tuple[object, ...] = ()
+    note = ""
+    if check.scored_by:
+        if package is None:  # the grader's configuration, never the student's code
+            return (f"{check.what}: not scored: grader set-up error: this check is scored with the lab's "
+                    f"{check.scored_by}, and the grading process was given no package to score with (the "
+                    "reference in solutions/ is needed); this is not a problem in your code")
+        first, note = (package.module,), package.note(check)
     try:
-        value = float(check.score(inputs, arrays))
-        detail = check.describe(inputs, arrays) if check.describe else ""
+        value = float(check.score(*first, inputs, arrays))
+        detail = check.describe(*first, inputs, arrays) if check.describe and value < check.threshold else ""
     except Exception as exc:  # noqa: BLE001 - malformed outputs fail this check, never the grader
-        return f"{check.what}: your outputs could not be scored: {type(exc).__name__}: {exc}"
+        how = f" (with your own {check.scored_by}: it may be the problem)" if note else ""
+        return f"{check.what}: your outputs could not be scored{how}: {type(exc).__name__}: {exc}"
     if value >= check.threshold:
         return None
     text = f"{check.what}: {value:.4f} is below the threshold {check.threshold:.4f}"
+    text += f" ({note})" if note else ""
     text += f"\n  {detail}" if detail else ""
     return text + (f"\n  {check.reference}" if check.reference else "")
 
@@ -307,8 +320,12 @@ def _accuracy(check: Accuracy, pred: np.ndarray, labels: np.ndarray) -> str | No
     return text
 
 
-def evaluate(case: Case, inputs: Arrays, got: Mapping[str, object], expected: Arrays) -> list[str]:
+def evaluate(case: Case, inputs: Arrays, got: Mapping[str, object], expected: Arrays,
+             metric_package: MetricPackage | None = None) -> list[str]:
     """Failure messages of every check of ``case`` (empty when the case passes).
+
+    ``metric_package`` scores the case's ``Metric(scored_by=...)`` checks: without one they fail
+    as a grader set-up error.
 
     A GradCheck and a Close on the same gradient together say which side is wrong: backward
     equal to the reference's but not to the numerical gradient of the student's forward means
@@ -316,7 +333,8 @@ def evaluate(case: Case, inputs: Arrays, got: Mapping[str, object], expected: Ar
     way round, backward consistent with a forward that differs from the reference.
     """
     factors = case.factors(inputs) if case.factors else {}
-    results = [(check, check_one(check, got, inputs=inputs, expected=expected, factors=factors))
+    results = [(check, check_one(check, got, inputs=inputs, expected=expected, factors=factors,
+                                 metric_package=metric_package))
                for check in case.checks]
     closes = {c.output: msg for c, msg in results if isinstance(c, Close)}
     grads = {c.analytic: msg for c, msg in results if isinstance(c, GradCheck)}

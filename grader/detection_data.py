@@ -18,9 +18,9 @@ Boxes of all canvases are returned flat: ``boxes (M, 4)`` float64, ``labels (M,)
 ``image_index (M,)`` int64 (which canvas each box belongs to): only numeric arrays, the form
 the grading protocol carries.
 
-The metric functions (``box_iou``, ``mean_average_precision``, ``localization_accuracy``) are
-the grader's independent NumPy versions: the trained models are scored with these, in the
-grading process, never with the student's own metric.
+This module is data only and ships with Lab 5's release: it holds no metric. The trained models
+are scored with the lab's own metric functions, from the reference package in grading
+(tests/lab5/cases.py, ``Metric.scored_by`` in grader/case.py).
 """
 
 from __future__ import annotations
@@ -74,10 +74,17 @@ def _glyph(digit: np.ndarray, size: int) -> np.ndarray:
     return _resize(crop, max(1, round(h * k)), max(1, round(w * k)))
 
 
-def _iou_one(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    if len(others) == 0:
+def _overlap_with(box: np.ndarray, placed: np.ndarray) -> np.ndarray:
+    """How much a candidate box overlaps each placed box, as IoU (K,); every box here has ink,
+    so a positive area, and no union is 0."""
+    if len(placed) == 0:
         return np.zeros(0)
-    return box_iou(box[None], others)[0]
+    across = np.clip(np.minimum(box[2], placed[:, 2]) - np.maximum(box[0], placed[:, 0]), 0, None)
+    down = np.clip(np.minimum(box[3], placed[:, 3]) - np.maximum(box[1], placed[:, 1]), 0, None)
+    shared = across * down
+    size = (box[2] - box[0]) * (box[3] - box[1])
+    sizes = (placed[:, 2] - placed[:, 0]) * (placed[:, 3] - placed[:, 1])
+    return shared / (size + sizes - shared)
 
 
 def make_canvases(images: np.ndarray, labels: np.ndarray, n: int, seed: int, *, size: int = 64,
@@ -109,7 +116,7 @@ def make_canvases(images: np.ndarray, labels: np.ndarray, n: int, seed: int, *, 
                 ink = glyph >= INK
                 rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
                 box = np.array([x + cols[0], y + rows[0], x + cols[-1] + 1, y + rows[-1] + 1], dtype=np.float64)
-                if np.all(_iou_one(box, np.array(placed).reshape(-1, 4)) <= max_iou):
+                if np.all(_overlap_with(box, np.array(placed).reshape(-1, 4)) <= max_iou):
                     break
             else:
                 continue
@@ -136,76 +143,3 @@ def lab5_canvases(part: str, split: str, n: int, seed: int, mnist_split: mnist.M
     # The split is mixed into the seed so that train and test canvases differ in layout too.
     return make_canvases(images, labels, n, seed * 4 + (split == "test") * 2 + (part == "B"), **kwargs)
 
-
-# ----------------------------------------------------------------------------- the grader's metrics
-
-
-def box_area(boxes: np.ndarray) -> np.ndarray:
-    """(M, 4) xyxy -> (M,) areas; a box with x2 < x1 or y2 < y1 has area 0."""
-    return np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU (A, 4) x (B, 4) -> (A, B); 0 where the union is 0."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(rb - lt, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
-def average_precision(tp: np.ndarray, n_gt: int) -> float:
-    """VOC all-point AP of detections already sorted by descending score; ``tp`` 1/0 per detection."""
-    if n_gt == 0:
-        return float("nan")
-    tp = np.asarray(tp, dtype=np.float64)
-    ctp, cfp = np.cumsum(tp), np.cumsum(1 - tp)
-    recall = ctp / n_gt
-    precision = ctp / np.maximum(ctp + cfp, 1e-300)
-    mrec = np.concatenate([[0.0], recall, [1.0]])
-    mpre = np.concatenate([[0.0], precision, [0.0]])
-    mpre = np.maximum.accumulate(mpre[::-1])[::-1]  # the precision envelope
-    steps = np.flatnonzero(mrec[1:] != mrec[:-1])
-    return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
-
-
-def match_detections(boxes: np.ndarray, scores: np.ndarray, image_index: np.ndarray,
-                     gt_boxes: np.ndarray, gt_index: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy matching of one class: (order by descending score, stable; tp per detection in that order)."""
-    order = np.argsort(-scores, kind="stable")
-    used = np.zeros(len(gt_boxes), dtype=bool)
-    tp = np.zeros(len(order))
-    for rank, d in enumerate(order):
-        cand = np.flatnonzero((gt_index == image_index[d]) & ~used)
-        if len(cand) == 0:
-            continue
-        ious = box_iou(boxes[d:d + 1], gt_boxes[cand])[0]
-        best = int(np.argmax(ious))
-        if ious[best] >= iou_threshold:
-            used[cand[best]] = True
-            tp[rank] = 1.0
-    return order, tp
-
-
-def mean_average_precision(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, image_index: np.ndarray,
-                           gt_boxes: np.ndarray, gt_labels: np.ndarray, gt_index: np.ndarray,
-                           iou_threshold: float = 0.5, num_classes: int = 10) -> tuple[float, np.ndarray]:
-    """mAP over the classes that have ground truth, and the AP per class (NaN where none)."""
-    aps = np.full(num_classes, np.nan)
-    for c in range(num_classes):
-        gt = gt_labels == c
-        det = labels == c
-        if not gt.any():
-            continue
-        _, tp = match_detections(boxes[det], scores[det], image_index[det], gt_boxes[gt], gt_index[gt], iou_threshold)
-        aps[c] = average_precision(tp, int(gt.sum()))
-    return float(np.nanmean(aps)) if np.isfinite(aps).any() else 0.0, aps
-
-
-def localization_accuracy(pred_boxes: np.ndarray, pred_labels: np.ndarray, gt_boxes: np.ndarray,
-                          gt_labels: np.ndarray, iou_threshold: float = 0.5) -> float:
-    """Fraction of canvases (one object each) whose box has IoU >= threshold and whose class is right."""
-    iou = np.diag(box_iou(pred_boxes, gt_boxes)) if len(gt_boxes) else np.zeros(0)
-    return float(np.mean((iou >= iou_threshold) & (pred_labels == gt_labels)))

@@ -27,7 +27,7 @@ from types import ModuleType
 from typing import Protocol
 
 from . import paths
-from .case import Arrays, Case, Close, GradCheck, Lab
+from .case import Arrays, Case, Close, GradCheck, Lab, Metric, MetricPackage
 from .compare import evaluate
 from .fixtures import FixtureError, FixtureExpected, ReferenceExpected, case_timeout, make_inputs
 from .guard import FEEDBACK_TAG
@@ -174,7 +174,7 @@ def hidden_seeds(lab: str) -> tuple[int, ...]:
     return tuple(int(s) for s in seeds)
 
 
-def describe_pass(case: Case) -> str:
+def describe_pass(case: Case, metric_package: MetricPackage | None = None) -> str:
     parts = []
     for c in case.checks:
         if isinstance(c, Close):
@@ -182,8 +182,25 @@ def describe_pass(case: Case) -> str:
         elif isinstance(c, GradCheck):
             parts.append(f"{c.what} matches the numerical gradient (rtol {c.rtol:g})")
         else:
-            parts.append(f"{c.what} reaches {c.threshold:.4f}")
+            note = metric_package.note(c) if metric_package and isinstance(c, Metric) else ""
+            parts.append(f"{c.what} reaches {c.threshold:.4f}" + (f" ({note})" if note else ""))
     return "passed: " + "; ".join(parts)
+
+
+def metric_package(case: Case, executor: Executor) -> MetricPackage | None:
+    """The package that scores the case's ``Metric(scored_by=...)`` checks, or None if it has none.
+
+    The reference whenever solutions/ holds it (isolated grading, the instructor's runs): the
+    grader's metric. Without it, only an in-process run (a student's release) scores with the
+    student's own package, and says so; a sandboxed run gets None, which fails the check as a
+    grader set-up error.
+    """
+    if not any(isinstance(c, Metric) and c.scored_by for c in case.checks):
+        return None
+    if (paths.solutions_dir() / case.lab).is_dir():
+        return MetricPackage(reference(case.lab), own=False)
+    module = executor.module if isinstance(executor, InProcess) else None
+    return MetricPackage(module, own=True) if module is not None else None
 
 
 def run_case(case: Case, executor: Executor, expected: ExpectedFn,
@@ -191,6 +208,7 @@ def run_case(case: Case, executor: Executor, expected: ExpectedFn,
     """Runs one case on each seed (stopping at the first failure) and scores it."""
     start = time.perf_counter()
     failure = None
+    scorer: MetricPackage | None = None
     n_public = sum(1 for _, hidden in seeds if not hidden)
     for i, (seed, hidden) in enumerate(seeds):
         k = i - n_public  # hidden seeds follow the public ones
@@ -217,7 +235,8 @@ def run_case(case: Case, executor: Executor, expected: ExpectedFn,
             except FixtureError as exc:
                 failure = f"{case.name}: cannot check: {exc}"
             else:
-                messages = evaluate(case, inputs, reply.outputs, exp)
+                scorer = scorer or metric_package(case, executor)
+                messages = evaluate(case, inputs, reply.outputs, exp, scorer)
                 if messages:
                     failure = f"{case.name} ({variant}) failed:\n" + "\n".join(messages)
         if failure:
@@ -227,7 +246,7 @@ def run_case(case: Case, executor: Executor, expected: ExpectedFn,
     seconds = time.perf_counter() - start
     if failure:
         return CaseResult(case.name, 0.0, case.points, failure, seconds)
-    return CaseResult(case.name, case.points, case.points, describe_pass(case), seconds)
+    return CaseResult(case.name, case.points, case.points, describe_pass(case, scorer), seconds)
 
 
 def _is_import_error(error: str, case: Case) -> bool:

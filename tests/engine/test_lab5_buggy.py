@@ -249,23 +249,35 @@ def _detector_case_inputs():
             "test_images": test.images}, np
 
 
+def _grader_metric():
+    """What grading scores the training cases with: the reference's metric functions."""
+    from grader.case import MetricPackage
+    from grader.runner import reference
+
+    if not (paths.solutions_dir() / "lab5").is_dir():
+        pytest.skip("no solutions/ (student release)")
+    return MetricPackage(reference("lab5"), own=False)
+
+
 def test_detector_metric_passes_perfect_and_fails_empty_and_malformed_outputs() -> None:
     from grader.compare import evaluate
+
+    grader_metric = _grader_metric()
 
     case = LAB.get("detector_map")
     inputs, np = _detector_case_inputs()
     perfect = {"det_boxes": inputs["test_boxes"], "det_scores": np.linspace(1, 0.5, len(inputs["test_boxes"])),
                "det_labels": inputs["test_labels"], "det_index": inputs["test_index"]}
-    assert evaluate(case, inputs, perfect, {}) == []
+    assert evaluate(case, inputs, perfect, {}, grader_metric) == []
     empty = {"det_boxes": np.zeros((0, 4)), "det_scores": np.zeros(0), "det_labels": np.zeros(0, np.int64),
              "det_index": np.zeros(0, np.int64)}
-    [msg] = evaluate(case, inputs, empty, {})
+    [msg] = evaluate(case, inputs, empty, {}, grader_metric)
     assert "0.0000 is below the threshold 0.4200" in msg and "AP per digit" in msg and "0 detections" in msg
     assert "the reference detector" in msg
     shifted = {**perfect, "det_boxes": perfect["det_boxes"] + 30.0}  # every box misplaced
-    assert "below the threshold" in evaluate(case, inputs, shifted, {})[0]
+    assert "below the threshold" in evaluate(case, inputs, shifted, {}, grader_metric)[0]
     bad = {**perfect, "det_scores": np.zeros(3)}
-    assert "could not be scored" in evaluate(case, inputs, bad, {})[0]
+    assert "could not be scored" in evaluate(case, inputs, bad, {}, grader_metric)[0]
 
 
 def test_localizer_metric_names_what_is_wrong() -> None:
@@ -274,14 +286,17 @@ def test_localizer_metric_names_what_is_wrong() -> None:
     from grader.compare import evaluate
     from grader.detection_data import lab5_canvases
 
+    grader_metric = _grader_metric()
+
     case = LAB.get("localizer_accuracy")
     test = lab5_canvases("A", "test", 50, 0)
     inputs = {"test_boxes": test.boxes, "test_labels": test.labels}
-    assert evaluate(case, inputs, {"pred_boxes": test.boxes, "pred_labels": test.labels}, {}) == []
-    [msg] = evaluate(case, inputs, {"pred_boxes": test.boxes, "pred_labels": (test.labels + 1) % 10}, {})
+    assert evaluate(case, inputs, {"pred_boxes": test.boxes, "pred_labels": test.labels}, {}, grader_metric) == []
+    [msg] = evaluate(case, inputs, {"pred_boxes": test.boxes, "pred_labels": (test.labels + 1) % 10}, {}, grader_metric)
     assert "class right on 0.0000 of the canvases, IoU >= 0.5 on 1.0000" in msg
-    [msg] = evaluate(case, inputs, {"pred_boxes": test.boxes[:, [1, 0, 3, 2]], "pred_labels": test.labels}, {})
+    swapped = {"pred_boxes": test.boxes[:, [1, 0, 3, 2]], "pred_labels": test.labels}
+    [msg] = evaluate(case, inputs, swapped, {}, grader_metric)
     assert "class right on 1.0000" in msg
     assert "could not be scored" in evaluate(case, inputs, {"pred_boxes": test.boxes[:3],
-                                                            "pred_labels": test.labels}, {})[0]
+                                                            "pred_labels": test.labels}, {}, grader_metric)[0]
     assert np.isfinite(case.checks[0].threshold)

@@ -7,7 +7,9 @@ piece cases (gradient checks need it); the two training cases use float32 models
 The detection canvases come from ``grader.detection_data`` (seeded, deterministic): training
 canvases from the training digits, evaluation canvases from the held-out digits, whose boxes
 and labels are private inputs (they never enter the sandbox). The trained models are scored
-by the grader's own NumPy metric, never by the student's.
+with the lab's metric functions taken from the reference package in grading (one source of
+truth), never with the student's; only a local run of a release, which has no reference, scores
+with the student's own functions, and says so.
 
 Conventions the inputs follow: boxes with positive width and height unless a case is about
 zero-area boxes; random upstream gradients; GIoU inputs at least 0.02 away from every min/max
@@ -16,13 +18,12 @@ tie and from the clamp of the intersection at 0, so central differences never st
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from grader import detection_data as dd
-from grader.case import Arrays, Close, GradCheck, Lab, Metric, Mistake
+from grader.case import Arrays, Close, GradCheck, Lab, Metric, Mistake, instructor
 from grader.casekit import ConventionError
 from grader.gradcheck import numerical_gradient
 
@@ -90,55 +91,6 @@ def random_boxes(rng: np.random.Generator, m: int, extent: float = 32.0, min_siz
     return np.concatenate([xy, xy + wh], axis=1)
 
 
-def _area_np(b: np.ndarray) -> np.ndarray:
-    return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-
-
-def _iou_variant(a: np.ndarray, b: np.ndarray, *, clamp: bool = True, subtract: bool = True,
-                 plus_one: float = 0.0) -> np.ndarray:
-    """Pairwise IoU with switchable mistakes (for naming them)."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = rb - lt + plus_one
-    if clamp:
-        wh = np.clip(wh, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    area = lambda x: (x[:, 2] - x[:, 0] + plus_one) * (x[:, 3] - x[:, 1] + plus_one)  # noqa: E731
-    union = area(a)[:, None] + area(b)[None, :] - (inter if subtract else 0.0)
-    with np.errstate(all="ignore"):
-        return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
-def _xywh(b: np.ndarray) -> np.ndarray:
-    """What a box (x, y, w, h) would be as xyxy: the bug of reading xyxy as xywh."""
-    return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
-
-
-def _nms_variant(boxes: np.ndarray, scores: np.ndarray, thr: float, *, by_score: bool = True,
-                 suppress: Callable[[np.ndarray, float], np.ndarray] = lambda iou, t: iou > t) -> np.ndarray:
-    """Greedy NMS with switchable mistakes: visiting order and suppression rule."""
-    order = np.argsort(-scores, kind="stable") if by_score else np.arange(len(boxes))
-    iou = dd.box_iou(boxes, boxes)
-    keep, dead = [], np.zeros(len(boxes), dtype=bool)
-    for i in order:
-        if dead[i]:
-            continue
-        keep.append(int(i))
-        dead |= suppress(iou[i], thr)
-        dead[i] = True
-    return np.array(keep, dtype=np.int64)
-
-
-def _batched_variant(boxes: np.ndarray, scores: np.ndarray, idxs: np.ndarray, thr: float, *,
-                     sort: bool = True) -> np.ndarray:
-    kept = []
-    for c in np.unique(idxs):
-        members = np.flatnonzero(idxs == c)
-        kept += members[_nms_variant(boxes[members], scores[members], thr)].tolist()
-    kept_arr = np.array(sorted(kept) if sort else kept, dtype=np.int64)
-    return kept_arr[np.argsort(-scores[kept_arr], kind="stable")] if sort else kept_arr
-
-
 def clustered(rng: np.random.Generator, m: int, n_clusters: int) -> Arrays:
     """Boxes jittered around a few centres (so that NMS has work), distinct random scores."""
     centres = random_boxes(rng, n_clusters, extent=48.0, min_size=6.0, max_size=16.0)
@@ -174,14 +126,11 @@ def box_area_values(lab, boxes):
 
 _IOU_MISTAKES = (
     Mistake("the intersection's width and height are not clamped at 0: two disjoint boxes get a "
-            "'negative' overlap (and two negatives multiply to a positive area)",
-            lambda i, e: _iou_variant(i["a"], i["b"], clamp=False)),
-    Mistake("the union is area1 + area2 without subtracting the intersection",
-            lambda i, e: _iou_variant(i["a"], i["b"], subtract=False)),
-    Mistake("the boxes are read as (x, y, w, h) instead of (x1, y1, x2, y2)",
-            lambda i, e: _iou_variant(_xywh(i["a"]), _xywh(i["b"]))),
+            "'negative' overlap (and two negatives multiply to a positive area)", instructor("iou.no_clamp")),
+    Mistake("the union is area1 + area2 without subtracting the intersection", instructor("iou.no_subtract")),
+    Mistake("the boxes are read as (x, y, w, h) instead of (x1, y1, x2, y2)", instructor("iou.xywh")),
     Mistake("the +1 pixel convention (w = x2 - x1 + 1) of old VOC code; here w = x2 - x1",
-            lambda i, e: _iou_variant(i["a"], i["b"], plus_one=1.0)),
+            instructor("iou.plus_one")),
 )
 
 
@@ -225,10 +174,6 @@ def box_iou_edge_cases(lab, a, b):
     return {"iou": _np(lab.box_iou(_t(a), _t(b)), "box_iou")}
 
 
-def _to_cxcywh(b: np.ndarray) -> np.ndarray:
-    return np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1)
-
-
 def convert_inputs(m: int):
     def make(rng: np.random.Generator) -> Arrays:
         return {"xyxy": random_boxes(rng, m), "cxcywh": np.concatenate(
@@ -256,14 +201,6 @@ def box_conversions(lab, xyxy, cxcywh):
 
 
 # ----------------------------------------------------------------------------- the head's coding
-
-
-def _encode_np(boxes: np.ndarray, stride: float) -> tuple[np.ndarray, np.ndarray]:
-    c = _to_cxcywh(boxes)
-    col, row = np.floor(c[:, 0] / stride), np.floor(c[:, 1] / stride)
-    off = np.stack([c[:, 0] / stride - col, c[:, 1] / stride - row,
-                    np.log(c[:, 2] / stride), np.log(c[:, 3] / stride)], 1)
-    return np.stack([row, col], 1), off
 
 
 def canvas_boxes(rng: np.random.Generator, m: int, canvas: int = 64, stride: int = 8) -> np.ndarray:
@@ -316,22 +253,11 @@ def decode_inputs(shape: tuple[int, ...], stride: int):
     return make
 
 
-def _decode_np(cells: np.ndarray, off: np.ndarray, stride: float, swap: bool = False,
-               exp: bool = True) -> np.ndarray:
-    row, col = (cells[..., 1], cells[..., 0]) if swap else (cells[..., 0], cells[..., 1])
-    cx, cy = (col + off[..., 0]) * stride, (row + off[..., 1]) * stride
-    size = np.exp(off[..., 2:]) if exp else off[..., 2:]
-    w, h = stride * size[..., 0], stride * size[..., 1]
-    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
-
-
 @LAB.case(points=5, inputs=decode_inputs((2, 3), 8), hidden_inputs=(decode_inputs((5,), 16), decode_inputs((1, 1), 8)),
           checks=[
     Close("decoded", "decode(cells, offsets) on a (2, 3) grid of codes", mistakes=(
-        Mistake("the cells read as (col, row) instead of (row, col)",
-                lambda i, e: _decode_np(i["cells"], i["offsets"], float(i["stride"]), swap=True)),
-        Mistake("w = stride * tw without exp (encode codes log(w / stride))",
-                lambda i, e: _decode_np(i["cells"], i["offsets"], float(i["stride"]), exp=False)),
+        Mistake("the cells read as (col, row) instead of (row, col)", instructor("decode.swap")),
+        Mistake("w = stride * tw without exp (encode codes log(w / stride))", instructor("decode.no_exp")),
     )),
     Close("round_trip", "decode(*encode(boxes)): the same boxes back", explain=(
         "decode must invert encode exactly: cx = (col + tx) * stride, w = stride * exp(tw).")),
@@ -342,18 +268,6 @@ def decode_round_trip(lab, cells, offsets, boxes, stride):
     decoded = lab.decode(_t(cells), _t(offsets), s)
     enc_cells, enc_off = lab.encode(_t(boxes), s)
     return {"decoded": _np(decoded, "decode"), "round_trip": _np(lab.decode(enc_cells, enc_off, s), "decode")}
-
-
-def _targets_np(boxes: np.ndarray, labels: np.ndarray, index: np.ndarray, n: int, grid: int, stride: float,
-                rule: str = "larger") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    cells, _ = _encode_np(boxes, stride)
-    obj, cls, tbox = np.zeros((n, grid, grid)), np.full((n, grid, grid), -1.0), np.zeros((n, grid, grid, 4))
-    order = {"larger": sorted(range(len(boxes)), key=lambda k: (_area_np(boxes)[k], -k)),
-             "last": list(range(len(boxes))), "first": list(range(len(boxes)))[::-1]}[rule]
-    for k in order:
-        r, c = int(cells[k, 0]), int(cells[k, 1])
-        obj[index[k], r, c], cls[index[k], r, c], tbox[index[k], r, c] = 1, labels[k], boxes[k]
-    return obj, cls, tbox
 
 
 def targets_inputs(n: int, grid: int, stride: int, m: int):
@@ -377,11 +291,6 @@ def targets_inputs(n: int, grid: int, stride: int, m: int):
     return make
 
 
-def _tgt(rule: str, which: int):
-    return lambda i, e: _targets_np(i["boxes"], i["labels"], i["image_index"], int(i["n_images"]),
-                                    int(i["grid"]), float(i["stride"]), rule)[which]
-
-
 @LAB.case(points=5, inputs=targets_inputs(3, 8, 8, 10),
           hidden_inputs=(targets_inputs(1, 4, 16, 5), targets_inputs(2, 8, 8, 4)), checks=[
     Close("obj", "build_targets: obj (1 at responsible cells)", exact=True, mistakes=(
@@ -389,15 +298,16 @@ def _tgt(rule: str, which: int):
                 lambda i, e: np.swapaxes(e["obj"], 1, 2)),)),
     Close("cls", "build_targets: cls (class at responsible cells, -1 elsewhere)", exact=True, mistakes=(
         Mistake("when two boxes share a cell, the later box wins; the rule is: the larger area, "
-                "then the lower index", _tgt("last", 1)),
+                "then the lower index", instructor("targets.last.cls")),
         Mistake("when two boxes share a cell, the first box wins regardless of area; the rule is: "
-                "the larger area, then the lower index", _tgt("first", 1)),
+                "the larger area, then the lower index", instructor("targets.first.cls")),
         Mistake("the grid indexed [col, row] instead of [row, col]",
                 lambda i, e: np.swapaxes(e["cls"], 1, 2)),)),
     Close("tbox", "build_targets: tbox (the assigned box, xyxy)", mistakes=(
         Mistake("when two boxes share a cell, the later box wins; the rule is: the larger area, "
-                "then the lower index", _tgt("last", 2)),
-        Mistake("when two boxes share a cell, the first box wins regardless of area", _tgt("first", 2)),)),
+                "then the lower index", instructor("targets.last.tbox")),
+        Mistake("when two boxes share a cell, the first box wins regardless of area",
+                instructor("targets.first.tbox")),)),
 ])
 def build_targets_assignment(lab, boxes, labels, image_index, n_images, grid, stride):
     """build_targets on 3 canvases, with two boxes sharing a cell (larger wins) and an equal-area pair."""
@@ -411,19 +321,15 @@ def build_targets_assignment(lab, boxes, labels, image_index, n_images, grid, st
 
 
 def _nms_mistakes(key: str = "keep") -> tuple[Mistake, ...]:
-    thr = lambda i: float(i["iou_threshold"])  # noqa: E731
     return (
-        Mistake("the boxes are visited in index order, not by decreasing score",
-                lambda i, e: _nms_variant(i["boxes"], i["scores"], thr(i), by_score=False)),
+        Mistake("the boxes are visited in index order, not by decreasing score", instructor("nms.index_order")),
         Mistake("a box is suppressed when IoU >= threshold; it is kept when IoU <= threshold "
-                "(suppressed only when IoU > threshold)",
-                lambda i, e: _nms_variant(i["boxes"], i["scores"], thr(i), suppress=lambda iou, t: iou >= t)),
+                "(suppressed only when IoU > threshold)", instructor("nms.ge")),
         Mistake("the comparison is reversed: boxes that overlap LESS than the threshold are suppressed",
-                lambda i, e: _nms_variant(i["boxes"], i["scores"], thr(i), suppress=lambda iou, t: iou <= t)),
+                instructor("nms.reversed")),
         Mistake("the kept indices are returned in index order; return them in the order they were "
                 "kept (by decreasing score)", lambda i, e: np.sort(e[key])),
-        Mistake("boxes are visited by INCREASING score", lambda i, e: _nms_variant(
-            i["boxes"], -i["scores"], thr(i))),
+        Mistake("boxes are visited by INCREASING score", instructor("nms.increasing")),
     )
 
 
@@ -479,11 +385,9 @@ def batched_inputs(m: int, clusters: int, n_classes: int, thr: float):
           hidden_inputs=(batched_inputs(9, 2, 2, 0.4), batched_inputs(35, 5, 6, 0.6)), checks=[
     Close("keep", "batched_nms: the kept indices, by decreasing score", exact=True, mistakes=(
         Mistake("the categories are ignored (plain nms over every box): boxes of different "
-                "categories must never suppress each other",
-                lambda i, e: _nms_variant(i["boxes"], i["scores"], float(i["iou_threshold"]))),
+                "categories must never suppress each other", instructor("batched.no_categories")),
         Mistake("the kept indices are grouped by category; return them sorted by decreasing score",
-                lambda i, e: _batched_variant(i["boxes"], i["scores"], i["idxs"], float(i["iou_threshold"]),
-                                              sort=False)),
+                instructor("batched.grouped")),
         Mistake("the kept indices are returned in index order; sort them by decreasing score",
                 lambda i, e: np.sort(e["keep"])),
     )),
@@ -495,41 +399,6 @@ def batched_nms_categories(lab, boxes, scores, idxs, iou_threshold):
 
 
 # ----------------------------------------------------------------------------- GIoU loss
-
-
-def _giou_np(p: np.ndarray, t: np.ndarray, enclosing: bool = True, clamp: bool = True) -> np.ndarray:
-    """1 - GIoU row by row, with switchable mistakes (for naming them)."""
-    if not enclosing:
-        return 1.0 - np.diag(_iou_variant(p, t))
-    wh = np.minimum(p[:, 2:], t[:, 2:]) - np.maximum(p[:, :2], t[:, :2])
-    inter = (np.clip(wh, 0, None) if clamp else wh).prod(1)
-    union = _area_np(p) + _area_np(t) - inter
-    c = (np.maximum(p[:, 2:], t[:, 2:]) - np.minimum(p[:, :2], t[:, :2])).prod(1)
-    return 2.0 - inter / union - union / c
-
-
-def _giou_grad_np(p: np.ndarray, t: np.ndarray, g: np.ndarray, *, mask: bool = True,
-                  enclosing: bool = True) -> np.ndarray:
-    """A hand-written GIoU-loss gradient with switchable mistakes (for naming them)."""
-    iw = np.minimum(p[:, 2], t[:, 2]) - np.maximum(p[:, 0], t[:, 0])
-    ih = np.minimum(p[:, 3], t[:, 3]) - np.maximum(p[:, 1], t[:, 1])
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    union = _area_np(p) + _area_np(t) - inter
-    cw = np.maximum(p[:, 2], t[:, 2]) - np.minimum(p[:, 0], t[:, 0])
-    ch = np.maximum(p[:, 3], t[:, 3]) - np.minimum(p[:, 1], t[:, 1])
-    big_c = cw * ch
-    d_c = g * union / big_c**2 if enclosing else 0 * g  # enclosing=False: C treated as a constant
-    d_union = g * inter / union**2 - g / big_c
-    d_inter = -g / union - d_union
-    m_w, m_h = (iw > 0, ih > 0) if mask else (True, True)
-    d_iw, d_ih = d_inter * np.clip(ih, 0, None) * m_w, d_inter * np.clip(iw, 0, None) * m_h
-    d_cw, d_ch = d_c * ch, d_c * cw
-    w, h = p[:, 2] - p[:, 0], p[:, 3] - p[:, 1]
-    dx1 = -d_union * h - d_iw * (p[:, 0] > t[:, 0]) - d_cw * (p[:, 0] < t[:, 0])
-    dx2 = d_union * h + d_iw * (p[:, 2] < t[:, 2]) + d_cw * (p[:, 2] > t[:, 2])
-    dy1 = -d_union * w - d_ih * (p[:, 1] > t[:, 1]) - d_ch * (p[:, 1] < t[:, 1])
-    dy2 = d_union * w + d_ih * (p[:, 3] < t[:, 3]) + d_ch * (p[:, 3] > t[:, 3])
-    return np.stack([dx1, dy1, dx2, dy2], 1)
 
 
 def giou_pairs(m: int):
@@ -565,11 +434,9 @@ def _giou_call(lab: Any, pred: np.ndarray, target: np.ndarray) -> Any:
 @LAB.case(points=4, inputs=giou_pairs(9), hidden_inputs=(giou_pairs(1), giou_pairs(14)), checks=[
     Close("loss", "GIoULoss.forward: 1 - GIoU per pair", mistakes=(
         Mistake("1 - IoU: the enclosing-box term (area(C) - union) / area(C) is missing",
-                lambda i, e: _giou_np(i["pred"], i["target"], enclosing=False)),
-        Mistake("GIoU itself instead of the loss 1 - GIoU",
-                lambda i, e: 1.0 - _giou_np(i["pred"], i["target"])),
-        Mistake("the intersection is not clamped at 0 for disjoint boxes",
-                lambda i, e: _giou_np(i["pred"], i["target"], clamp=False)),
+                instructor("giou.no_enclosing")),
+        Mistake("GIoU itself instead of the loss 1 - GIoU", instructor("giou.giou_itself")),
+        Mistake("the intersection is not clamped at 0 for disjoint boxes", instructor("giou.no_clamp")),
     )),
 ])
 def giou_forward(lab, pred, target):
@@ -584,14 +451,12 @@ def giou_forward(lab, pred, target):
     GradCheck("dpred", "dpred_numeric", "GIoULoss.backward: dL/dpred"),
     Close("dpred", "GIoULoss.backward: dL/dpred", mistakes=(
         Mistake("the intersection's gradient is not masked where its width or height is clamped at 0 "
-                "(disjoint boxes: the intersection is constant there)",
-                lambda i, e: _giou_grad_np(i["pred"], i["target"], i["upstream"], mask=False)),
+                "(disjoint boxes: the intersection is constant there)", instructor("giou_grad.no_mask")),
         Mistake("the enclosing box C is treated as a constant (its gradient is missing)",
-                lambda i, e: _giou_grad_np(i["pred"], i["target"], i["upstream"], enclosing=False)),
-        Mistake("grad_output is ignored (multiply by the upstream gradient)",
-                lambda i, e: _giou_grad_np(i["pred"], i["target"], np.ones_like(i["upstream"]))),
+                instructor("giou_grad.c_constant")),
+        Mistake("grad_output is ignored (multiply by the upstream gradient)", instructor("giou_grad.no_upstream")),
         Mistake("the gradient is summed over the batch (grad_output.sum()) instead of row by row",
-                lambda i, e: _giou_grad_np(i["pred"], i["target"], np.full_like(i["upstream"], i["upstream"].sum()))),
+                instructor("giou_grad.summed_upstream")),
     )),
 ])
 def giou_backward(lab, pred, target, upstream):
@@ -605,14 +470,15 @@ def giou_backward(lab, pred, target, upstream):
         raise ConventionError(f"giou_loss must return a tensor of shape ({len(pred)},), one loss per pair; "
                               f"got {getattr(loss, 'shape', type(loss).__name__)}")
     loss.backward(_t(upstream))
-    if p.grad is None:
+    dpred = p.grad
+    if dpred is None:
         raise ConventionError("GIoULoss.backward gave no gradient for pred (does backward return (dpred, None)?)")
 
     def forward(x: np.ndarray) -> float:
         with tt.no_grad():
             return float((lab.giou_loss(_t(x), _t(target)) * _t(upstream)).sum())
 
-    return {"custom_function": np.array(custom), "dpred": _np(p.grad, "GIoULoss.backward"),
+    return {"custom_function": np.array(custom), "dpred": _np(dpred, "GIoULoss.backward"),
             "dpred_numeric": numerical_gradient(forward, pred)}
 
 
@@ -638,33 +504,11 @@ def loss_inputs(n: int, grid: int, positives: int):
     return make
 
 
-def _loss_np(i: Arrays, obj_mean: bool = False, box_weight: float = 2.0) -> float:
-    """The detection loss in NumPy (for naming mistakes): see detection_loss's docstring."""
-    raw, obj, cls, tbox = i["raw"], i["obj"], i["cls"], i["tbox"]
-    n, g = raw.shape[0], raw.shape[-1]
-    z = raw[:, 0]
-    bce = np.maximum(z, 0) - z * obj + np.log1p(np.exp(-np.abs(z)))
-    loss = bce.mean() if obj_mean else bce.sum() / n
-    pos = obj > 0.5
-    if pos.any():
-        logits = np.moveaxis(raw[:, 5:], 1, -1)[pos]
-        lse = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1)
-        loss += float(np.mean(lse - logits[np.arange(len(logits)), cls[pos]]))
-        rows, cols = np.meshgrid(np.arange(g), np.arange(g), indexing="ij")
-        sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
-        off = np.stack([sig(raw[:, 1]), sig(raw[:, 2]), np.clip(raw[:, 3], -4, 4), np.clip(raw[:, 4], -4, 4)], -1)
-        cells = np.broadcast_to(np.stack([rows, cols], -1), (n, g, g, 2))
-        boxes = _decode_np(cells, off, 8.0)[pos]
-        loss += box_weight * float(np.mean(_giou_np(boxes, tbox[pos])))
-    return loss
-
-
 @LAB.case(points=8, inputs=loss_inputs(2, 3, 2), hidden_inputs=(loss_inputs(1, 2, 1), loss_inputs(3, 3, 3)), checks=[
     Close("loss", "detection_loss: the scalar loss", mistakes=(
         Mistake("the objectness BCE is averaged over all cells; it is summed over the cells and "
-                "divided by the number of canvases N", lambda i, e: np.array(_loss_np(i, obj_mean=True))),
-        Mistake("the GIoU term is not multiplied by box_weight (2.0)",
-                lambda i, e: np.array(_loss_np(i, box_weight=1.0))),
+                "divided by the number of canvases N", instructor("loss.obj_mean")),
+        Mistake("the GIoU term is not multiplied by box_weight (2.0)", instructor("loss.no_box_weight")),
     )),
     GradCheck("draw", "draw_numeric", "detection_loss: dL/d(head output)"),
     Close("draw", "detection_loss: dL/d(head output) by autograd through your loss"),
@@ -689,18 +533,6 @@ def detection_loss_gradient(lab, raw, obj, cls, tbox):
 # ----------------------------------------------------------------------------- mAP
 
 
-def _ap_np(tp: np.ndarray, n_gt: int, mode: str = "all") -> float:
-    tp = tp.astype(float)
-    ctp = np.cumsum(tp)
-    recall, precision = ctp / n_gt, ctp / np.arange(1, len(tp) + 1)
-    if mode == "raw":
-        return float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision))
-    if mode == "11":
-        return float(np.mean([precision[recall >= r].max() if (recall >= r).any() else 0.0
-                              for r in np.linspace(0, 1, 11)]))
-    return dd.average_precision(tp, n_gt)
-
-
 def ap_inputs(s: int, k: int):
     def make(rng: np.random.Generator) -> Arrays:
         tp = (rng.uniform(size=(s, k)) < rng.uniform(0.2, 0.9, size=(s, 1))).astype(np.float64)
@@ -714,12 +546,11 @@ def ap_inputs(s: int, k: int):
 @LAB.case(points=4, inputs=ap_inputs(6, 12), hidden_inputs=(ap_inputs(1, 1), ap_inputs(4, 30)), checks=[
     Close("ap", "average_precision of 0/1 sequences (VOC all-point interpolation)", mistakes=(
         Mistake("no interpolation: the raw precision at each recall step, not the best precision at "
-                "any recall >= it (the envelope)",
-                lambda i, e: np.array([_ap_np(t, int(n), "raw") for t, n in zip(i["tp"], i["n_gt"], strict=True)])),
+                "any recall >= it (the envelope)", instructor("ap.raw")),
         Mistake("11-point interpolation (VOC 2007); the lab uses all-point interpolation",
-                lambda i, e: np.array([_ap_np(t, int(n), "11") for t, n in zip(i["tp"], i["n_gt"], strict=True)])),
+                instructor("ap.eleven_point")),
         Mistake("recall divided by the number of detections instead of the number of ground-truth boxes",
-                lambda i, e: np.array([dd.average_precision(t, len(t)) for t in i["tp"]])),
+                instructor("ap.by_detections")),
     )),
 ])
 def average_precision_interpolation(lab, tp, n_gt):
@@ -729,30 +560,6 @@ def average_precision_interpolation(lab, tp, n_gt):
         value = lab.average_precision(_t(t), int(n))
         out.append(float(value.item() if hasattr(value, "item") else value))
     return {"ap": np.array(out)}
-
-
-def _map_variant(i: Arrays, *, rematch: bool = False, ignore_class: bool = False) -> np.ndarray:
-    aps = []
-    labels = np.zeros_like(i["labels"]) if ignore_class else i["labels"]
-    for c in range(int(i["num_classes"])):
-        gt = i["gt_labels"] == c
-        if not gt.any():
-            aps.append(-1.0)
-            continue
-        det = (labels == c) if not ignore_class else np.ones(len(labels), bool)
-        b, s, idx = i["boxes"][det], i["scores"][det], i["image_index"][det]
-        order = np.argsort(-s, kind="stable")
-        used = np.zeros(int(gt.sum()), bool)
-        tp = np.zeros(len(order))
-        for r, d in enumerate(order):
-            cand = np.flatnonzero((i["gt_index"][gt] == idx[d]) & (rematch | ~used))
-            if len(cand):
-                ious = dd.box_iou(b[d:d + 1], i["gt_boxes"][gt][cand])[0]
-                if ious.max() >= 0.5:
-                    used[cand[int(np.argmax(ious))]] = True
-                    tp[r] = 1
-        aps.append(dd.average_precision(tp, int(gt.sum())))
-    return np.array(aps)
 
 
 def map_inputs(n_images: int, n_classes: int):
@@ -780,22 +587,17 @@ def map_inputs(n_images: int, n_classes: int):
     return make
 
 
-def _map_of(aps: np.ndarray) -> np.ndarray:
-    valid = aps >= 0
-    return np.array(aps[valid].mean() if valid.any() else 0.0)
-
-
 @LAB.case(points=5, inputs=map_inputs(8, 5), hidden_inputs=(map_inputs(1, 3), map_inputs(12, 6)), checks=[
     Close("ap_per_class", "mean_average_precision: AP per class (-1 here for a class without ground truth)",
           mistakes=(
               Mistake("a ground-truth box is matched more than once: a duplicate detection of a "
-                      "matched object is a false positive", lambda i, e: _map_variant(i, rematch=True)),
+                      "matched object is a false positive", instructor("map_ap.rematch")),
               Mistake("the class is ignored when matching detections to ground truth",
-                      lambda i, e: _map_variant(i, ignore_class=True)),
+                      instructor("map_ap.ignore_class")),
           )),
     Close("map", "mean_average_precision: mAP@0.5 (mean over classes with ground truth)", mistakes=(
         Mistake("a ground-truth box is matched more than once: a duplicate detection of a matched "
-                "object is a false positive", lambda i, e: _map_of(_map_variant(i, rematch=True))),
+                "object is a false positive", instructor("map.rematch")),
         Mistake("classes without ground truth count as AP 0 in the mean; leave them out",
                 lambda i, e: np.array(np.where(e["ap_per_class"] < 0, 0.0, e["ap_per_class"]).mean())),
     )),
@@ -818,16 +620,28 @@ def localizer_inputs(rng: np.random.Generator) -> Arrays:
             "test_images": test.images, "test_boxes": test.boxes, "test_labels": test.labels}
 
 
-def _localizer_score(i: Arrays, o: dict[str, np.ndarray]) -> float:
+# The training cases are scored with the lab's own metric functions, taken from ``metrics``: the
+# reference package in grading (the grader's metric), the student's own package in a local run of
+# a release (see grader/case.py, Metric.scored_by). Nothing here re-implements them.
+
+
+def _paired_iou(metrics: Any, i: Arrays, o: dict[str, np.ndarray]) -> np.ndarray:
+    """IoU of each canvas's predicted box with its true box, by ``metrics.box_iou``."""
     boxes, labels = o["pred_boxes"].astype(np.float64), o["pred_labels"]
     if boxes.shape != i["test_boxes"].shape or labels.shape != i["test_labels"].shape:
         raise ValueError(f"expected boxes {i['test_boxes'].shape} and labels {i['test_labels'].shape}, "
                          f"got {boxes.shape} and {labels.shape}")
-    return dd.localization_accuracy(boxes, labels, i["test_boxes"], i["test_labels"])
+    return np.diag(_np(metrics.box_iou(_t(boxes), _t(i["test_boxes"])), "box_iou")).astype(np.float64)
 
 
-def _localizer_detail(i: Arrays, o: dict[str, np.ndarray]) -> str:
-    iou = np.diag(dd.box_iou(o["pred_boxes"].astype(np.float64), i["test_boxes"]))
+def _localizer_score(metrics: Any, i: Arrays, o: dict[str, np.ndarray]) -> float:
+    """Part A's accuracy: a canvas counts when its box has IoU >= 0.5 and its class is right."""
+    iou = _paired_iou(metrics, i, o)
+    return float(np.mean((iou >= 0.5) & (o["pred_labels"] == i["test_labels"])))
+
+
+def _localizer_detail(metrics: Any, i: Arrays, o: dict[str, np.ndarray]) -> str:
+    iou = _paired_iou(metrics, i, o)
     return (f"class right on {np.mean(o['pred_labels'] == i['test_labels']):.4f} of the canvases, "
             f"IoU >= 0.5 on {np.mean(iou >= 0.5):.4f} (mean IoU {iou.mean():.3f})")
 
@@ -836,7 +650,8 @@ def _localizer_detail(i: Arrays, o: dict[str, np.ndarray]) -> str:
           timeout=600, slow=True, checks=[
     Metric("pred_boxes", _localizer_score, LOCALIZER_THRESHOLD,
            "part A: fit_localizer + predict_localizer, accuracy (IoU >= 0.5 and class right) on "
-           f"{N_TEST_A} held-out canvases", reference=LOCALIZER_REFERENCE, describe=_localizer_detail),
+           f"{N_TEST_A} held-out canvases", reference=LOCALIZER_REFERENCE, describe=_localizer_detail,
+           scored_by="box_iou"),
 ])
 def localizer_accuracy(lab, train_images, train_boxes, train_labels, test_images):
     """Part A: train your localizer (provided loop, one torch thread) and localize held-out digits."""
@@ -855,23 +670,26 @@ def detector_inputs(rng: np.random.Generator) -> Arrays:
             "test_labels": test.labels, "test_index": test.image_index}
 
 
-def _detector_map(i: Arrays, o: dict[str, np.ndarray]) -> tuple[float, np.ndarray]:
+def _detector_map(metrics: Any, i: Arrays, o: dict[str, np.ndarray]) -> tuple[float, np.ndarray]:
+    """(mAP@0.5, AP per digit) of the detections, by ``metrics.mean_average_precision``."""
     boxes = o["det_boxes"].astype(np.float64).reshape(-1, 4)
     n = len(boxes)
     for key in ("det_scores", "det_labels", "det_index"):
         if o[key].shape != (n,):
             raise ValueError(f"{key} has shape {o[key].shape}, expected ({n},)")
-    return dd.mean_average_precision(boxes, o["det_scores"].astype(np.float64), o["det_labels"], o["det_index"],
-                                     i["test_boxes"], i["test_labels"], i["test_index"])
+    m, aps = metrics.mean_average_precision(
+        _t(boxes), _t(o["det_scores"].astype(np.float64)), _t(o["det_labels"]), _t(o["det_index"]),
+        _t(i["test_boxes"]), _t(i["test_labels"]), _t(i["test_index"]), 0.5, 10)
+    return float(m), _np(aps, "mean_average_precision (AP per class)").astype(np.float64).reshape(-1)
 
 
 @LAB.case(points=12, inputs=detector_inputs, private=["test_boxes", "test_labels", "test_index"], hidden=False,
           timeout=600, slow=True, checks=[
-    Metric("det_boxes", lambda i, o: _detector_map(i, o)[0], DETECTOR_THRESHOLD,
+    Metric("det_boxes", lambda m, i, o: _detector_map(m, i, o)[0], DETECTOR_THRESHOLD,
            f"part B: fit_detector + detect, mAP@0.5 on {N_TEST_B} held-out canvases (1-4 digits each)",
-           reference=DETECTOR_REFERENCE,
-           describe=lambda i, o: "AP per digit: " + " ".join(
-               f"{c}:{a:.2f}" for c, a in enumerate(_detector_map(i, o)[1]))
+           reference=DETECTOR_REFERENCE, scored_by="mean_average_precision",
+           describe=lambda m, i, o: "AP per digit: " + " ".join(
+               f"{c}:{a:.2f}" for c, a in enumerate(_detector_map(m, i, o)[1]))
            + f"; {len(o['det_scores'])} detections for {len(i['test_boxes'])} digits"),
 ])
 def detector_map(lab, train_images, train_boxes, train_labels, train_index, test_images):

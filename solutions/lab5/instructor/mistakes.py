@@ -1,0 +1,266 @@
+"""Lab 5's known-mistake predictors: instructor-only (they hold the solution's math).
+
+``tests/lab5/cases.py`` names these by key (``Mistake(description, instructor(key))``); each is a
+plain function ``(inputs, expected) -> array`` giving what an implementation with that bug outputs
+for the checked array. They run in the grading process only: ``gradelab fixtures lab5`` stores
+their predictions for the public seeds, isolated grading computes them for hidden variants
+(grader/fixtures.py). This folder is never released (grader/stubs.py: release rule).
+
+Keys: ``<what>.<bug>`` (and ``.<output>`` where one bug shows in several outputs), e.g.
+``iou.no_clamp`` or ``targets.last.cls``. Everything here is NumPy in float64, independent of the
+reference's PyTorch code, so a prediction never depends on the code it judges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+Arrays = dict[str, np.ndarray]
+Predictor = Callable[[Arrays, Arrays], np.ndarray]
+
+# ----------------------------------------------------------------------------- boxes and IoU
+
+
+def _area(b: np.ndarray) -> np.ndarray:
+    return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+
+
+def _iou(a: np.ndarray, b: np.ndarray, *, clamp: bool = True, subtract: bool = True,
+         plus_one: float = 0.0) -> np.ndarray:
+    """Pairwise IoU (A, 4) x (B, 4) -> (A, B), 0 where the union is 0, with switchable mistakes."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = rb - lt + plus_one
+    if clamp:
+        wh = np.clip(wh, 0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    area = lambda x: (x[:, 2] - x[:, 0] + plus_one) * (x[:, 3] - x[:, 1] + plus_one)  # noqa: E731
+    union = area(a)[:, None] + area(b)[None, :] - (inter if subtract else 0.0)
+    with np.errstate(all="ignore"):
+        return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def _xywh(b: np.ndarray) -> np.ndarray:
+    """What a box (x, y, w, h) would be as xyxy: the bug of reading xyxy as xywh."""
+    return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
+
+
+def _to_cxcywh(b: np.ndarray) -> np.ndarray:
+    return np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1)
+
+
+# ----------------------------------------------------------------------------- the head's coding
+
+
+def _encode(boxes: np.ndarray, stride: float) -> tuple[np.ndarray, np.ndarray]:
+    c = _to_cxcywh(boxes)
+    col, row = np.floor(c[:, 0] / stride), np.floor(c[:, 1] / stride)
+    off = np.stack([c[:, 0] / stride - col, c[:, 1] / stride - row,
+                    np.log(c[:, 2] / stride), np.log(c[:, 3] / stride)], 1)
+    return np.stack([row, col], 1), off
+
+
+def _decode(cells: np.ndarray, off: np.ndarray, stride: float, swap: bool = False, exp: bool = True) -> np.ndarray:
+    row, col = (cells[..., 1], cells[..., 0]) if swap else (cells[..., 0], cells[..., 1])
+    cx, cy = (col + off[..., 0]) * stride, (row + off[..., 1]) * stride
+    size = np.exp(off[..., 2:]) if exp else off[..., 2:]
+    w, h = stride * size[..., 0], stride * size[..., 1]
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
+
+
+def _targets(i: Arrays, rule: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """build_targets' (obj, cls, tbox) where a shared cell goes to the ``rule`` box."""
+    boxes, labels, index = i["boxes"], i["labels"], i["image_index"]
+    n, grid = int(i["n_images"]), int(i["grid"])
+    cells, _ = _encode(boxes, float(i["stride"]))
+    obj, cls, tbox = np.zeros((n, grid, grid)), np.full((n, grid, grid), -1.0), np.zeros((n, grid, grid, 4))
+    order = {"larger": sorted(range(len(boxes)), key=lambda k: (_area(boxes)[k], -k)),
+             "last": list(range(len(boxes))), "first": list(range(len(boxes)))[::-1]}[rule]
+    for k in order:  # later writes win
+        r, c = int(cells[k, 0]), int(cells[k, 1])
+        obj[index[k], r, c], cls[index[k], r, c], tbox[index[k], r, c] = 1, labels[k], boxes[k]
+    return obj, cls, tbox
+
+
+# ----------------------------------------------------------------------------- NMS
+
+
+def _nms(boxes: np.ndarray, scores: np.ndarray, thr: float, *, by_score: bool = True,
+         suppress: Callable[[np.ndarray, float], np.ndarray] = lambda iou, t: iou > t) -> np.ndarray:
+    """Greedy NMS with switchable mistakes: visiting order and suppression rule."""
+    order = np.argsort(-scores, kind="stable") if by_score else np.arange(len(boxes))
+    iou = _iou(boxes, boxes)
+    keep, dead = [], np.zeros(len(boxes), dtype=bool)
+    for k in order:
+        if dead[k]:
+            continue
+        keep.append(int(k))
+        dead |= suppress(iou[k], thr)
+        dead[k] = True
+    return np.array(keep, dtype=np.int64)
+
+
+def _batched_grouped(boxes: np.ndarray, scores: np.ndarray, idxs: np.ndarray, thr: float) -> np.ndarray:
+    """batched_nms whose kept indices stay grouped by category (not sorted by score)."""
+    kept: list[int] = []
+    for c in np.unique(idxs):
+        members = np.flatnonzero(idxs == c)
+        kept += members[_nms(boxes[members], scores[members], thr)].tolist()
+    return np.array(kept, dtype=np.int64)
+
+
+# ----------------------------------------------------------------------------- GIoU loss
+
+
+def _giou_loss(p: np.ndarray, t: np.ndarray, enclosing: bool = True, clamp: bool = True) -> np.ndarray:
+    """1 - GIoU row by row, with switchable mistakes."""
+    if not enclosing:
+        return 1.0 - np.diag(_iou(p, t))
+    wh = np.minimum(p[:, 2:], t[:, 2:]) - np.maximum(p[:, :2], t[:, :2])
+    inter = (np.clip(wh, 0, None) if clamp else wh).prod(1)
+    union = _area(p) + _area(t) - inter
+    c = (np.maximum(p[:, 2:], t[:, 2:]) - np.minimum(p[:, :2], t[:, :2])).prod(1)
+    return 2.0 - inter / union - union / c
+
+
+def _giou_grad(p: np.ndarray, t: np.ndarray, g: np.ndarray, *, mask: bool = True,
+               enclosing: bool = True) -> np.ndarray:
+    """The GIoU loss's gradient w.r.t. p, by hand, with switchable mistakes."""
+    iw = np.minimum(p[:, 2], t[:, 2]) - np.maximum(p[:, 0], t[:, 0])
+    ih = np.minimum(p[:, 3], t[:, 3]) - np.maximum(p[:, 1], t[:, 1])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    union = _area(p) + _area(t) - inter
+    cw = np.maximum(p[:, 2], t[:, 2]) - np.minimum(p[:, 0], t[:, 0])
+    ch = np.maximum(p[:, 3], t[:, 3]) - np.minimum(p[:, 1], t[:, 1])
+    big_c = cw * ch
+    d_c = g * union / big_c**2 if enclosing else 0 * g  # enclosing=False: C treated as a constant
+    d_union = g * inter / union**2 - g / big_c
+    d_inter = -g / union - d_union
+    m_w, m_h = (iw > 0, ih > 0) if mask else (True, True)
+    d_iw, d_ih = d_inter * np.clip(ih, 0, None) * m_w, d_inter * np.clip(iw, 0, None) * m_h
+    d_cw, d_ch = d_c * ch, d_c * cw
+    w, h = p[:, 2] - p[:, 0], p[:, 3] - p[:, 1]
+    dx1 = -d_union * h - d_iw * (p[:, 0] > t[:, 0]) - d_cw * (p[:, 0] < t[:, 0])
+    dx2 = d_union * h + d_iw * (p[:, 2] < t[:, 2]) + d_cw * (p[:, 2] > t[:, 2])
+    dy1 = -d_union * w - d_ih * (p[:, 1] > t[:, 1]) - d_ch * (p[:, 1] < t[:, 1])
+    dy2 = d_union * w + d_ih * (p[:, 3] < t[:, 3]) + d_ch * (p[:, 3] > t[:, 3])
+    return np.stack([dx1, dy1, dx2, dy2], 1)
+
+
+# ----------------------------------------------------------------------------- the detection loss
+
+
+def _detection_loss(i: Arrays, obj_mean: bool = False, box_weight: float = 2.0) -> np.ndarray:
+    """The detection loss (see detection_loss's docstring), with switchable mistakes."""
+    raw, obj, cls, tbox = i["raw"], i["obj"], i["cls"], i["tbox"]
+    n, g = raw.shape[0], raw.shape[-1]
+    z = raw[:, 0]
+    bce = np.maximum(z, 0) - z * obj + np.log1p(np.exp(-np.abs(z)))
+    loss = bce.mean() if obj_mean else bce.sum() / n
+    pos = obj > 0.5
+    if pos.any():
+        logits = np.moveaxis(raw[:, 5:], 1, -1)[pos]
+        lse = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1)
+        loss += float(np.mean(lse - logits[np.arange(len(logits)), cls[pos]]))
+        rows, cols = np.meshgrid(np.arange(g), np.arange(g), indexing="ij")
+        sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+        off = np.stack([sig(raw[:, 1]), sig(raw[:, 2]), np.clip(raw[:, 3], -4, 4), np.clip(raw[:, 4], -4, 4)], -1)
+        cells = np.broadcast_to(np.stack([rows, cols], -1), (n, g, g, 2))
+        boxes = _decode(cells, off, 8.0)[pos]
+        loss += box_weight * float(np.mean(_giou_loss(boxes, tbox[pos])))
+    return np.array(loss)
+
+
+# ----------------------------------------------------------------------------- AP and mAP
+
+
+def _ap(tp: np.ndarray, n_gt: int, mode: str = "all") -> float:
+    """AP of one class: all-point interpolation, none ("raw"), or 11-point ("11")."""
+    tp = np.asarray(tp, dtype=np.float64)
+    ctp = np.cumsum(tp)
+    recall, precision = ctp / n_gt, ctp / np.arange(1, len(tp) + 1)
+    if mode == "raw":
+        return float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision))
+    if mode == "11":
+        return float(np.mean([precision[recall >= r].max() if (recall >= r).any() else 0.0
+                              for r in np.linspace(0, 1, 11)]))
+    envelope = np.maximum.accumulate(np.concatenate([precision, [0.0]])[::-1])[::-1]
+    steps = np.diff(np.concatenate([[0.0], recall]))
+    return float(np.sum(steps * envelope[:-1]))
+
+
+def _aps(i: Arrays, mode: str) -> np.ndarray:
+    return np.array([_ap(t, int(n), mode) for t, n in zip(i["tp"], i["n_gt"], strict=True)])
+
+
+def _map_aps(i: Arrays, *, rematch: bool = False, ignore_class: bool = False) -> np.ndarray:
+    """AP per class (-1 without ground truth) under greedy matching, with switchable mistakes."""
+    aps = []
+    labels = np.zeros_like(i["labels"]) if ignore_class else i["labels"]
+    for c in range(int(i["num_classes"])):
+        gt = i["gt_labels"] == c
+        if not gt.any():
+            aps.append(-1.0)
+            continue
+        det = (labels == c) if not ignore_class else np.ones(len(labels), bool)
+        b, s, idx = i["boxes"][det], i["scores"][det], i["image_index"][det]
+        order = np.argsort(-s, kind="stable")
+        used = np.zeros(int(gt.sum()), bool)
+        tp = np.zeros(len(order))
+        for r, d in enumerate(order):
+            cand = np.flatnonzero((i["gt_index"][gt] == idx[d]) & (rematch | ~used))
+            if len(cand):
+                ious = _iou(b[d:d + 1], i["gt_boxes"][gt][cand])[0]
+                if ious.max() >= 0.5:
+                    used[cand[int(np.argmax(ious))]] = True
+                    tp[r] = 1
+        aps.append(_ap(tp, int(gt.sum())))
+    return np.array(aps)
+
+
+def _mean_of(aps: np.ndarray) -> np.ndarray:
+    valid = aps >= 0
+    return np.array(aps[valid].mean() if valid.any() else 0.0)
+
+
+# ----------------------------------------------------------------------------- the table
+
+_THR = lambda i: float(i["iou_threshold"])  # noqa: E731
+_STRIDE = lambda i: float(i["stride"])  # noqa: E731
+
+PREDICTORS: dict[str, Predictor] = {
+    "iou.no_clamp": lambda i, e: _iou(i["a"], i["b"], clamp=False),
+    "iou.no_subtract": lambda i, e: _iou(i["a"], i["b"], subtract=False),
+    "iou.xywh": lambda i, e: _iou(_xywh(i["a"]), _xywh(i["b"])),
+    "iou.plus_one": lambda i, e: _iou(i["a"], i["b"], plus_one=1.0),
+    "decode.swap": lambda i, e: _decode(i["cells"], i["offsets"], _STRIDE(i), swap=True),
+    "decode.no_exp": lambda i, e: _decode(i["cells"], i["offsets"], _STRIDE(i), exp=False),
+    "targets.last.cls": lambda i, e: _targets(i, "last")[1],
+    "targets.first.cls": lambda i, e: _targets(i, "first")[1],
+    "targets.last.tbox": lambda i, e: _targets(i, "last")[2],
+    "targets.first.tbox": lambda i, e: _targets(i, "first")[2],
+    "nms.index_order": lambda i, e: _nms(i["boxes"], i["scores"], _THR(i), by_score=False),
+    "nms.ge": lambda i, e: _nms(i["boxes"], i["scores"], _THR(i), suppress=lambda iou, t: iou >= t),
+    "nms.reversed": lambda i, e: _nms(i["boxes"], i["scores"], _THR(i), suppress=lambda iou, t: iou <= t),
+    "nms.increasing": lambda i, e: _nms(i["boxes"], -i["scores"], _THR(i)),
+    "batched.no_categories": lambda i, e: _nms(i["boxes"], i["scores"], _THR(i)),
+    "batched.grouped": lambda i, e: _batched_grouped(i["boxes"], i["scores"], i["idxs"], _THR(i)),
+    "giou.no_enclosing": lambda i, e: _giou_loss(i["pred"], i["target"], enclosing=False),
+    "giou.giou_itself": lambda i, e: 1.0 - _giou_loss(i["pred"], i["target"]),
+    "giou.no_clamp": lambda i, e: _giou_loss(i["pred"], i["target"], clamp=False),
+    "giou_grad.no_mask": lambda i, e: _giou_grad(i["pred"], i["target"], i["upstream"], mask=False),
+    "giou_grad.c_constant": lambda i, e: _giou_grad(i["pred"], i["target"], i["upstream"], enclosing=False),
+    "giou_grad.no_upstream": lambda i, e: _giou_grad(i["pred"], i["target"], np.ones_like(i["upstream"])),
+    "giou_grad.summed_upstream": lambda i, e: _giou_grad(i["pred"], i["target"],
+                                                         np.full_like(i["upstream"], i["upstream"].sum())),
+    "loss.obj_mean": lambda i, e: _detection_loss(i, obj_mean=True),
+    "loss.no_box_weight": lambda i, e: _detection_loss(i, box_weight=1.0),
+    "ap.raw": lambda i, e: _aps(i, "raw"),
+    "ap.eleven_point": lambda i, e: _aps(i, "11"),
+    "ap.by_detections": lambda i, e: np.array([_ap(t, len(t)) for t in i["tp"]]),
+    "map_ap.rematch": lambda i, e: _map_aps(i, rematch=True),
+    "map_ap.ignore_class": lambda i, e: _map_aps(i, ignore_class=True),
+    "map.rematch": lambda i, e: _mean_of(_map_aps(i, rematch=True)),
+}
