@@ -45,6 +45,7 @@ class CaseResult:
     output: str
     seconds: float
     import_error: str = ""  # set when the package could not be imported: reported once, on top
+    own_metric: bool = False  # a Metric was scored with the student's own functions (a release's local run)
 
     @property
     def passed(self) -> bool:
@@ -244,9 +245,10 @@ def run_case(case: Case, executor: Executor, expected: ExpectedFn,
                 failure += f"\n--- what your code printed ---\n{log[0].rstrip()}"
             break
     seconds = time.perf_counter() - start
+    own = bool(scorer and scorer.own)
     if failure:
-        return CaseResult(case.name, 0.0, case.points, failure, seconds)
-    return CaseResult(case.name, case.points, case.points, describe_pass(case, scorer), seconds)
+        return CaseResult(case.name, 0.0, case.points, failure, seconds, own_metric=own)
+    return CaseResult(case.name, case.points, case.points, describe_pass(case, scorer), seconds, own_metric=own)
 
 
 def _is_import_error(error: str, case: Case) -> bool:
@@ -291,6 +293,10 @@ def run_lab(lab: Lab, executor: Executor, expected: ExpectedFn, *, impl: str,
     finally:
         executor.close()
     result.notes += getattr(executor, "notes", [])
+    own = [c.name for c in result.cases if c.own_metric]
+    if own:  # shown under the table, where a passing case's message is not
+        result.notes.append(f"{', '.join(own)} scored with your own metric functions (this kit has no reference); "
+                            "the grade uses the grader's metric")
     result.seconds = time.perf_counter() - start
     return result
 

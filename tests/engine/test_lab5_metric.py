@@ -130,8 +130,13 @@ def test_an_inflating_student_metric_passes_locally_but_not_in_isolated_grading(
     labs = _submission(release, JUNK_DETECTOR_INFLATED_METRIC)
     with monkeypatch.context() as m:
         m.setenv("GRADELAB_ROOT", str(release))
-        local = grade(LAB, labs, isolated=False, only=["detector_map"]).cases[0]
+        local_result = grade(LAB, labs, isolated=False, only=["detector_map"])
+    local = local_result.cases[0]
+    assert any("detector_map scored with your own metric functions" in n for n in local_result.notes)
     assert local.passed and OWN in local.output, local.output
-    graded = grade(LAB, labs, isolated=True, only=["detector_map"]).cases[0]  # solutions/ present: the grader's
+    assert local.own_metric
+    graded_result = grade(LAB, labs, isolated=True, only=["detector_map"])  # solutions/ present: the grader's
+    graded = graded_result.cases[0]
+    assert not graded.own_metric and not any("your own" in n for n in graded_result.notes)
     assert not graded.passed and graded.score == 0, graded.output
     assert "is below the threshold 0.4200" in graded.output and "your own" not in graded.output
