@@ -75,11 +75,6 @@ class Instructor:
         if not _KEY.fullmatch(self.key):
             raise ValueError(f"instructor predictor key {self.key!r}: use letters, digits, '_', '.', '-' only")
 
-    @property
-    def stored_name(self) -> str:
-        """Its name among the expected values handed to the comparison."""
-        return MISTAKE_PREFIX + self.key
-
 
 def instructor(key: str) -> Instructor:
     """``Mistake(description, instructor(key))``: the prediction comes from the instructor module."""
