@@ -334,9 +334,11 @@ def test_a_worker_killed_by_the_system_is_a_message_and_the_rerun_continues(sand
     deadline, workers = time.monotonic() + 60, []
     while not workers and time.monotonic() < deadline:
         time.sleep(0.3)
-        ps = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(proc.pid)], capture_output=True, text=True)
-        workers = [int(line.split()[0]) for line in ps.stdout.splitlines() if "multiprocessing" in line
-                   and "resource_tracker" not in line]
+        # -ww: piped ps cuts lines at 80 columns, which can hide what a command line is (a long
+        # checkout path once made the resource tracker look like a worker).
+        ps = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(proc.pid)], capture_output=True,
+                            text=True)
+        workers = [int(line.split()[0]) for line in ps.stdout.splitlines() if "spawn_main" in line]
     assert workers, "no worker process appeared"
     time.sleep(2)  # it is grading now
     os.kill(workers[0], signal.SIGKILL)  # as the kernel's OOM killer would
