@@ -21,9 +21,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import fixtures, paths, report, stubs
-from .case import Accuracy, Lab, Metric
-from .loading import LoadError, load_cases
+from grader import paths
+from grader.authoring import fixtures, stubs
+from grader.course import report
+from grader.isolation.loading import LoadError, load_cases
+from grader.judging.case import Accuracy, Lab, Metric
+
 from .runner import GradingError, LabResult, grade, reference
 
 
@@ -52,7 +55,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     if args.data:
         if not Path(args.data).is_dir():
             raise UsageError(f"--data {args.data}: no such folder")
-        from .batch import use_data
+        from grader.course.batch import use_data
         use_data(args.data)
     result = grade(lab, impl, isolated=args.isolated, only=only, timeout_scale=args.timeout_scale,
                    require_sandbox=args.require_sandbox, allow_unsandboxed=args.allow_unsandboxed)
@@ -97,11 +100,11 @@ def _writable_dir(path: Path, what: str) -> Path:
 def cmd_grade(args: argparse.Namespace) -> int:
     """Every submission in its own sandbox; one broken submission never stops the others.
 
-    Results go to a SQLite gradebook keyed by submission id (``grader.gradebook``), one
+    Results go to a SQLite gradebook keyed by submission id (``grader.course.gradebook``), one
     transaction per submission, then ``gradebook.csv``, the class summary and, per submission,
     ``submissions/<id>/results.json`` and ``feedback.md``. Rerunning skips what is graded and
     unchanged (``--force`` regrades)."""
-    from . import batch, gradebook
+    from grader.course import batch, gradebook
 
     batch.exit_on_sigterm()  # SIGTERM unwinds: workers remove their stages, the pool is waited for
     lab = _lab(args.lab)
@@ -291,8 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_course_commands(sub: argparse._SubParsersAction) -> None:
-    """``release``, ``gradescope`` and ``nbgrader``: the bridges to how courses run (grader/release.py,
-    grader/gradescope.py, grader/nbgrader_bridge.py)."""
+    """``release``, ``gradescope`` and ``nbgrader``: the bridges to how courses run (grader/course/release.py,
+    grader/course/gradescope.py, grader/course/nbgrader_bridge.py)."""
     r = sub.add_parser("release", help="build the student repository of some labs (or --check one)")
     r.add_argument("labs", nargs="*", help="e.g. lab1 (a lab that provides another is released after it)")
     r.add_argument("--out", help="a new folder for the release")
@@ -318,12 +321,12 @@ def _add_course_commands(sub: argparse._SubParsersAction) -> None:
     src = nbsub.add_parser("source", help="write <course>/source/LAB/: the lab's notebook and its stubs")
     src.add_argument("--course-dir", required=True)
     src.add_argument("lab")
-    src.set_defaults(func=lambda a: __import__("grader.nbgrader_bridge").nbgrader_bridge.main_source(
+    src.set_defaults(func=lambda a: __import__("grader.course.nbgrader_bridge").nbgrader_bridge.main_source(
         Path(a.course_dir), a.lab))
 
 
 def cmd_release(args: argparse.Namespace) -> int:
-    from . import release
+    from grader.course import release
 
     try:
         if args.check:
@@ -340,7 +343,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_gradescope(args: argparse.Namespace) -> int:
-    from . import gradescope
+    from grader.course import gradescope
 
     path = gradescope.build_zip(args.lab, Path(args.out))
     print(f"wrote {path}: upload it as the assignment's autograder (setup.sh + run_autograder)")
@@ -348,7 +351,7 @@ def cmd_gradescope(args: argparse.Namespace) -> int:
 
 
 def cmd_nbgrader_import(args: argparse.Namespace) -> int:
-    from . import nbgrader_bridge
+    from grader.course import nbgrader_bridge
 
     return nbgrader_bridge.run_import(Path(args.course_dir), args.assignment, lab=args.lab or args.assignment,
                                       regrade=args.regrade, allow_unsandboxed=args.allow_unsandboxed)

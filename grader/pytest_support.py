@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from . import fixtures, paths
-from .case import Case
-from .loading import load_cases
+from grader import paths
+from grader.isolation.loading import load_cases
+from grader.judging import expected
+from grader.judging.case import Case
+
 from .runner import CaseResult, InProcess, run_case
 
 
@@ -28,8 +30,8 @@ def case_params(lab: str) -> list:
     """One ``pytest.param`` per case, with its timeout and (for training cases) the ``slow`` mark."""
     params = []
     for case in load_cases(lab, paths.tests_dir()).cases:
-        # The same time limit as `gradelab test`: from the reference's measured time (fixtures.case_timeout).
-        marks = [pytest.mark.timeout(fixtures.case_timeout(case))] + ([pytest.mark.slow] if case.slow else [])
+        # The same time limit as `gradelab test`: from the reference's measured time (expected.case_timeout).
+        marks = [pytest.mark.timeout(expected.case_timeout(case))] + ([pytest.mark.slow] if case.slow else [])
         params.append(pytest.param(case, id=case.name, marks=marks))
     return params
 
@@ -45,7 +47,7 @@ class Session:
     def grade(self, lab: str, case: Case) -> CaseResult:
         if lab not in self.executors:
             self.executors[lab] = InProcess(self.impl_root, lab, use_alarm=False)
-        result = run_case(case, self.executors[lab], fixtures.FixtureExpected(lab),
+        result = run_case(case, self.executors[lab], expected.FixtureExpected(lab),
                           [(s, False) for s in case.seeds])
         self.results.setdefault(lab, []).append((case, result))
         return result

@@ -26,13 +26,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Protocol
 
-from . import paths
-from .case import Arrays, Case, Close, GradCheck, Lab, Metric, MetricPackage
-from .compare import evaluate
-from .fixtures import FixtureError, FixtureExpected, ReferenceExpected, case_timeout, make_inputs
-from .guard import FEEDBACK_TAG
-from .loading import IMPORT_FAILED, LoadError, load_package, student_traceback
-from .sandbox import Child, Reply, bwrap_available, isolation_name
+from grader import paths
+from grader.isolation.loading import IMPORT_FAILED, LoadError, load_package, student_traceback
+from grader.isolation.sandbox import Child, Reply, bwrap_available, isolation_name
+from grader.judging.case import Arrays, Case, Close, GradCheck, Lab, Metric, MetricPackage
+from grader.judging.compare import evaluate
+from grader.judging.expected import FixtureError, FixtureExpected, ReferenceExpected, case_timeout, make_inputs
+from grader.judging.guard import FEEDBACK_TAG
+from grader.text import printable as clean
 
 ExpectedFn = Callable[[Case, int, Arrays], Arrays]
 
@@ -148,7 +149,7 @@ class InProcess:
 
 
 class Sandboxed:
-    """Runs the implementation in a sandboxed child (``grader.sandbox``): for grading."""
+    """Runs the implementation in a sandboxed child (``grader.isolation.sandbox``): for grading."""
 
     def __init__(self, impl_root: Path, lab: str, *, use_bwrap: bool) -> None:
         self.isolation = isolation_name(use_bwrap)
@@ -359,8 +360,6 @@ def submission_budget(lab: Lab, only: Sequence[str] | None, timeout_scale: float
 def _printable_result(result: LabResult) -> LabResult:
     """Text from a submission may hold undecodable bytes or lone surrogates: escape them once
     here, so that reports, JSON and the gradebook can be written in any locale."""
-    from .gradebook import printable as clean
-
     result.impl, result.isolation = clean(result.impl), clean(result.isolation)
     result.notes = [clean(n) for n in result.notes]
     for c in result.cases:

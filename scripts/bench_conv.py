@@ -27,8 +27,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 # isort: off
-from grader import mnist, paths  # first: it pins BLAS to one thread before NumPy loads
-from grader.loading import load_package
+from grader.data import mnist  # first: it pins BLAS to one thread before NumPy loads
+from grader import paths
+from grader.isolation.loading import load_package
 import numpy as np
 # isort: on
 

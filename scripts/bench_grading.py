@@ -22,10 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from grader import batch, paths  # noqa: E402
-from grader.loading import load_cases  # noqa: E402
+from grader import paths
+from grader.course import batch  # noqa: E402
+from grader.isolation.loading import load_cases  # noqa: E402
+from grader.isolation.sandbox import Child, _bwrap_command, bwrap_available  # noqa: E402
 from grader.runner import LabResult  # noqa: E402
-from grader.sandbox import Child, _bwrap_command, bwrap_available  # noqa: E402
 
 
 def startup_seconds(root: Path, repeats: int = 5) -> list[float]:

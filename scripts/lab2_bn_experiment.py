@@ -18,8 +18,9 @@ from types import ModuleType
 
 import numpy as np
 
-from grader import mnist, paths  # first: it pins BLAS to one thread before NumPy does real work
-from grader.loading import load_package
+from grader import paths
+from grader.data import mnist  # first: it pins BLAS to one thread before NumPy does real work
+from grader.isolation.loading import load_package
 
 
 def build(lab: ModuleType, rng: np.random.Generator, batchnorm: bool) -> object:

@@ -21,8 +21,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from grader import detection_data as dd  # noqa: E402
-from grader.loading import load_package  # noqa: E402
+from grader.data import canvases as dd  # noqa: E402
+from grader.isolation.loading import load_package  # noqa: E402
 
 N_TRAIN_A, N_TEST_A, N_TRAIN_B, N_TEST_B = 4000, 1000, 4000, 500
 METRIC = load_package(ROOT / "solutions", "lab5")  # the grader's metric, whatever --impl is trained

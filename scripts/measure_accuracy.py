@@ -16,8 +16,9 @@ import statistics
 import time
 from pathlib import Path
 
-from grader import mnist, paths  # first: it pins BLAS to one thread before NumPy loads
-from grader.loading import load_package
+from grader import paths
+from grader.data import mnist  # first: it pins BLAS to one thread before NumPy loads
+from grader.isolation.loading import load_package
 
 
 def main() -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from grader import paths
-from grader.case import Lab
+from grader.isolation.sandbox import bwrap_available
+from grader.judging.case import Lab
 from grader.runner import LabResult, grade
-from grader.sandbox import bwrap_available
 
 
 def require(available: bool, what: str) -> None:

@@ -24,7 +24,7 @@ from types import ModuleType
 
 import numpy as np
 
-from grader import mnist
+from grader.data import mnist
 
 from . import optim
 from .lab1 import Parameter

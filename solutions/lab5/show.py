@@ -82,7 +82,7 @@ def grid_image(images: np.ndarray, truth: list[list[tuple[np.ndarray, int]]],
 
 
 def main(argv: list[str] | None = None) -> None:
-    from grader import detection_data as dd  # the kit's canvas generator
+    from grader.data import canvases as dd  # the kit's canvas generator
 
     ap = argparse.ArgumentParser(description="Draw canvases with true (green) and predicted (red) boxes.")
     ap.add_argument("--part", choices=["A", "B"], default="B")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import pytest
 
 from grader import paths
-from grader.loading import load_cases
+from grader.isolation.loading import load_cases
 from grader.pytest_support import summary_line
 from grader.runner import LabResult, grade
 

@@ -1,12 +1,12 @@
-"""grader.compare: tolerances, and the failure messages and hints, on small hand-built arrays."""
+"""grader.judging.compare: tolerances, and the failure messages and hints, on small hand-built arrays."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from grader.case import Accuracy, Case, Close, GradCheck, Mistake
-from grader.compare import Invalid, check_one, evaluate, find_mismatch
+from grader.judging.case import Accuracy, Case, Close, GradCheck, Mistake
+from grader.judging.compare import Invalid, check_one, evaluate, find_mismatch
 
 REF = np.array([[1.5, -2.0, 3.25], [0.5, 4.0, -1.75]])  # (2, 3), no zeros, no constant structure
 N_FACTOR = {"N (the batch size)": 4.0}

@@ -17,11 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import fixtures, guard, paths, report
-from grader.case import Accuracy, Close, GradCheck, Lab, Mistake
-from grader.compare import check_one, evaluate
-from grader.fixtures import ReferenceExpected
-from grader.loading import load_cases, load_package
+from grader import paths
+from grader.authoring import fixtures
+from grader.course import report
+from grader.isolation.loading import load_cases, load_package
+from grader.judging import expected, guard
+from grader.judging.case import Accuracy, Close, GradCheck, Lab, Mistake
+from grader.judging.compare import check_one, evaluate
+from grader.judging.expected import ReferenceExpected
 from grader.runner import InProcess, Sandboxed, grade, hidden_seeds, reference, run_lab
 
 LAB1 = load_cases("lab1", paths.tests_dir())
@@ -89,7 +92,7 @@ def test_guard_checks_torch_tensors_without_importing_torch_itself(tmp_path, tor
         lambda lab, a: {"y": lab.Head()(torch.tensor(a)).numpy()})
     with pytest.raises(guard.Feedback, match=r"Head.forward modified its x in place"):
         lab.cases[0].call(load_package(root, "labt"), {"a": -np.ones((2, 3))})
-    code = ("import sys, numpy as np, grader.guard as g, types; m = types.ModuleType('m'); "
+    code = ("import sys, numpy as np, grader.judging.guard as g, types; m = types.ModuleType('m'); "
             "g.guarded(m); print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=paths.project_root())
     assert done.stdout.strip() == "False", done.stderr
@@ -214,8 +217,8 @@ def test_every_graded_case_has_a_hidden_variant_with_other_shapes():
     for case in LAB1.cases:
         if not case.hidden:
             continue
-        public = fixtures.make_inputs(case, 0)
-        others = [fixtures.make_inputs(case, 1, k) for k in range(len(case.hidden_inputs))]
+        public = expected.make_inputs(case, 0)
+        others = [expected.make_inputs(case, 1, k) for k in range(len(case.hidden_inputs))]
         assert any({k: v.shape for k, v in o.items()} != {k: v.shape for k, v in public.items()} for o in others), \
             case.name
 
@@ -224,7 +227,7 @@ def test_returning_the_committed_fixtures_loses_the_points_in_grading(patched_re
     """A forward that answers the public input from the fixtures, and computes otherwise: both hidden
     variants catch it (same shapes and new values; other shapes)."""
     cheat = ("        import numpy as _np\n"
-             f"        _y = _np.load({str(fixtures.fixture_path('lab1'))!r})['linear_forward/0/y']\n"
+             f"        _y = _np.load({str(expected.fixture_path('lab1'))!r})['linear_forward/0/y']\n"
              "        if x.shape == (4, 5):\n"
              "            return _y\n"
              "        return _np.zeros((4, self.weight.data.shape[0]))\n")
@@ -241,10 +244,10 @@ def test_returning_the_committed_fixtures_loses_the_points_in_grading(patched_re
 
 
 def test_timeouts_come_from_the_reference_timing_and_training_keeps_its_budget():
-    timing = fixtures.load_timing("lab1")
+    timing = expected.load_timing("lab1")
     assert set(timing) == {c.name for c in LAB1.cases if not c.slow}
     for case in LAB1.cases:
-        limit = fixtures.case_timeout(case)
+        limit = expected.case_timeout(case)
         if case.slow:
             assert limit == case.timeout == 300
         else:
@@ -252,7 +255,8 @@ def test_timeouts_come_from_the_reference_timing_and_training_keeps_its_budget()
 
 
 def test_fixture_check_reports_missing_timing(solutions, tmp_path, monkeypatch):
-    monkeypatch.setattr(fixtures, "timing_path", lambda lab: tmp_path / "timing.json")
+    for module in (fixtures, expected):  # check() names the file, load_timing() reads it
+        monkeypatch.setattr(module, "timing_path", lambda lab: tmp_path / "timing.json")
     (tmp_path / "timing.json").write_text(json.dumps({"seconds": {"linear_forward": 0.001, "gone_case": 1.0}}))
     problems = fixtures.check(LAB1, reference("lab1"))
     assert "no measured time for relu_forward in timing.json" in problems
@@ -267,7 +271,7 @@ def test_an_endless_loop_times_out_in_seconds_and_says_which_line(patched_refere
     root = patched_reference(f"loop-{where[:2]}", {"layers.py": [(LIN_FWD, ENDLESS)]})
     executor = InProcess(root, "lab1") if where == "in-process" else \
         Sandboxed(root, "lab1", use_bwrap=where == "sandbox")
-    result = run_lab(LAB1, executor, fixtures.FixtureExpected("lab1"), impl=str(root), only=["linear_forward"])
+    result = run_lab(LAB1, executor, expected.FixtureExpected("lab1"), impl=str(root), only=["linear_forward"])
     out = result.cases[0].output
     assert result.cases[0].seconds < 10, out
     assert "did not finish within 2" in out and "it was executing:" in out

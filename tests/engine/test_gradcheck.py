@@ -1,4 +1,4 @@
-"""grader.gradcheck: central differences, the directional loss, inputs away from kinks, GradCheck.
+"""grader.judging.gradcheck: central differences, the directional loss, inputs away from kinks, GradCheck.
 
 Also shows why upstream gradients must be random: under an all-ones upstream gradient the true
 gradient of softmax is exactly zero, so a backward that returns zeros would pass.
@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grader.case import GradCheck
-from grader.compare import check_one, find_mismatch
-from grader.gradcheck import H, away_from_zero, directional_loss, numerical_gradient
+from grader.judging.case import GradCheck
+from grader.judging.compare import check_one, find_mismatch
+from grader.judging.gradcheck import H, away_from_zero, directional_loss, numerical_gradient
 
 # Central differences with h = 1e-6 on O(1) float64 values are accurate to ~1e-10; 1e-8 leaves margin.
 RTOL = 1e-8
@@ -91,7 +91,7 @@ def test_step_size(h):
     h = 1e-6, far above rounding (~1e-9 here), so a different default h would be seen (GradCheck's
     failure message tells students h=1e-6).
     """
-    assert H == 1e-6, f"GradCheck's message says h=1e-6, but grader.gradcheck.H is {H}"
+    assert H == 1e-6, f"GradCheck's message says h=1e-6, but grader.judging.gradcheck.H is {H}"
     k, step = 1000.0, 1e-6 if h is None else h
     x = np.array([0.011, -0.032, 0.047])  # small |x|: rounding of x +- h, times k, stays ~1e-9
     f = lambda v: np.sum(np.sin(k * v))  # noqa: E731

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from grader import gradescope
+from grader.course import gradescope
 
 pytestmark = pytest.mark.usefixtures("solutions")
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +62,8 @@ def test_zip_holds_setup_run_autograder_and_the_kit(autograder_zip: Path) -> Non
         names = set(z.namelist())
         modes = {i.filename: (i.external_attr >> 16) & 0o777 for i in z.infolist()}
         run_text = z.read("run_autograder").decode()
-    for needed in ("setup.sh", "run_autograder", "grader/gradescope.py", "grader/sandbox.py", "tests/lab1/cases.py",
+    for needed in ("setup.sh", "run_autograder", "grader/course/gradescope.py", "grader/isolation/sandbox.py",
+                   "tests/lab1/cases.py",
                    "tests/lab1/fixtures/public.npz", "solutions/lab1/layers.py", "solutions/lab1/hidden.toml",
                    "labs/lab1/__init__.py", "labs/lab1/layers.py", "pyproject.toml", "data/mnist/SHA256SUMS"):
         assert needed in names, needed

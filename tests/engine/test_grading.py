@@ -19,10 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import batch, gradebook, mnist, paths
+from grader import paths
 from grader.cli import main as cli_main
-from grader.fixtures import make_inputs
-from grader.loading import load_cases
+from grader.course import batch, gradebook
+from grader.data import mnist
+from grader.isolation.loading import load_cases
+from grader.judging.expected import make_inputs
 
 pytestmark = pytest.mark.sandbox
 

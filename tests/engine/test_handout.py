@@ -15,7 +15,7 @@ from types import ModuleType
 import pytest
 
 from grader import paths
-from grader.loading import load_cases
+from grader.isolation.loading import load_cases
 from grader.runner import grade
 
 RELEASED = paths.labs_dir() / "lab1" / "README.md"

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from grader import paths, protocol, runner
-from grader import sandbox as gsandbox
-from grader.fixtures import case_timeout
-from grader.loading import load_cases
+from grader import paths, runner
+from grader.isolation import protocol
+from grader.isolation import sandbox as gsandbox
+from grader.isolation.loading import load_cases
+from grader.judging.expected import case_timeout
 from grader.runner import GradingError, LabResult, grade
 
 pytestmark = pytest.mark.sandbox

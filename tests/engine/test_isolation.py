@@ -2,7 +2,7 @@
 
 Student code may be buggy or hostile: it can call os._exit(0), monkeypatch NumPy or pytest,
 read files, loop forever. Every test here grades such a submission with
-``grade(..., isolated=True)`` (a bubblewrap child, grader/sandbox.py) and asserts that it earns
+``grade(..., isolated=True)`` (a bubblewrap child, grader/isolation/sandbox.py) and asserts that it earns
 EXACTLY the per-case scores its real code earns: those of the same code without the hack,
 graded the same way, or a known expectation (all zero, or "every case that calls the hostile
 method fails, every other case passes").
@@ -26,18 +26,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import paths, protocol
-from grader import sandbox as gsandbox
+from grader import paths
 from grader.cli import main as cli_main
-from grader.fixtures import ReferenceExpected, case_timeout
-from grader.loading import load_cases
+from grader.isolation import protocol
+from grader.isolation import sandbox as gsandbox
+from grader.isolation.loading import load_cases
+from grader.judging.expected import ReferenceExpected, case_timeout
 from grader.runner import LabResult, Sandboxed, grade, reference, run_lab
 
 pytestmark = pytest.mark.sandbox
 
 LAB = load_cases("lab1", paths.tests_dir())
 FAST = [c.name for c in LAB.cases if not c.slow]
-# Per-case timeouts are the reference's measured time x 10 + 2 s (grader.fixtures.case_timeout): about
+# Per-case timeouts are the reference's measured time x 10 + 2 s (grader.authoring.fixtures.case_timeout): about
 # 2 s for a fast case, so hangs stay cheap at scale 1; the training case's 300 s x 0.05 = 15 s.
 SCALE = 1.0
 
@@ -644,13 +645,13 @@ def test_planted_symlinks_and_fifos_are_never_opened_by_the_grader(sandbox, patc
 
 
 def test_writes_outside_the_stage_change_nothing(sandbox, patched_reference, tmp_path) -> None:
-    """Linear.forward tries to overwrite grader/compare.py and the public fixtures (by absolute path
+    """Linear.forward tries to overwrite grader/judging/compare.py and the public fixtures (by absolute path
     and through /proc), the stage's engine copy and its own files, and to create files in /tmp,
     /var/tmp, /dev/shm and the project: the project is byte-identical afterwards, nothing appears
     on the host, and every case gets its real score."""
     project = paths.project_root()
     marker = f"gradelab-isolation-{uuid.uuid4().hex}"
-    targets = [project / "grader" / "compare.py", paths.tests_dir() / "lab1" / "fixtures" / "public.npz"]
+    targets = [project / "grader" / "judging" / "compare.py", paths.tests_dir() / "lab1" / "fixtures" / "public.npz"]
     before = {t: hashlib.sha256(t.read_bytes()).hexdigest() for t in targets}
     root = patched_reference("vandal", {"layers.py": [inject(LINEAR_FORWARD, f'''
         if not getattr(Linear, "_vandalised", False):
@@ -660,7 +661,7 @@ def test_writes_outside_the_stage_change_nothing(sandbox, patched_reference, tmp
             here = Path(__file__).resolve()
             victims = [Path(p) for p in {[str(t) for t in targets]!r}]
             victims += [Path("/proc/1/cwd", p.relative_to("/")) for p in victims]
-            victims += [here.parents[2] / "grader" / "compare.py", here, Path("../grader/compare.py")]
+            victims += [here.parents[2] / "grader" / "judging" / "compare.py", here, Path("../grader/judging/compare.py")]
             victims += [Path(d, {marker!r}) for d in ("/tmp", "/var/tmp", "/dev/shm", {str(project)!r})]
             for victim in victims:
                 try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from grader import paths
-from grader.loading import load_cases
+from grader.isolation.loading import load_cases
 from grader.runner import LabResult, grade
 
 LAB = load_cases("lab2", paths.tests_dir())
@@ -268,7 +268,7 @@ def test_all_ones_upstream_hides_the_real_students_bug(patched_reference) -> Non
     swapped-variable backward returns (numerically) zero too, so an all-ones check would pass it."""
     import numpy as np
 
-    from grader.loading import load_package
+    from grader.isolation.loading import load_package
 
     lab = load_package(patched_reference("swapped", {BN: [(DISTD, "distd = (dx_hat * x_hat).sum(axis=0)")]},
                                          lab="lab2"), "lab2")

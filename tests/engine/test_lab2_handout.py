@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from grader import paths
-from grader.loading import load_cases
+from grader.isolation.loading import load_cases
 from grader.runner import grade
 
 RELEASED = paths.labs_dir() / "lab2" / "README.md"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from grader import paths
-from grader.loading import load_cases
+from grader.isolation.loading import load_cases
 from grader.runner import grade
 
 pytestmark = pytest.mark.sandbox

@@ -16,7 +16,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from grader.loading import load_package
+from grader.isolation.loading import load_package
 
 pytestmark = pytest.mark.torch
 

@@ -6,7 +6,7 @@ import re
 import sys
 
 from grader import paths
-from grader.loading import load_cases
+from grader.isolation.loading import load_cases
 
 RELEASED = paths.labs_dir() / "lab3" / "README.md"
 TABLE_HEADER = "| case | points | what it checks |"

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from grader import paths
-from grader.loading import load_package
+from grader.isolation.loading import load_package
 
 pytestmark = pytest.mark.torch
 TOL = 1e-10

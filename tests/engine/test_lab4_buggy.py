@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 
 from grader import paths
-from grader.fixtures import ReferenceExpected
-from grader.loading import load_cases
+from grader.isolation.loading import load_cases
+from grader.judging.expected import ReferenceExpected
 from grader.runner import InProcess, LabResult, grade, hidden_seeds, reference, run_lab
 
 LAB = load_cases("lab4", paths.tests_dir())

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from grader import paths
-from grader.loading import load_cases
+from grader.isolation.loading import load_cases
 from grader.runner import grade
 
 SOURCE = paths.solutions_dir() / "lab4" / "README.md"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from grader import paths
-from grader.loading import load_package
+from grader.isolation.loading import load_package
 
 
 @pytest.fixture

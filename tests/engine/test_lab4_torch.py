@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from grader import paths
-from grader.fixtures import load_instructor, make_inputs
-from grader.loading import load_cases, load_package
+from grader.isolation.loading import load_cases, load_package
+from grader.judging.expected import load_instructor, make_inputs
 
 RTOL, ATOL = 1e-12, 1e-12
 STEPS = 100

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from grader import paths
-from grader.loading import load_cases
+from grader.isolation.loading import load_cases
 from grader.runner import LabResult, grade
 
 pytest.importorskip("torch")
@@ -233,7 +233,7 @@ def test_untouched_stubs_score_zero() -> None:
 def _detector_case_inputs():
     import numpy as np
 
-    from grader.detection_data import lab5_canvases
+    from grader.data.canvases import lab5_canvases
 
     test = lab5_canvases("B", "test", 40, 0)
     return {"test_boxes": test.boxes, "test_labels": test.labels, "test_index": test.image_index,
@@ -242,7 +242,7 @@ def _detector_case_inputs():
 
 def _grader_metric():
     """What grading scores the training cases with: the reference's metric functions."""
-    from grader.case import MetricPackage
+    from grader.judging.case import MetricPackage
     from grader.runner import reference
 
     if not (paths.solutions_dir() / "lab5").is_dir():
@@ -251,7 +251,7 @@ def _grader_metric():
 
 
 def test_detector_metric_passes_perfect_and_fails_empty_and_malformed_outputs() -> None:
-    from grader.compare import evaluate
+    from grader.judging.compare import evaluate
 
     grader_metric = _grader_metric()
 
@@ -274,8 +274,8 @@ def test_detector_metric_passes_perfect_and_fails_empty_and_malformed_outputs() 
 def test_localizer_metric_names_what_is_wrong() -> None:
     import numpy as np
 
-    from grader.compare import evaluate
-    from grader.detection_data import lab5_canvases
+    from grader.data.canvases import lab5_canvases
+    from grader.judging.compare import evaluate
 
     grader_metric = _grader_metric()
 

@@ -16,9 +16,11 @@ import zlib
 import numpy as np
 import pytest
 
-from grader import detection_data as dd
-from grader import fixtures, mnist, paths
-from grader.loading import load_cases, load_package
+from grader import paths
+from grader.data import canvases as dd
+from grader.data import mnist
+from grader.isolation.loading import load_cases, load_package
+from grader.judging import expected
 
 torch = pytest.importorskip("torch")
 
@@ -35,7 +37,7 @@ def ref():
 @pytest.fixture(scope="module")
 def mistakes(ref):
     """The instructor-only predictors (their bug-free paths must agree with the loops too)."""
-    return fixtures.load_instructor("lab5")
+    return expected.load_instructor("lab5")
 
 
 def cases_module():

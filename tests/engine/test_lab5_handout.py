@@ -7,7 +7,7 @@ import re
 import sys
 
 from grader import paths
-from grader.loading import load_cases
+from grader.isolation.loading import load_cases
 
 ROW = re.compile(r"^\|\s*`(?P<name>\w+)`\s*\|\s*(?P<points>[0-9]+)\s*\|")
 

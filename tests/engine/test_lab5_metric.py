@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from grader import paths
-from grader.case import MetricPackage
-from grader.compare import evaluate
-from grader.loading import load_cases
+from grader.isolation.loading import load_cases
+from grader.judging.case import MetricPackage
+from grader.judging.compare import evaluate
 from grader.runner import InProcess, describe_pass, grade, metric_package
 
 torch = pytest.importorskip("torch")
@@ -51,7 +51,7 @@ def mean_average_precision(*args, **kwargs):
 
 
 def _detector_inputs(n: int = 40) -> dict[str, np.ndarray]:
-    from grader.detection_data import lab5_canvases
+    from grader.data.canvases import lab5_canvases
 
     test = lab5_canvases("B", "test", n, 0)
     return {"test_boxes": test.boxes, "test_labels": test.labels, "test_index": test.image_index}

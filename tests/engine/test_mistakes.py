@@ -15,10 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import fixtures, paths
-from grader.case import MISTAKE_PREFIX, Case, Close, GradCheck, Lab, Mistake, instructor
-from grader.compare import check_one, evaluate
-from grader.loading import load_cases, load_package
+from grader import paths
+from grader.authoring import fixtures
+from grader.isolation.loading import load_cases, load_package
+from grader.judging import expected as exp
+from grader.judging.case import MISTAKE_PREFIX, Case, Close, GradCheck, Lab, Mistake, instructor
+from grader.judging.compare import check_one, evaluate
 from grader.runner import grade, reference
 
 LAB = load_cases("lab2", paths.tests_dir())
@@ -75,13 +77,13 @@ def test_strict_generation_refuses_unknown_keys_grading_skips_them(tmp_path: Pat
     module = type(fixtures)("instructor_for_test")
     module.PREDICTORS = {"known": lambda i, e: i["x"] * 2, "raises": lambda i, e: 1 / 0}
     inputs, expected = {"x": np.ones(2)}, {"y": np.ones(2)}
-    with pytest.raises(fixtures.FixtureError, match="no predictor 'unknown'"):
-        fixtures.mistake_predictions(case, module, inputs, expected, strict=True)
-    live = fixtures.mistake_predictions(case, module, inputs, expected)
+    with pytest.raises(exp.FixtureError, match="no predictor 'unknown'"):
+        exp.mistake_predictions(case, module, inputs, expected, strict=True)
+    live = exp.mistake_predictions(case, module, inputs, expected)
     assert list(live) == [MISTAKE_PREFIX + "known"] and np.array_equal(live[MISTAKE_PREFIX + "known"], [2.0, 2.0])
-    assert fixtures.mistake_predictions(case, None, inputs, expected) == {}
-    with pytest.raises(fixtures.FixtureError, match="no .*mistakes.py"):
-        fixtures.mistake_predictions(case, None, inputs, expected, strict=True)
+    assert exp.mistake_predictions(case, None, inputs, expected) == {}
+    with pytest.raises(exp.FixtureError, match="no .*mistakes.py"):
+        exp.mistake_predictions(case, None, inputs, expected, strict=True)
 
 
 # ----------------------------------------------------------------------------- students: stored predictions
@@ -91,7 +93,7 @@ def test_student_release_names_the_bug_from_the_stored_predictions(solutions, pa
                                                                     monkeypatch) -> None:
     submission = patched_reference("keras", KERAS_PATCH, lab="lab2")
     monkeypatch.setenv("GRADELAB_ROOT", str(_release_like(tmp_path)))
-    assert not paths.solutions_dir().exists() and fixtures.load_instructor("lab2") is None
+    assert not paths.solutions_dir().exists() and exp.load_instructor("lab2") is None
     result = grade(LAB, submission, isolated=False, only=[CASE, "bn1d_eval_forward", "bn2d_running_stats_and_eval"])
     outputs = {c.name: c.output for c in result.cases}
     assert not any(c.passed for c in result.cases), outputs
@@ -124,12 +126,12 @@ def test_fixtures_without_the_predictions_give_no_hint_and_no_crash(solutions, p
 
 def test_reference_expected_computes_predictions_live_for_hidden_variants(solutions, patched_reference) -> None:
     case = LAB.get(CASE)
-    expected_fn = fixtures.ReferenceExpected(reference("lab2"))
+    expected_fn = exp.ReferenceExpected(reference("lab2"))
     keras = load_package(patched_reference("keras", KERAS_PATCH, lab="lab2"), "lab2")
-    module = fixtures.load_instructor("lab2")
+    module = exp.load_instructor("lab2")
     assert module is not None
     for variant in (0, 1):
-        inputs = fixtures.make_inputs(case, 12345, variant)
+        inputs = exp.make_inputs(case, 12345, variant)
         expected = expected_fn(case, 12345, inputs)
         assert set(expected) >= {"running_mean", "running_var", MISTAKE_PREFIX + KEY}
         np.testing.assert_array_equal(expected[MISTAKE_PREFIX + KEY], module.PREDICTORS[KEY](inputs, expected))
@@ -174,17 +176,17 @@ def test_fixtures_check_reports_stale_missing_and_extra_predictions(solutions, t
 
 @pytest.mark.parametrize("lab", ["lab2", "lab3", "lab4"])
 def test_every_named_prediction_exists_and_cases_hold_no_callable_that_needs_it(solutions, lab) -> None:
-    module = fixtures.load_instructor(lab)
+    module = exp.load_instructor(lab)
     assert module is not None
     cases = load_cases(lab, paths.tests_dir())
     keys = [k for c in cases.cases for k in c.instructor_keys]
     assert keys, f"{lab} names no instructor predictions"
-    assert [k for k in keys if fixtures.predictor(module, k) is None] == []
+    assert [k for k in keys if exp.predictor(module, k) is None] == []
 
 
 def test_lab4_instructor_constants_are_the_cases_own(solutions) -> None:
     """The checkpoint step and the number of scheduler steps: written in both files, kept equal here."""
-    module = fixtures.load_instructor("lab4")
+    module = exp.load_instructor("lab4")
     names = load_cases("lab4", paths.tests_dir()).get("state_dict_adam").run.__globals__
     assert module is not None
     assert (module.SAVE_AT, module.SCHEDULE_STEPS) == (names["SAVE_AT"], names["SCHEDULE_STEPS"])

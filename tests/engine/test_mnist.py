@@ -1,4 +1,4 @@
-"""grader.mnist: the bundled subset, the IDX reader, checksums, the split and the error messages."""
+"""grader.data.mnist: the bundled subset, the IDX reader, checksums, the split and the error messages."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import mnist
-from grader.mnist import MnistError, MnistSplit, load_mnist, read_idx, stratified_split, verify_checksums
+from grader.data import mnist
+from grader.data.mnist import MnistError, MnistSplit, load_mnist, read_idx, stratified_split, verify_checksums
 from grader.paths import data_dir
 
 BUNDLED = data_dir() / "mnist"
 BUNDLED_COUNTS = {0: 1001, 1: 1127, 2: 991, 3: 1032, 4: 980, 5: 863, 6: 1014, 7: 1070, 8: 944, 9: 978}
 
-# numpy dtype -> IDX type byte, written independently of grader.mnist's own table.
+# numpy dtype -> IDX type byte, written independently of grader.data.mnist's own table.
 IDX_CODES = {"uint8": 0x08, "int8": 0x09, "int16": 0x0B, "int32": 0x0C, "float32": 0x0D, "float64": 0x0E}
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from grader import nbgrader_bridge, notebooks
-from grader.loading import load_cases
+from grader.course import nbgrader_bridge, notebooks
+from grader.isolation.loading import load_cases
 
 pytestmark = pytest.mark.usefixtures("solutions")
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,7 +139,7 @@ def test_released_notebook_runs_top_to_bottom_on_the_reference(tmp_path: Path) -
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("matplotlib")
-    from grader import release
+    from grader.course import release
 
     out = tmp_path / "rel"
     release.build(["lab1"], out, root=ROOT, git=False, log=lambda *_: None)

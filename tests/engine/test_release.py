@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from grader import release, stubs
-from grader.loading import load_cases
+from grader.authoring import stubs
+from grader.course import release
+from grader.isolation.loading import load_cases
 
 pytestmark = pytest.mark.usefixtures("solutions")
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,7 +64,7 @@ def test_release_holds_the_student_kit_and_nothing_instructor_only(built: Path) 
     files = {p.relative_to(built).as_posix() for p in built.rglob("*") if p.is_file()}
     files = {f for f in files if not f.startswith(".git/")}
     for needed in ("labs/lab1/layers.py", "labs/lab1/README.md", "tests/lab1/cases.py", "tests/lab1/test_lab1.py",
-                   "tests/lab1/fixtures/public.npz", "grader/pytest_support.py", "grader/cli.py", "grader/ci.py",
+                   "tests/lab1/fixtures/public.npz", "grader/pytest_support.py", "grader/cli.py", "grader/course/ci.py",
                    "data/mnist/images-idx3-ubyte.gz", "pyproject.toml", "README.md", "scripts/setup.sh",
                    "scripts/ci.sh", ".github/workflows/gradelab.yml", "notebooks/lab1.ipynb", ".gitignore",
                    *(["conftest.py"] if (ROOT / "conftest.py").is_file() else [])):

@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import fixtures, paths
-from grader.loading import load_cases
+from grader import paths
+from grader.authoring import fixtures
+from grader.isolation.loading import load_cases
+from grader.judging import expected
 from grader.runner import grade, reference
 
 LAB = load_cases("lab1", paths.tests_dir())
@@ -82,11 +84,11 @@ def test_committed_fixtures_match_the_reference(solutions):
 
 
 def test_stale_fixtures_are_reported(solutions, tmp_path, monkeypatch):
-    arrays = fixtures.load("lab1")
+    arrays = expected.load("lab1")
     key = "linear_forward/0/y"
     arrays[key] = arrays[key] + 1e-6
     del arrays["relu_forward/0/y"]
-    monkeypatch.setattr(fixtures, "fixture_path", lambda lab: tmp_path / "public.npz")
+    monkeypatch.setattr(expected, "fixture_path", lambda lab: tmp_path / "public.npz")
     np.savez(tmp_path / "public.npz", **arrays)
     problems = fixtures.check(LAB, reference("lab1"))
     assert f"{key} differs from the reference" in problems
@@ -94,9 +96,9 @@ def test_stale_fixtures_are_reported(solutions, tmp_path, monkeypatch):
 
 
 def test_fixtures_made_from_other_inputs_are_not_used(solutions, tmp_path, monkeypatch):
-    arrays = fixtures.load("lab1")
+    arrays = expected.load("lab1")
     arrays["linear_forward/0/__inputs__"] = np.array("0" * 64)
-    monkeypatch.setattr(fixtures, "fixture_path", lambda lab: tmp_path / "public.npz")
+    monkeypatch.setattr(expected, "fixture_path", lambda lab: tmp_path / "public.npz")
     np.savez(tmp_path / "public.npz", **arrays)
     result = grade(LAB, solutions, isolated=False, only=["linear_forward", "relu_forward"])
     by_name = {c.name: c for c in result.cases}
@@ -108,8 +110,8 @@ def test_fixtures_made_from_other_inputs_are_not_used(solutions, tmp_path, monke
 
 def test_hidden_variants_catch_answers_hard_coded_for_the_public_inputs(patched_reference, sandbox):
     """A forward that only knows the public answer passes locally and fails when graded."""
-    public = fixtures.make_inputs(LAB.get("linear_forward"), 0)
-    y = fixtures.load("lab1")["linear_forward/0/y"]
+    public = expected.make_inputs(LAB.get("linear_forward"), 0)
+    y = expected.load("lab1")["linear_forward/0/y"]
     cheat = (f"        if x.shape == {public['x'].shape} and x[0, 0] == {public['x'][0, 0]!r}:\n"
              f"            return np.array({y.tolist()!r})\n"
              "        return np.zeros((len(x), self.weight.data.shape[0]))\n")

@@ -1,4 +1,4 @@
-"""grader.stubs: solution regions -> stubs, the release rule, and the drift/leak check."""
+"""grader.authoring.stubs: solution regions -> stubs, the release rule, and the drift/leak check."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from grader import paths
-from grader.stubs import Region, StubError, check, generate, make_stub, run, solution_regions, write
+from grader.authoring.stubs import Region, StubError, check, generate, make_stub, run, solution_regions, write
 
 
 def src(text: str) -> str:

@@ -16,8 +16,8 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from grader.gradcheck import away_from_zero
-from grader.loading import load_package
+from grader.isolation.loading import load_package
+from grader.judging.gradcheck import away_from_zero
 
 pytestmark = pytest.mark.torch
 

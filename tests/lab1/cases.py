@@ -3,7 +3,7 @@
 Each case's run function is the only code that touches the implementation (``lab`` is the
 imported lab package); everything it returns is judged by the grader against the reference
 (``Close``), against a numerical gradient of the same implementation (``GradCheck``), or
-against held-out labels (``Accuracy``). See grader/case.py for the model, and
+against held-out labels (``Accuracy``). See grader/judging/case.py for the model, and
 labs/lab1/README.md for the table of cases and points.
 
 Conventions that the inputs follow:
@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from grader.case import Accuracy, Arrays, Close, GradCheck, Lab, Mistake
-from grader.casekit import ConventionError, batch_factor, mnist_inputs, numerically_stable, param_loss
-from grader.gradcheck import away_from_zero, directional_loss, numerical_gradient
+from grader.judging.case import Accuracy, Arrays, Close, GradCheck, Lab, Mistake
+from grader.judging.casekit import ConventionError, batch_factor, mnist_inputs, numerically_stable, param_loss
+from grader.judging.gradcheck import away_from_zero, directional_loss, numerical_gradient
 
 LAB = Lab("lab1", "Lab 1: a neural-network framework in NumPy")
 
@@ -106,10 +106,10 @@ def _ce_grad_wrong_axis(inp: Arrays, exp: Arrays) -> np.ndarray:
 WRONG_AXIS_LOSS = Mistake("a softmax over axis 0 (the batch) instead of axis 1 (the classes)", _ce_wrong_axis)
 WRONG_AXIS_GRAD = Mistake("a softmax over axis 0 (the batch) instead of axis 1 (the classes)",
                           _ce_grad_wrong_axis)
-# Hidden variants (grader/case.py: hidden_inputs): variant 0 has the public shapes with other values,
+# Hidden variants (grader/judging/case.py: hidden_inputs): variant 0 has the public shapes with other values,
 # variant 1 other shapes (and hyperparameters), so code that special-cases the public inputs (or
 # returns the committed fixtures) loses the case. Modifying an argument in place is checked for
-# every call by the engine (grader/guard.py), so no case needs an "x unchanged" output.
+# every call by the engine (grader/judging/guard.py), so no case needs an "x unchanged" output.
 
 
 def _leaky(i: Arrays, e: Arrays, got: Any) -> np.ndarray | None:

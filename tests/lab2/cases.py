@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from grader.case import Accuracy, Arrays, Close, GradCheck, Lab, Mistake, instructor
-from grader.casekit import ConventionError, mnist_inputs, param_loss
-from grader.gradcheck import directional_loss, numerical_gradient
+from grader.judging.case import Accuracy, Arrays, Close, GradCheck, Lab, Mistake, instructor
+from grader.judging.casekit import ConventionError, mnist_inputs, param_loss
+from grader.judging.gradcheck import directional_loss, numerical_gradient
 
 LAB = Lab("lab2", "Lab 2: BatchNorm and Dropout")
 
@@ -46,7 +46,7 @@ PYTORCH_MOMENTUM = ("The convention (PyTorch's): running = (1 - momentum) * runn
 
 # Predictions that need BatchNorm's math (a staged backward with a bug, a running average under
 # another convention) are computed by the instructor-only solutions/lab2/instructor/mistakes.py,
-# named here by key: Mistake(description, instructor(key)) (see grader/case.py). The public seeds'
+# named here by key: Mistake(description, instructor(key)) (see grader/judging/case.py). The public seeds'
 # predictions are in fixtures/public.npz.
 
 

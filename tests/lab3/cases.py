@@ -16,7 +16,7 @@ Conventions that the inputs follow:
 
 Predictions of known mistakes that need the solution's math (a convolution, col2im, pooling masks)
 are computed by the instructor-only solutions/lab3/instructor/mistakes.py, named here by key:
-``Mistake(description, instructor(key))`` (grader/case.py); the public seeds' predictions are in
+``Mistake(description, instructor(key))`` (grader/judging/case.py); the public seeds' predictions are in
 fixtures/public.npz. Those left here are transforms of the expected array or of the inputs.
 """
 
@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from grader.case import Accuracy, Arrays, Close, GradCheck, Lab, Mistake, instructor
-from grader.casekit import ConventionError, mnist_inputs, param_loss
-from grader.gradcheck import directional_loss, numerical_gradient
+from grader.judging.case import Accuracy, Arrays, Close, GradCheck, Lab, Mistake, instructor
+from grader.judging.casekit import ConventionError, mnist_inputs, param_loss
+from grader.judging.gradcheck import directional_loss, numerical_gradient
 
 LAB = Lab("lab3", "Lab 3: convolution and pooling, naive and fast, and a CNN on MNIST")
 

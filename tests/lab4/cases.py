@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from grader.case import Accuracy, Arrays, Close, Lab, Mistake, instructor
-from grader.casekit import ConventionError, mnist_inputs
+from grader.judging.case import Accuracy, Arrays, Close, Lab, Mistake, instructor
+from grader.judging.casekit import ConventionError, mnist_inputs
 
 LAB = Lab("lab4", "Lab 4: optimizers and learning-rate schedules")
 
@@ -150,7 +150,7 @@ def run_trajectory(lab: ModuleType, cls: str, inputs: Arrays) -> Arrays:
 
 # The optimizer rules with bug switches (``simulate``) are the solution's math: they live in the
 # instructor-only solutions/lab4/instructor/mistakes.py, and a mistake names its prediction there by key,
-# Mistake(description, instructor("traj.<cls>.<bug>.p<k>")) (grader/case.py). The public seeds'
+# Mistake(description, instructor("traj.<cls>.<bug>.p<k>")) (grader/judging/case.py). The public seeds'
 # predictions are stored in fixtures/public.npz; isolated grading computes them for hidden variants.
 
 

@@ -4,7 +4,7 @@ Each run function converts the NumPy inputs to tensors, calls the implementation
 the results back: the grading protocol carries only numeric arrays. Boxes are float64 in the
 piece cases (gradient checks need it); the two training cases use float32 models.
 
-The detection canvases come from ``grader.detection_data`` (seeded, deterministic): training
+The detection canvases come from ``grader.data.canvases`` (seeded, deterministic): training
 canvases from the training digits, evaluation canvases from the held-out digits, whose boxes
 and labels are private inputs (they never enter the sandbox). The trained models are scored
 with the lab's metric functions taken from the reference package in grading (one source of
@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from grader import detection_data as dd
-from grader.case import Arrays, Close, GradCheck, Lab, Metric, Mistake, instructor
-from grader.casekit import ConventionError
-from grader.gradcheck import numerical_gradient
+from grader.data import canvases as dd
+from grader.judging.case import Arrays, Close, GradCheck, Lab, Metric, Mistake, instructor
+from grader.judging.casekit import ConventionError
+from grader.judging.gradcheck import numerical_gradient
 
 try:
     import torch
@@ -622,7 +622,7 @@ def localizer_inputs(rng: np.random.Generator) -> Arrays:
 
 # The training cases are scored with the lab's own metric functions, taken from ``metrics``: the
 # reference package in grading (the grader's metric), the student's own package in a local run of
-# a release (see grader/case.py, Metric.scored_by). Nothing here re-implements them.
+# a release (see grader/judging/case.py, Metric.scored_by). Nothing here re-implements them.
 
 
 def _paired_iou(metrics: Any, i: Arrays, o: dict[str, np.ndarray]) -> np.ndarray:

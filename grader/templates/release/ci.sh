@@ -8,4 +8,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
 [ -x "$py" ] || py=${PYTHON:-python3}
-exec "$py" -m grader.ci @@LABS@@ --out .gradelab "$@"
+exec "$py" -m grader.course.ci @@LABS@@ --out .gradelab "$@"

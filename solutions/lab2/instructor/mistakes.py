@@ -4,7 +4,7 @@
 plain function ``(inputs, expected) -> array`` giving what an implementation with that bug outputs
 for the checked array. They run in the grading process only: ``gradelab fixtures lab2`` stores
 their predictions for the public seeds, isolated grading computes them for hidden variants
-(grader/fixtures.py). This folder is never released (grader/stubs.py: release rule).
+(grader/authoring/fixtures.py). This folder is never released (grader/authoring/stubs.py: release rule).
 
 Keys: ``<what>.<bug>`` (and ``.<input>`` where a case checks several inputs), e.g.
 ``bn1d_y.eps_outside.x_small`` or ``bn_dx.no_mean_path``.

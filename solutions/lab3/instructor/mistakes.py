@@ -5,7 +5,7 @@ plain function ``(inputs, expected) -> array`` giving what an implementation wit
 for the checked array: convolutions by sliding windows + einsum, col2im (the adjoint of im2col)
 with overwriting and stride bugs, pooling masks. They run in the grading process only:
 ``gradelab fixtures lab3`` stores their predictions for the public seeds, isolated grading computes
-them for hidden variants (grader/fixtures.py). This folder is never released.
+them for hidden variants (grader/authoring/fixtures.py). This folder is never released.
 
 Keys: ``<what>.<bug>``, e.g. ``conv.flipped``, ``conv_dx.set_offsets``, ``maxpool_dx.minimum``.
 """

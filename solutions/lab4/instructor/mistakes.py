@@ -6,7 +6,7 @@ follows over the case's gradient sequence. ``simulate`` runs the rules written f
 formulas, with bug switches; with no bug it must equal the reference (tests/engine/test_lab4_torch.py
 checks it, and the reference against torch.optim). They run in the grading process only:
 ``gradelab fixtures lab4`` stores the predictions for the public seeds, isolated grading computes
-them for hidden variants (grader/fixtures.py). This folder is never released.
+them for hidden variants (grader/authoring/fixtures.py). This folder is never released.
 
 Keys:
   ``traj.<cls>.<bug>.p<k>``           parameter k's trajectory (initial row included) under ``bug``

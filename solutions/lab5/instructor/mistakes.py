@@ -4,7 +4,7 @@
 plain function ``(inputs, expected) -> array`` giving what an implementation with that bug outputs
 for the checked array. They run in the grading process only: ``gradelab fixtures lab5`` stores
 their predictions for the public seeds, isolated grading computes them for hidden variants
-(grader/fixtures.py). This folder is never released (grader/stubs.py: release rule).
+(grader/authoring/fixtures.py). This folder is never released (grader/authoring/stubs.py: release rule).
 
 Keys: ``<what>.<bug>`` (and ``.<output>`` where one bug shows in several outputs), e.g.
 ``iou.no_clamp`` or ``targets.last.cls``. Everything here is NumPy in float64, independent of the

@@ -292,7 +292,7 @@ class Case:
         """Runs the case against an implementation on a private copy of the inputs.
 
         ``run`` receives only the inputs its signature names (plus all of them if it takes
-        ``**kwargs``), never the private ones, and the package through ``grader.guard``: every
+        ``**kwargs``), never the private ones, and the package through ``grader.judging.guard``: every
         call into it is checked (arguments not modified in place, gradient shapes), for every
         case of every lab; a problem raises ``guard.Feedback``.
         """

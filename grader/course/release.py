@@ -7,7 +7,7 @@ A release is a fresh repository (one commit, none of the instructor's history) h
 
     labs/<lab>/                  the stubs, generated from solutions/ (never copied from labs/)
     tests/<lab>/                 the lab's cases, its pytest module and its public fixtures
-    grader/                      the engine: ``gradelab``, the pytest plugin, ``python -m grader.ci``
+    grader/                      the engine: ``gradelab``, the pytest plugin, ``python -m grader.course.ci``
     data/                        the data sets
     notebooks/<lab>.ipynb        a notebook per lab (no solution code: nbgrader can release it as is)
     pyproject.toml, conftest.py  the kit, installable (``pip install -e .``); the pytest plugin's loader
@@ -21,7 +21,7 @@ submissions are patches of the reference, so they hold solution lines verbatim) 
 
 The check scans EVERY file of the release, whatever its type or place (notebook cells, zip and
 gzip members included), for code from any lab's solution regions: line by line with normalised
-whitespace (the leak index of ``grader.stubs``), and multi-line statements with all whitespace
+whitespace (the leak index of ``grader.authoring.stubs``), and multi-line statements with all whitespace
 removed, so re-wrapping a block does not hide it. The only solution code allowed is a provided
 lab (``solutions/<lab>/lab.toml``: ``provides = ["lab1"]``) inside ``labs/<lab>/<provided>/``,
 and only when the provided lab is not itself a task of the release: releasing lab2 ships Lab 1's
@@ -44,11 +44,12 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import paths, stubs
+from grader import paths
+from grader.authoring import stubs
 
 __all__ = ["ReleaseError", "build", "check", "main_check"]
 
-TEMPLATES = Path(__file__).resolve().parent / "templates" / "release"
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "release"
 WORKFLOW = Path(".github/workflows/gradelab.yml")
 # Paths a release must never contain (relative, as posix prefixes).
 FORBIDDEN = ("solutions/", "examples/", "tests/engine/", "tests/conftest.py", ".ci/")
@@ -298,8 +299,8 @@ def _write(labs: list[str], out: Path, root: Path, classroom: bool) -> None:
             target.write_text(text)
     for lab in labs:
         _copy(tests / lab, out / "tests" / lab)
-    (out / "grader").mkdir(parents=True)
     for name in sorted(engine_modules(root / "grader", [tests / lab for lab in labs])):
+        (out / "grader" / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(root / "grader" / name, out / "grader" / name)
     if (root / "data").is_dir():
         _copy(root / "data", out / "data")
@@ -328,37 +329,65 @@ def _write(labs: list[str], out: Path, root: Path, classroom: bool) -> None:
         write_notebook(lab, out / "notebooks" / f"{lab}.ipynb", root=root)
 
 
-ENTRY_MODULES = ("__init__.py", "cli.py", "pytest_support.py", "ci.py", "notebooks.py", "worker.py")
+ENTRY_MODULES = ("__init__.py", "cli.py", "pytest_support.py", "course/ci.py", "course/notebooks.py",
+                 "isolation/worker.py")
 
 
-def _imported(source: str, package: set[str]) -> set[str]:
-    """Engine modules (file names) that ``source`` imports, relatively or as ``grader.x``."""
-    found: set[str] = set()
+def _module_file(engine: Path, dotted: list[str]) -> str | None:
+    """The engine file (relative, posix) of ``grader.<dotted>``: a module or a package's __init__."""
+    if not dotted:
+        return "__init__.py"
+    for rel in ("/".join(dotted) + ".py", "/".join(dotted) + "/__init__.py"):
+        if (engine / rel).is_file():
+            return rel
+    return None
+
+
+def _imported(engine: Path, rel: str | None, source: str) -> set[str]:
+    """Engine files (relative to ``engine``) that ``source`` imports, relatively or as ``grader.x``,
+    with the ``__init__.py`` of every package on the way. ``rel`` is the importing file's place in
+    the engine (None for a file outside it, e.g. a lab's tests)."""
+    here = Path(rel).parent.parts if rel else ()
+    targets: list[list[str]] = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level == 1 or base == "grader" or base.startswith("grader."):
-                base = base.removeprefix("grader").lstrip(".")
-                names = [base] if base else [a.name for a in node.names]
-                found |= {f"{n.split('.')[0]}.py" for n in names}
+            if node.level:
+                if rel is None:
+                    continue
+                base = list(here[:len(here) - (node.level - 1)]) if node.level > 1 else list(here)
+            elif node.module == "grader" or (node.module or "").startswith("grader."):
+                base = []
+            else:
+                continue
+            mod = (node.module or "").split(".") if node.module else []
+            if not node.level:
+                mod = mod[1:]  # drop "grader"
+            targets.append(base + mod)
+            targets += [base + mod + [a.name] for a in node.names]  # a submodule imported by name
         elif isinstance(node, ast.Import):
-            found |= {f"{a.name.split('.')[1]}.py" for a in node.names if a.name.startswith("grader.")}
-    return found & package
+            targets += [a.name.split(".")[1:] for a in node.names if a.name.startswith("grader.")]
+    found: set[str] = set()
+    for dotted in targets:
+        for i in range(len(dotted) + 1):  # every package on the way, then the module itself
+            f = _module_file(engine, dotted[:i])
+            if f is not None:
+                found.add(f)
+    return found
 
 
 def engine_modules(engine: Path, lab_tests: list[Path]) -> set[str]:
-    """The engine modules a release needs: the entry points, what the labs' tests import, and
-    everything those import. Modules only another lab needs stay out (they may hold its solution)."""
-    package = {p.name for p in engine.glob("*.py")}
-    todo = {*ENTRY_MODULES} & package
+    """The engine files (relative paths) a release needs: the entry points, what the labs' tests
+    import, and everything those import. Modules only another lab needs stay out (they may hold
+    its solution)."""
+    todo = {m for m in ENTRY_MODULES if (engine / m).is_file()}
     for folder in lab_tests:
         for f in folder.glob("*.py"):
-            todo |= _imported(f.read_text(), package)
+            todo |= _imported(engine, None, f.read_text())
     done: set[str] = set()
     while todo:
         name = todo.pop()
         done.add(name)
-        todo |= _imported((engine / name).read_text(), package) - done
+        todo |= _imported(engine, name, (engine / name).read_text()) - done
     return done
 
 

@@ -3,7 +3,7 @@
 The notebook loads the data, calls the student's package, draws pictures, and ends with one
 autograded test cell per public case of the lab, worth the case's points::
 
-    from grader.notebooks import check
+    from grader.course.notebooks import check
     check("lab1", "linear_forward", IMPL)   # raises AssertionError with the grader's message
 
 The test cells carry nbgrader's cell metadata (schema version 3: ``grade: true``, a unique
@@ -11,7 +11,7 @@ The test cells carry nbgrader's cell metadata (schema version 3: ``grade: true``
 ``source/<lab>/`` and run ``nbgrader generate_assignment``. The notebook holds no solution code
 (the work is in ``labs/<lab>/*.py``), so nothing needs stripping; ``gradelab release --check``
 scans its cells like every other file. What a notebook's own kernel computes is a self-check:
-the grade comes from ``gradelab nbgrader import`` (sandboxed), see grader/nbgrader_bridge.py.
+the grade comes from ``gradelab nbgrader import`` (sandboxed), see grader/course/nbgrader_bridge.py.
 
 The JSON is written directly (nbformat 4.5, the same structure ``nbformat.v4`` builds), so the
 default install does not need Jupyter; the tests validate it with nbformat.
@@ -23,8 +23,8 @@ import json
 import textwrap
 from pathlib import Path
 
-from . import paths
-from .loading import load_cases
+from grader import paths
+from grader.isolation.loading import load_cases
 
 __all__ = ["build_notebook", "check", "grade_id", "write_notebook"]
 
@@ -76,7 +76,7 @@ print("{lab} imported from", Path({lab}.__file__).parent)
 '''
 
 _DATA = '''
-from grader.mnist import load_mnist
+from grader.data.mnist import load_mnist
 
 data = load_mnist()
 print("train:", data.train_images.shape, "test:", data.test_images.shape)
@@ -128,7 +128,7 @@ if plt is not None:
 # the detector on generated canvases and draw its boxes (red) over the true ones (green).
 _DETECT = '''
 import torch
-from grader.detection_data import lab5_canvases
+from grader.data.canvases import lab5_canvases
 
 train, test = lab5_canvases("B", "train", 4000, 0), lab5_canvases("B", "test", 8, 0)
 t = torch.from_numpy
@@ -191,7 +191,7 @@ def build_notebook(lab: str, root: Path | None = None) -> dict:
     for case in cases.cases:
         cells.append(_cell("code", f"""
             # {case.description} ({case.points:g} points)
-            from grader.notebooks import check
+            from grader.course.notebooks import check
             check("{lab}", "{case.name}", IMPL)
             """, f"case-{case.name}".replace("_", "-"),
             {"grade": True, "grade_id": grade_id(lab, case.name), "locked": True, "points": case.points,
@@ -210,7 +210,7 @@ def write_notebook(lab: str, path: Path, root: Path | None = None) -> Path:
 
 def check(lab: str, case: str, impl: Path | None = None) -> None:
     """Runs one public case against ``labs/`` (in this kernel); AssertionError with the message if it fails."""
-    from .runner import grade
+    from grader.runner import grade
 
     result = grade(load_cases(lab, paths.tests_dir()), impl or paths.labs_dir(), isolated=False, only=[case])
     outcome = result.cases[0]

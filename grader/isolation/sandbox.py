@@ -39,8 +39,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import paths, protocol
-from .compare import Invalid
+from grader import paths
+from grader.judging.compare import Invalid
+
+from . import protocol
 
 _MAX_SUBMISSION_BYTES = 50 << 20
 _MEMORY_LIMIT = 8 << 30
@@ -54,7 +56,7 @@ _STARTUP_SECONDS = 20.0  # Python + NumPy start in well under a second; the rest
 _LOG_TAIL = 2000
 
 _BOOT = "import sys; sys.path[:0] = sys.argv[1:2] + sys.argv[3:]; " \
-        "from grader.worker import main; main(sys.argv[1:3])"
+        "from grader.isolation.worker import main; main(sys.argv[1:3])"
 
 
 @functools.lru_cache(maxsize=1)
@@ -176,10 +178,13 @@ def sweep_stale_stages() -> None:
 
 def _fill_stage(stage: Path, impl_root: Path, lab: str) -> list[str]:
     skipped: list[str] = []
-    engine = Path(__file__).resolve().parent
-    (stage / "grader").mkdir()
-    for f in engine.glob("*.py"):
-        shutil.copyfile(f, stage / "grader" / f.name)
+    engine = Path(__file__).resolve().parent.parent  # grader/, with its subpackages
+    for f in engine.rglob("*.py"):
+        rel = f.relative_to(engine)
+        if "__pycache__" in rel.parts or "templates" in rel.parts:
+            continue
+        (stage / "grader" / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, stage / "grader" / rel)
     cases = paths.tests_dir() / lab / "cases.py"
     (stage / "tests" / lab).mkdir(parents=True)
     shutil.copyfile(cases, stage / "tests" / lab / "cases.py")

@@ -20,8 +20,8 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
-from . import guard
-from .case import Lab
+from grader.judging import guard
+from grader.judging.case import Lab
 
 _counter = itertools.count()
 _PRIVATE_NAME = re.compile(r"_gradelab_(\w+?)_\d+")

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from . import mnist
+from grader.data import mnist
+
 from .case import Arrays
 from .gradcheck import require_float64
 

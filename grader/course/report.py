@@ -1,5 +1,5 @@
 """Results as Gradescope's results.json, a score table, a student's feedback Markdown, and a
-class summary (Markdown table and a self-contained HTML page). The gradebook is grader.gradebook."""
+class summary (Markdown table and a self-contained HTML page). The gradebook is grader.course.gradebook."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from grader.runner import LabResult
+
 from .gradebook import atomic_write_text
-from .runner import LabResult
 
 
 def to_gradescope(result: LabResult) -> dict[str, Any]:
@@ -87,7 +88,7 @@ def write_submission(result: LabResult, folder: Path, sub_id: str) -> None:
 
 def class_summary(rows: Sequence[Any], case_points: dict[str, float]) -> dict[str, Any]:
     """Score distribution (10 bins of the percentage) and each case's pass rate, over gradebook rows
-    (``grader.gradebook.Row``); ``case_points`` maps each case to its full points."""
+    (``grader.course.gradebook.Row``); ``case_points`` maps each case to its full points."""
     graded = [r for r in rows if r.max_score > 0]
     pct = [100.0 * r.score / r.max_score for r in graded]
     bins = [0] * 10

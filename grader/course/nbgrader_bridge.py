@@ -6,7 +6,7 @@
     ... students fetch, edit LAB/*.py, submit; nbgrader collect ...
     gradelab nbgrader import --course-dir DIR --assignment LAB
 
-An assignment is the lab's notebook (grader/notebooks.py: one autograded cell per public case,
+An assignment is the lab's notebook (grader/course/notebooks.py: one autograded cell per public case,
 ``grade_id`` ``<lab>_<case>``, the case's points) and the lab's package, ``LAB/``, beside it.
 ``import`` grades each ``submitted/<student>/<assignment>/`` (laid out like labs/: it holds the
 ``LAB/`` package) with ``gradelab``'s isolated grading (the sandboxed child, public and hidden
@@ -19,7 +19,7 @@ monkeypatched ``np.allclose`` earns full marks.
 
 Ids and resuming follow ``gradelab grade``: the student id is nbgrader's (the folder name under
 ``submitted/``, unique in the course); a student is skipped on a rerun when the submission's
-content hash and the lab's grading key (``grader.gradebook``) are those recorded at the last
+content hash and the lab's grading key (``grader.course.gradebook``) are those recorded at the last
 import (``<course>/gradelab/<assignment>.json``, written atomically after each student), unless
 ``--regrade``. A submission that cannot be graded scores 0 with the reason in the feedback
 file ``<course>/gradelab/<assignment>/<student>.txt``.
@@ -33,11 +33,14 @@ import shutil
 import sys
 from pathlib import Path
 
-from . import gradebook, paths, stubs
-from .loading import load_cases
+from grader import paths
+from grader.authoring import stubs
+from grader.isolation.loading import load_cases
+from grader.runner import GradingError, LabResult, grade, zero_result
+
+from . import gradebook
 from .notebooks import grade_id, write_notebook
 from .report import table
-from .runner import GradingError, LabResult, grade, zero_result
 
 __all__ = ["run_import", "write_source"]
 

@@ -1,19 +1,18 @@
-"""Public expected values: the reference's outputs for every public case, committed as data.
+"""Expected values for a case: from the committed fixtures (students) or live from the reference (grading).
 
 A student release has no ``solutions/``, so local runs compare against
-``tests/<lab>/fixtures/public.npz``, generated from the reference by ``gradelab fixtures``.
-Keys are ``<case>/<seed>/<output>``; ``<case>/<seed>/__inputs__`` holds a SHA-256 of the
-inputs, so a change in how inputs are made (or a NumPy whose RNG differs) is reported as
-stale fixtures instead of a confusing mismatch. ``gradelab fixtures --check`` (run by CI)
-fails when the committed file no longer matches the reference.
+``tests/<lab>/fixtures/public.npz`` (``FixtureExpected``), generated from the reference by
+``gradelab fixtures`` (grader/authoring/fixtures.py). Keys are ``<case>/<seed>/<output>``;
+``<case>/<seed>/__inputs__`` holds a SHA-256 of the inputs, so a change in how inputs are made
+(or a NumPy whose RNG differs) is reported as stale fixtures instead of a confusing mismatch.
+Isolated grading computes the same arrays live from the reference (``ReferenceExpected``).
 
-Instructor predictions of known mistakes (``Mistake(..., instructor(key))``, grader/case.py) are
+Instructor predictions of known mistakes (``Mistake(..., instructor(key))``, grader/judging/case.py) are
 stored the same way, under ``<case>/<seed>/__mistake__/<key>``, computed by the instructor-only
-``solutions/<lab>/instructor/mistakes.py`` from the same inputs and expected values; ``--check``
-covers them, and ``ReferenceExpected`` computes them live in isolated grading (hidden variants).
+``solutions/<lab>/instructor/mistakes.py`` from the same inputs and expected values.
 
-``timing.json`` beside it holds the reference's measured seconds per case, from which each
-case's time limit is set (``case_timeout``); ``--check`` only checks that it covers the cases.
+``timing.json`` beside the fixtures holds the reference's measured seconds per case, from which
+each case's time limit is set (``case_timeout``).
 """
 
 from __future__ import annotations
@@ -23,23 +22,19 @@ import hashlib
 import importlib.util
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 
-from . import paths
-from .case import MISTAKE_PREFIX, Arrays, Case, Lab
+from grader import paths
+from grader.judging.case import MISTAKE_PREFIX, Arrays, Case
 
 INPUTS_KEY = "__inputs__"
-TIMING_PREFIX = "__timing__/"  # generate() returns the measured seconds under these keys; save() moves them
 # A case's time limit: this many times the reference's slowest measured run, plus a floor for
 # process and machine noise; training cases (slow=True) keep their declared budget.
 TIMING_FACTOR, TIMING_FLOOR = 10.0, 2.0
-# The reference is deterministic, but BLAS may sum in another order on another machine.
-_RTOL, _ATOL = 1e-12, 1e-14
 
 
 class FixtureError(Exception):
@@ -162,20 +157,6 @@ def timing_path(lab: str) -> Path:
     return paths.tests_dir() / lab / "fixtures" / "timing.json"
 
 
-def measure_seconds(case: Case, reference: ModuleType, repeats: int = 2) -> float:
-    """The reference's time for the case: the slowest input maker (public, each hidden one), best of ``repeats``."""
-    worst = 0.0
-    for variant in [None, *range(len(case.hidden_inputs))]:
-        inputs = make_inputs(case, case.seeds[0], variant)
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            case.call(reference, inputs)
-            best = min(best, time.perf_counter() - start)
-        worst = max(worst, best)
-    return worst
-
-
 def load_timing(lab: str) -> dict[str, float]:
     """The committed measured seconds per case ({} when there is no timing.json)."""
     path = timing_path(lab)
@@ -203,72 +184,12 @@ def case_timeout(case: Case) -> float:
     return min(case.timeout, TIMING_FACTOR * seconds + TIMING_FLOOR)
 
 
-def generate(lab: Lab, reference: ModuleType) -> Arrays:
-    """Every public case's expected arrays (cases without Close checks store nothing), and the
-    reference's measured seconds per non-training case under ``TIMING_PREFIX`` keys."""
-    out: Arrays = {}
-    for case in lab.cases:
-        if not case.slow:
-            out[TIMING_PREFIX + case.name] = np.array(measure_seconds(case, reference))
-    for case in lab.cases:
-        if not case.needs_reference:
-            continue
-        for seed in case.seeds:
-            inputs = make_inputs(case, seed)
-            out[f"{case.name}/{seed}/{INPUTS_KEY}"] = np.array(inputs_digest(inputs))
-            expected = reference_outputs(case, reference, inputs)
-            expected.update(mistake_predictions(case, load_instructor(lab.name), inputs, expected, strict=True))
-            for name, arr in expected.items():
-                out[f"{case.name}/{seed}/{name}"] = arr
-    return out
-
-
-def save(lab: str, arrays: Arrays) -> Path:
-    """Writes the expected arrays to public.npz and the timings to timing.json (beside it)."""
-    path = fixture_path(lab)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    timing = {k[len(TIMING_PREFIX):]: round(float(v), 5) for k, v in arrays.items() if k.startswith(TIMING_PREFIX)}
-    np.savez_compressed(path, **{k: v for k, v in arrays.items() if not k.startswith(TIMING_PREFIX)})
-    timing_path(lab).write_text(json.dumps({
-        "about": f"the reference's seconds per case, measured by `gradelab fixtures {lab}`; a case's time limit "
-                 f"is {TIMING_FACTOR:g} x this + {TIMING_FLOOR:g} s (grader/fixtures.py: case_timeout)",
-        "seconds": timing}, indent=2, sort_keys=False) + "\n")
-    return path
-
-
 def load(lab: str) -> Arrays:
     path = fixture_path(lab)
     if not path.is_file():
         raise FixtureError(f"no expected values at {path}; an instructor runs `gradelab fixtures {lab}`")
     with np.load(path, allow_pickle=False) as npz:
         return {k: npz[k] for k in npz.files}
-
-
-def check(lab: Lab, reference: ModuleType) -> list[str]:
-    """Differences between the committed fixtures and what the reference gives now."""
-    try:
-        committed = load(lab.name)
-    except FixtureError as exc:
-        return [str(exc)]
-    fresh = generate(lab, reference)
-    problems = []
-    # Timings: only that every non-training case has one and no case that is gone does (values vary).
-    timed = {k[len(TIMING_PREFIX):] for k in fresh if k.startswith(TIMING_PREFIX)}
-    have = set(load_timing(lab.name))
-    problems += [f"no measured time for {c} in {timing_path(lab.name).name}" for c in sorted(timed - have)]
-    problems += [f"stale time for {c} in {timing_path(lab.name).name} (no such case)" for c in sorted(have - timed)]
-    fresh = {k: v for k, v in fresh.items() if not k.startswith(TIMING_PREFIX)}
-    problems += [f"missing key {k}" for k in sorted(set(fresh) - set(committed))]
-    problems += [f"stale key {k} (no such case/output any more)" for k in sorted(set(committed) - set(fresh))]
-    for key in sorted(set(fresh) & set(committed)):
-        a, b = fresh[key], committed[key]
-        if key.endswith(INPUTS_KEY):
-            same = str(a) == str(b)
-        else:
-            same = a.shape == b.shape and np.allclose(a, b, rtol=_RTOL, atol=_ATOL, equal_nan=True)
-        if not same:
-            problems.append(f"{key} differs from the reference")
-    return problems
 
 
 class FixtureExpected:

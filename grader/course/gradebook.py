@@ -27,7 +27,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import paths
+from grader import paths
+from grader.text import printable
 
 DB_NAME = "gradebook.sqlite"
 CSV_NAME = "gradebook.csv"
@@ -49,15 +50,6 @@ CREATE TABLE IF NOT EXISTS grades (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-
-
-def printable(text: str) -> str:
-    """``text`` with undecodable bytes (surrogate escapes) and lone surrogates as ``\\udcff``-style
-    escapes: safe for UTF-8 files, SQLite, JSON and any terminal."""
-    try:  # undecodable bytes of a file name (surrogate escapes) as \\xe9, like the bytes they were
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:  # a lone surrogate from an error message: \\ud800
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass

@@ -11,7 +11,7 @@ The generator places bundled MNIST digits on grey canvases, deterministically fr
 * light clutter: a few 5x5 to 8x8 fragments of other digits at a third of full intensity,
   below ``INK`` so they never count as ink of a box.
 
-Training canvases are made from the training digits of ``grader.mnist``'s split and evaluation
+Training canvases are made from the training digits of ``grader.data.mnist``'s split and evaluation
 canvases from its held-out digits, so no digit is in both; a course can pass its own split.
 
 Boxes of all canvases are returned flat: ``boxes (M, 4)`` float64, ``labels (M,)`` int64 and
@@ -20,7 +20,7 @@ the grading protocol carries.
 
 This module is data only and ships with Lab 5's release: it holds no metric. The trained models
 are scored with the lab's own metric functions, from the reference package in grading
-(tests/lab5/cases.py, ``Metric.scored_by`` in grader/case.py).
+(tests/lab5/cases.py, ``Metric.scored_by`` in grader/judging/case.py).
 """
 
 from __future__ import annotations

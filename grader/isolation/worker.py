@@ -1,7 +1,7 @@
 """The child side of isolated grading: imports the submission and runs cases on request.
 
-Started by ``grader.sandbox`` inside the sandbox as
-``python -I -S -c BOOT <stage> <lab> <site-dir>...``. It speaks ``grader.protocol`` over what
+Started by ``grader.isolation.sandbox`` inside the sandbox as
+``python -I -S -c BOOT <stage> <lab> <site-dir>...``. It speaks ``grader.isolation.protocol`` over what
 were its stdin and stdout; the student's own prints go to ``<stage>/work/output.log``.
 Nothing here decides a grade: it only returns arrays (or the student's traceback).
 """
@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from grader.judging.compare import describe_non_numeric
+
 from . import protocol
-from .compare import describe_non_numeric
 from .loading import LoadError, load_cases, load_package, student_traceback
 
 

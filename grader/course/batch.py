@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .mnist import COURSE_DATA_ENV as MNIST_ENV  # read by load_mnist(): the course's held-out set
-from .runner import GradingError, LabResult, _printable_result, grade, zero_result
+from grader.data.mnist import COURSE_DATA_ENV as MNIST_ENV  # read by load_mnist(): the course's held-out set
+from grader.runner import GradingError, LabResult, _printable_result, grade, zero_result
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "VECLIB_MAXIMUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1"}
@@ -70,8 +70,8 @@ def _worker_init() -> None:
 
 def grade_task(path: str, options: Options) -> LabResult:
     """Grades one submission folder: the unit of work of a job or a Dask task."""
-    from . import paths
-    from .loading import load_cases
+    from grader import paths
+    from grader.isolation.loading import load_cases
 
     os.environ.update(ONE_THREAD)
     use_data(options.data)

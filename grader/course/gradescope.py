@@ -1,7 +1,7 @@
 """Gradescope: the autograder zip, and what its ``run_autograder`` does for each submission.
 
     gradelab gradescope LAB --out autograder.zip           # instructors: build the zip
-    python -m grader.gradescope --lab LAB --root /autograder   # run_autograder, per submission
+    python -m grader.course.gradescope --lab LAB --root /autograder   # run_autograder, per submission
 
 The zip holds ``setup.sh`` and ``run_autograder`` (templates in grader/templates/gradescope/)
 and the kit they need: the engine, the lab's cases and fixtures, its reference and hidden seeds
@@ -15,7 +15,7 @@ For each submission, ``run_autograder``:
    earlier labs (``labs/<lab>/<earlier>/``) always from the kit;
 2. reports a syntax error (compiled here, never run) or an import error (from the sandboxed
    child) once, as the top-level ``output``, and scores 0;
-3. otherwise grades in the sandboxed child of ``grader.sandbox``: bubblewrap when this container
+3. otherwise grades in the sandboxed child of ``grader.isolation.sandbox``: bubblewrap when this container
    allows its namespaces, else a plain child process with rlimits that ``run_autograder``
    (``GRADELAB_UID_WITHOUT_BWRAP=1``) has switched to a dedicated unprivileged uid with setpriv;
    student code never runs in this process. The top-level output says which (``isolation_name``);
@@ -42,16 +42,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import paths, stubs
-from .case import Case, Lab
-from .fixtures import ReferenceExpected
-from .loading import load_cases
-from .runner import CaseResult, Sandboxed, hidden_seeds, reference, run_case
-from .sandbox import bwrap_available, isolation_name
+from grader import paths
+from grader.authoring import stubs
+from grader.isolation.loading import load_cases
+from grader.isolation.sandbox import bwrap_available, isolation_name
+from grader.judging.case import Case, Lab
+from grader.judging.expected import ReferenceExpected
+from grader.runner import CaseResult, Sandboxed, hidden_seeds, reference, run_case
 
 __all__ = ["build_zip", "collect", "run"]
 
-TEMPLATES = Path(__file__).resolve().parent / "templates" / "gradescope"
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "gradescope"
 _MAX_UNZIPPED = 50 << 20
 
 

@@ -1,7 +1,7 @@
 """What a student repository's CI publishes: the score table, the score line, GitHub Classroom's
 autograding result and a score badge.
 
-    python -m grader.ci lab1 [lab2 ...] [--out .gradelab] [--require-full]
+    python -m grader.course.ci lab1 [lab2 ...] [--out .gradelab] [--require-full]
 
 ``scripts/ci.sh`` in a release runs exactly this, locally and in GitHub Actions. It grades
 ``labs/`` in-process against the public cases and the committed fixtures (the same runner as
@@ -32,9 +32,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import paths
-from .loading import LoadError, load_cases
-from .runner import LabResult, grade
+from grader import paths
+from grader.isolation.loading import LoadError, load_cases
+from grader.runner import LabResult, grade
 
 __all__ = ["badge_color", "badge_json", "badge_svg", "classroom_json", "main", "score_line", "summary_markdown"]
 
@@ -137,7 +137,7 @@ def publish(results: Sequence[LabResult], out: Path, env: dict[str, str] | os._E
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grader.ci", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m grader.course.ci", description=__doc__.split("\n\n")[0])
     parser.add_argument("labs", nargs="+")
     parser.add_argument("--out", default=".gradelab", help="where summary.md, classroom.json and badges/ go")
     parser.add_argument("--require-full", action="store_true", help="exit 1 unless every lab has full marks")
