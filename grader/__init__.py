@@ -4,22 +4,21 @@ The engine turns a lab's *cases* (``tests/<lab>/cases.py``) into scores. A case 
 inputs from a seeded RNG, runs the implementation under test and returns named arrays; the
 engine compares them with the reference's arrays and awards the case's points.
 
-Modules:
-    paths      where the project's parts live (labs/, solutions/, tests/, data/)
-    case       Case, Check and Lab: how a lab declares what is graded
-    compare    array comparison with messages a stuck student can act on
-    gradcheck  central-difference numerical gradients (float64)
-    loading    importing an implementation (a folder laid out like labs/) under a private name
-    runner     running cases in-process (students) or in a sandboxed child (grading)
-    sandbox    the child process: bubblewrap when available, a plain subprocess otherwise
-    protocol   the frames between grader and child (JSON header + uncompressed npz)
-    worker     the child's side: imports the submission, runs cases on request
-    report     Gradescope-shaped results and score tables
-    fixtures   public expected values, generated from the reference
-    stubs      solutions/ -> labs/ stub generation and its drift/leak check
-    mnist      IDX reader, checksums and the fixed stratified split
-    pytest_support  the pytest plugin: --impl, one test per case, the score line
-    cli        the ``gradelab`` command
+Layers, lowest first; a module imports only its own layer and lower ones
+(tests/engine/test_layout.py checks it):
+
+    paths, text       where the project's parts live; text from submissions made safe to print
+    data/             the MNIST IDX reader and split; Lab 5's detection canvases
+    judging/          how a case is declared and judged: case, compare, gradcheck, casekit,
+                      guard (the call guard), expected (fixtures or the live reference)
+    isolation/        running student code where it cannot reach the grade: sandbox, worker,
+                      protocol, loading
+    runner            runs a lab's cases in-process (students) or in a sandboxed child (grading)
+    authoring/        instructor tools: stubs (solutions/ -> labs/), fixtures (public expected values)
+    course/           course operations: submission (one submission's grade, on every path),
+                      grading (a class into a gradebook), batch (--jobs, Dask), gradebook,
+                      report, release, ci, gradescope, nbgrader_bridge, notebooks
+    cli, course_cli, pytest_support   entry points: the ``gradelab`` command, the pytest plugin
 """
 
 import os as _os

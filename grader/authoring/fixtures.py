@@ -15,6 +15,7 @@ from types import ModuleType
 
 import numpy as np
 
+from grader import paths
 from grader.judging.case import Arrays, Case, Lab
 from grader.judging.expected import (
     INPUTS_KEY,
@@ -109,3 +110,25 @@ def check(lab: Lab, reference: ModuleType) -> list[str]:
         if not same:
             problems.append(f"{key} differs from the reference")
     return problems
+
+
+def main(labs: list[str], *, check_only: bool) -> int:
+    """``gradelab fixtures [LAB...] [--check]``: 0 when written (or up to date), 1 when stale."""
+    from grader.isolation.loading import load_cases
+    from grader.runner import reference
+
+    labs = labs or sorted(p.name for p in paths.solutions_dir().iterdir()
+                          if (paths.tests_dir() / p.name / "cases.py").is_file())
+    status = 0
+    for name in labs:
+        lab, ref = load_cases(name, paths.tests_dir()), reference(name)
+        if check_only:
+            problems = check(lab, ref)
+            for p in problems:
+                print(f"{name}: {p}")
+            verdict = f"are STALE: run `gradelab fixtures {name}`" if problems else "are up to date"
+            print(f"{name}: fixtures {verdict}")
+            status |= bool(problems)
+        else:
+            print(f"{name}: wrote {save(name, generate(lab, ref))}")
+    return status

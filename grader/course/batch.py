@@ -17,40 +17,13 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from grader.data.mnist import COURSE_DATA_ENV as MNIST_ENV  # read by load_mnist(): the course's held-out set
-from grader.runner import GradingError, LabResult, _printable_result, grade, zero_result
+from grader.runner import GradingError, LabResult
 
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-              "VECLIB_MAXIMUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1"}
+from .submission import ONE_THREAD, Options, grade_submission
+
 SLOW_AFTER = 30.0  # seconds: a submission in flight longer than this is named on the progress line
-
-
-@dataclass(frozen=True)
-class Options:
-    """What every task needs to grade a submission the same way (picklable, for workers)."""
-
-    lab: str
-    only: tuple[str, ...] | None = None
-    timeout_scale: float = 1.0
-    allow_unsandboxed: bool = False
-    data: str | None = None
-
-    def key(self) -> dict[str, object]:
-        """The options that change a grade, for the gradebook's grading key."""
-        return {"only": self.only, "timeout_scale": self.timeout_scale,
-                "allow_unsandboxed": self.allow_unsandboxed, "data": self.data}
-
-
-def use_data(data: str | None) -> None:
-    """Points the accuracy cases (built in this process) at the course's own MNIST, or the bundled one."""
-    if data:
-        os.environ[MNIST_ENV] = str(Path(data).resolve())
-    else:
-        os.environ.pop(MNIST_ENV, None)
 
 
 def _raise_exit(signum: int, frame: object) -> None:
@@ -70,21 +43,7 @@ def _worker_init() -> None:
 
 def grade_task(path: str, options: Options) -> LabResult:
     """Grades one submission folder: the unit of work of a job or a Dask task."""
-    from grader import paths
-    from grader.isolation.loading import load_cases
-
-    os.environ.update(ONE_THREAD)
-    use_data(options.data)
-    lab = load_cases(options.lab, paths.tests_dir())
-    try:
-        return grade(lab, Path(path), isolated=True, only=options.only, timeout_scale=options.timeout_scale,
-                     allow_unsandboxed=options.allow_unsandboxed)
-    except GradingError:
-        raise  # the grader's own set-up (no reference, no sandbox): the same for every submission
-    except Exception as exc:  # noqa: BLE001 - nothing one submission does may stop the others
-        return _printable_result(zero_result(lab, Path(path), f"grading this submission failed "
-                                                              f"({type(exc).__name__}: {exc}); "
-                                                              "the instructor should look at it"))
+    return grade_submission(path, options)
 
 
 OnResult = Callable[[str, str, LabResult], None]

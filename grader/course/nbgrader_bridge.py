@@ -36,11 +36,12 @@ from pathlib import Path
 from grader import paths
 from grader.authoring import stubs
 from grader.isolation.loading import load_cases
-from grader.runner import GradingError, LabResult, grade, zero_result
+from grader.runner import GradingError
 
 from . import gradebook
 from .notebooks import grade_id, write_notebook
 from .report import table
+from .submission import Options, grade_submission
 
 __all__ = ["run_import", "write_source"]
 
@@ -74,19 +75,6 @@ def _state_path(course_dir: Path, assignment: str) -> Path:
     return course_dir / "gradelab" / f"{assignment}.json"
 
 
-def _grade_student(lab_name: str, sub: Path, allow_unsandboxed: bool) -> LabResult:
-    lab = load_cases(lab_name, paths.tests_dir())
-    if not (sub / lab_name / "__init__.py").is_file():
-        return zero_result(lab, sub, f"no {lab_name}/ package in the submission (submit the notebook "
-                                     f"with the {lab_name}/ folder beside it)")
-    try:
-        return grade(lab, sub, isolated=True, allow_unsandboxed=allow_unsandboxed)
-    except GradingError:
-        raise  # the grader's own set-up (no sandbox, no reference): the same for everyone, so stop
-    except Exception as exc:  # noqa: BLE001 - one submission never stops the others
-        return zero_result(lab, sub, f"grading failed ({type(exc).__name__}: {exc})")
-
-
 def run_import(course_dir: Path, assignment: str, *, lab: str | None = None, regrade: bool = False,
                allow_unsandboxed: bool = False, log=print) -> int:
     """Grades every submitted/<student>/<assignment>/ and records the scores; 0 when all were graded."""
@@ -118,7 +106,7 @@ def run_import(course_dir: Path, assignment: str, *, lab: str | None = None, reg
                 log(f"  {student:<24} unchanged since the last import: skipped (--regrade to grade again)")
                 continue
             try:
-                result = _grade_student(lab, sub, allow_unsandboxed)
+                result = grade_submission(sub, Options(lab, allow_unsandboxed=allow_unsandboxed))
             except GradingError as exc:
                 print(f"gradelab nbgrader: {exc}", file=sys.stderr)
                 return 2

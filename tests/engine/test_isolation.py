@@ -661,7 +661,8 @@ def test_writes_outside_the_stage_change_nothing(sandbox, patched_reference, tmp
             here = Path(__file__).resolve()
             victims = [Path(p) for p in {[str(t) for t in targets]!r}]
             victims += [Path("/proc/1/cwd", p.relative_to("/")) for p in victims]
-            victims += [here.parents[2] / "grader" / "judging" / "compare.py", here, Path("../grader/judging/compare.py")]
+            victims += [here.parents[2] / "grader" / "judging" / "compare.py", here,
+                        Path("../grader/judging/compare.py")]
             victims += [Path(d, {marker!r}) for d in ("/tmp", "/var/tmp", "/dev/shm", {str(project)!r})]
             for victim in victims:
                 try:

@@ -1,0 +1,79 @@
+"""The ``gradelab`` commands that bridge to how courses run: ``release``, ``gradescope``, ``nbgrader``.
+
+Like grader/cli.py (which registers these through ``add_commands``), this module only parses
+arguments and prints; the work is in grader/course/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+class UsageError(Exception):
+    """Bad arguments: exit 2 with the message (grader/cli.py's ``main`` reports it)."""
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """``release``, ``gradescope`` and ``nbgrader``: the bridges to how courses run (grader/course/release.py,
+    grader/course/gradescope.py, grader/course/nbgrader_bridge.py)."""
+    r = sub.add_parser("release", help="build the student repository of some labs (or --check one)")
+    r.add_argument("labs", nargs="*", help="e.g. lab1 (a lab that provides another is released after it)")
+    r.add_argument("--out", help="a new folder for the release")
+    r.add_argument("--check", metavar="DIR", help="scan every file of a release for solution code; build nothing")
+    r.add_argument("--classroom", action="store_true", help="add GitHub Classroom's autograding reporter to CI")
+    r.add_argument("--no-git", action="store_true", help="do not make the release a git repository")
+    r.set_defaults(func=cmd_release)
+    gs = sub.add_parser("gradescope", help="build a Gradescope autograder zip for a lab")
+    gs.add_argument("lab")
+    gs.add_argument("--out", default="autograder.zip")
+    gs.set_defaults(func=cmd_gradescope)
+    nb = sub.add_parser("nbgrader", help="nbgrader integration (needs the nbgrader extra)")
+    nbsub = nb.add_subparsers(dest="nbgrader_command", required=True)
+    imp = nbsub.add_parser("import", help="grade each submitted/<student>/<assignment>/ in the sandbox "
+                                          "and write the scores into nbgrader's gradebook")
+    imp.add_argument("--course-dir", required=True)
+    imp.add_argument("--assignment", required=True, help="the nbgrader assignment, named like the lab (lab1)")
+    imp.add_argument("--lab", help="the lab, if the assignment has another name")
+    imp.add_argument("--regrade", action="store_true", help="grade students whose scores are already imported")
+    imp.add_argument("--allow-unsandboxed", action="store_true",
+                     help="grade in a plain child process when bubblewrap is unusable (not a grade to trust)")
+    imp.set_defaults(func=cmd_nbgrader_import)
+    src = nbsub.add_parser("source", help="write <course>/source/LAB/: the lab's notebook and its stubs")
+    src.add_argument("--course-dir", required=True)
+    src.add_argument("lab")
+    src.set_defaults(func=lambda a: __import__("grader.course.nbgrader_bridge").nbgrader_bridge.main_source(
+        Path(a.course_dir), a.lab))
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from grader.course import release
+
+    try:
+        if args.check:
+            return release.main_check(Path(args.check))
+        if not args.labs or not args.out:
+            raise UsageError("gradelab release LAB [LAB...] --out DIR, or gradelab release --check DIR")
+        release.build(args.labs, Path(args.out), classroom=args.classroom, git=not args.no_git)
+    except release.ReleaseError as exc:
+        print(f"gradelab release: {exc}", file=sys.stderr)
+        return 1
+    print(f"released {', '.join(args.labs)} into {args.out}: checked, no solution code "
+          f"(students: bash scripts/setup.sh, then .venv/bin/python -m pytest tests/{args.labs[0]})")
+    return 0
+
+
+def cmd_gradescope(args: argparse.Namespace) -> int:
+    from grader.course import gradescope
+
+    path = gradescope.build_zip(args.lab, Path(args.out))
+    print(f"wrote {path}: upload it as the assignment's autograder (setup.sh + run_autograder)")
+    return 0
+
+
+def cmd_nbgrader_import(args: argparse.Namespace) -> int:
+    from grader.course import nbgrader_bridge
+
+    return nbgrader_bridge.run_import(Path(args.course_dir), args.assignment, lab=args.lab or args.assignment,
+                                      regrade=args.regrade, allow_unsandboxed=args.allow_unsandboxed)
