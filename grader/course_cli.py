@@ -45,6 +45,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     src.add_argument("lab")
     src.set_defaults(func=lambda a: __import__("grader.course.nbgrader_bridge").nbgrader_bridge.main_source(
         Path(a.course_dir), a.lab))
+    c = sub.add_parser("course", help="apply deadlines and late policies; write the course gradebook and LMS exports")
+    c.add_argument("course_file", metavar="COURSE.toml")
+    c.add_argument("--out", default="out/course", help="course.csv, course.md, canvas.csv, grades.csv")
+    c.set_defaults(func=cmd_course)
+    o = sub.add_parser("override", help="set an instructor's score for one submission (kept across regrades)")
+    o.add_argument("course_file", metavar="COURSE.toml")
+    o.add_argument("lab")
+    o.add_argument("submission", help="the submission's id in the lab's gradebook (e.g. sec1/alice)")
+    o.add_argument("score", nargs="?", type=float, help="the score that counts (omit with --clear)")
+    o.add_argument("--reason", default="", help="why (required with a score; kept with it)")
+    o.add_argument("--clear", action="store_true", help="remove the override")
+    o.set_defaults(func=cmd_override)
 
 
 def cmd_release(args: argparse.Namespace) -> int:
@@ -77,3 +89,29 @@ def cmd_nbgrader_import(args: argparse.Namespace) -> int:
 
     return nbgrader_bridge.run_import(Path(args.course_dir), args.assignment, lab=args.lab or args.assignment,
                                       regrade=args.regrade, allow_unsandboxed=args.allow_unsandboxed)
+
+
+def cmd_course(args: argparse.Namespace) -> int:
+    from grader.course import coursebook
+
+    try:
+        written = coursebook.run(Path(args.course_file), Path(args.out))
+    except coursebook.CourseError as exc:
+        raise UsageError(str(exc)) from exc
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def cmd_override(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from grader.course import coursebook
+
+    if (args.score is None) != args.clear:
+        raise UsageError("give a SCORE with --reason, or --clear")
+    try:
+        print(coursebook.override(Path(args.course_file), args.lab, args.submission, args.score, args.reason,
+                                  datetime.now(UTC).isoformat(timespec="seconds")))
+    except coursebook.CourseError as exc:
+        raise UsageError(str(exc)) from exc
+    return 0
