@@ -201,7 +201,8 @@ def _take(path: Path, lab: str, work: Path) -> tuple[Path, str, list[str], str]:
     root = work / "submission"
     root.mkdir()
     if kind == "missing":
-        return root, "missing", [], "the submission is gone (removed or renamed during the batch)"
+        return root, "missing", [], ("the submission cannot be opened: a broken link, or removed or renamed "
+                                     "during the batch")
     if kind == "none":
         return root, "no-package", [], ""  # grade_submission says what a submission must hold
     if kind == "folder":
