@@ -26,10 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from grader.judging.case import Lab
-from grader.runner import LabResult, _printable_result, zero_result
+from grader.runner import LabResult
 
 from . import batch, gradebook, report
-from .submission import Graded, Options, source_hash
+from .submission import Graded, Options, source_hash, zero_for
 
 FORCED = "forced_pending"  # meta key: JSON list of the ids a --force run has not regraded yet
 
@@ -95,10 +95,10 @@ def linked_copies(ids: dict[Path, str], root: Path, known: Callable[[str], bool]
     return linked
 
 
-def _link_row(lab: Lab, path: Path, target: str) -> Graded:
+def _link_row(options: Options, path: Path, target: str) -> Graded:
     reason = (f"this submission is a link to the folder of {target}: the same files, not graded as a "
               "separate student (check who handed in what)")
-    return Graded(_printable_result(zero_result(lab, path, reason)), f"link:{target}")
+    return Graded(zero_for(options, path, reason), f"link:{target}")
 
 
 def grade_class(lab: Lab, submissions: Sequence[Path], out: Path, options: Options, *,
@@ -157,7 +157,7 @@ def grade_class(lab: Lab, submissions: Sequence[Path], out: Path, options: Optio
                 on_graded(result)
 
         for sub_id, path in [t for t in todo if by_path[t[1]] in links]:  # nothing to run: the row says why
-            on_result(sub_id, path, _link_row(lab, by_path[path], links[by_path[path]]))
+            on_result(sub_id, path, _link_row(options, by_path[path], links[by_path[path]]))
         work = [t for t in todo if by_path[t[1]] not in links]
         if scheduler:
             batch.run_dask(work, options, scheduler, jobs, on_result, progress=progress)

@@ -16,6 +16,7 @@ missing package or a failure of the grading itself is a 0 with the reason; only 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -63,6 +64,15 @@ def use_data(data: str | None) -> None:
         os.environ.pop(MNIST_ENV, None)
 
 
+def zero_for(options: Options, path: Path, reason: str) -> LabResult:
+    """A 0 for every case this run grades (``options.only``: a row's maximum is the same whether
+    the submission could be graded or not), saying why."""
+    lab = load_cases(options.lab, paths.tests_dir())
+    if options.only is not None:
+        lab = dataclasses.replace(lab, cases=[c for c in lab.cases if c.name in options.only])
+    return _printable_result(zero_result(lab, path, reason))
+
+
 def grade_submission(path: Path | str, options: Options) -> LabResult:
     """Grades one submission folder in the sandbox; a 0 with the reason when it cannot be graded."""
     os.environ.update(ONE_THREAD)
@@ -70,18 +80,17 @@ def grade_submission(path: Path | str, options: Options) -> LabResult:
     lab = load_cases(options.lab, paths.tests_dir())
     path = Path(path)
     if not (path / options.lab / "__init__.py").is_file():
-        return _printable_result(zero_result(
-            lab, path, f"no {options.lab}/ package in the submission: a submission is a folder laid out like "
-                       f"labs/, holding {options.lab}/__init__.py and the lab's modules"))
+        return zero_for(
+            options, path, f"no {options.lab}/ package in the submission: a submission is a folder laid out like "
+                       f"labs/, holding {options.lab}/__init__.py and the lab's modules")
     try:
         return grade(lab, path, isolated=True, only=options.only, timeout_scale=options.timeout_scale,
                      allow_unsandboxed=options.allow_unsandboxed)
     except GradingError:
         raise  # the grader's own set-up (no reference, no sandbox): the same for every submission
     except Exception as exc:  # noqa: BLE001 - nothing one submission does may stop the others
-        return _printable_result(zero_result(lab, path, f"grading this submission failed "
-                                                        f"({type(exc).__name__}: {exc}); "
-                                                        "the instructor should look at it"))
+        return zero_for(options, path, f"grading this submission failed ({type(exc).__name__}: {exc}); "
+                                    "the instructor should look at it")
 
 
 SNAPSHOT_LIMIT = 200 << 20  # bytes copied per submission (the sandbox then takes at most 50 MiB of source)
@@ -150,8 +159,12 @@ def copy_without_links(src: Path, dst: Path, limit: int = SNAPSHOT_LIMIT,
 
 
 def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
+    """sha256 of a regular file (``O_NONBLOCK``: a FIFO put in its place cannot hang the batch)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError(0, "not a regular file")
+        h = hashlib.sha256()
         for chunk in iter(lambda: f.read(1 << 20), b""):  # noqa: B023 - f is this call's file
             h.update(chunk)
     return h.hexdigest()
@@ -159,7 +172,8 @@ def _sha256_file(path: Path) -> str:
 
 def _source(path: Path, lab: str) -> tuple[str, Path]:
     """What a submission path holds: ("folder", <path>/<lab>), ("zip", the zip), ("file", it) for
-    any other file, ("none", path) for a folder with no package nor zip, ("missing", path)."""
+    any other regular file, ("special", it) for a FIFO or a device, ("none", path) for a folder
+    with no package nor zip, ("missing", path)."""
     try:
         mode = os.stat(path).st_mode
     except OSError:
@@ -167,7 +181,7 @@ def _source(path: Path, lab: str) -> tuple[str, Path]:
     if stat.S_ISREG(mode):
         return ("zip" if zipfile.is_zipfile(path) else "file"), path
     if not stat.S_ISDIR(mode):
-        return "file", path
+        return "special", path  # a FIFO, a socket, a device: never opened
     package = path / lab
     if package.is_symlink():
         return "none", path  # a linked package is never graded (the sandbox does not follow it either)
@@ -191,7 +205,7 @@ def source_hash(path: Path | str, lab: str) -> str:
             return f"{kind}:{_sha256_file(src)}"
         except OSError as exc:
             return f"unreadable: {exc.strerror}"
-    return "no-package" if kind == "none" else "missing"
+    return {"none": "no-package", "special": "special"}.get(kind, "missing")
 
 
 def _take(path: Path, lab: str, work: Path) -> tuple[Path, str, list[str], str]:
@@ -205,11 +219,15 @@ def _take(path: Path, lab: str, work: Path) -> tuple[Path, str, list[str], str]:
                                      "during the batch")
     if kind == "none":
         return root, "no-package", [], ""  # grade_submission says what a submission must hold
+    if kind == "special":
+        return root, "special", [], "the submission is not a folder nor a regular file (a FIFO or a device?)"
     if kind == "folder":
         notes = copy_without_links(src, root / lab)
         return root, content_hash(root, lab), notes, ""
     copy = work / "upload"
-    if not _copy_file(src, copy, [SNAPSHOT_LIMIT], SNAPSHOT_LIMIT):
+    # the path given may itself be a link (the course's layout; links between submissions are the
+    # batch's to flag); a zip found inside a folder never is (``_source``)
+    if not _copy_file(os.path.realpath(src) if src == path else src, copy, [SNAPSHOT_LIMIT], SNAPSHOT_LIMIT):
         return root, "missing", [], "the submission is not a regular file"
     chash = f"{kind}:{_sha256_file(copy)}"
     name = os.fsencode(src.name).decode("utf-8", "backslashreplace")
@@ -238,8 +256,7 @@ def grade_copy(path: Path | str, options: Options) -> Graded:
         except (OSError, ValueError) as exc:
             root, chash, notes, problem = work, "uncopied", [], f"the submission could not be copied: {exc}"
         if problem:
-            use_data(options.data)
-            result = zero_result(load_cases(options.lab, paths.tests_dir()), path, problem)
+            result = zero_for(options, path, problem)
         else:
             result = grade_submission(root, options)
         result.impl = str(path)

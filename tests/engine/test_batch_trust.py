@@ -78,7 +78,7 @@ def test_a_folder_linked_to_another_students_is_flagged_not_credited(sandbox, pa
     got = rows(out)
     assert got["alice"]["score"] == "7" and got["alice"]["reason"] == ""
     assert got["mallory"]["score"] == "0", "a link to alice's folder was credited with alice's work"
-    assert "link to the folder of alice" in got["mallory"]["reason"]
+    assert "link to the folder of alice" in got["mallory"]["reason"] and got["mallory"]["max_score"] == "7"
     assert "link to the folder of alice" in (out / "submissions" / "mallory" / "feedback.md").read_text()
     # graded alone later into the same gradebook, it is still alice's folder
     trudy = tmp_path / "subs" / "trudy"
@@ -147,6 +147,7 @@ def test_zips_are_unpacked_and_other_files_score_0_with_the_reason(sandbox, patc
                                                        "erin.zip": "0"}
     assert got["bob.zip"]["reason"] == "" and got["carol"]["reason"] == ""
     assert "dave.txt is neither a folder nor a zip" in got["dave.txt"]["reason"]
+    assert {v["max_score"] for v in got.values()} == {"7"}  # a 0 row is out of the cases this run grades
     assert "erin.zip" in got["erin.zip"]["reason"] and got["erin.zip"]["isolation"].startswith("none")
     assert "found in bob.zip" in (out / "submissions" / "bob.zip" / "feedback.md").read_text()
     capsys.readouterr()
