@@ -2,6 +2,9 @@
 
 A submission's *id* is its path relative to the batch's root (``sec1/alice``, ``sec2/alice``,
 ``repos/alice-lab1``), never its base name, so two folders called ``alice`` keep two grades.
+An id is printable and one-to-one: a byte that is not UTF-8 is spelled ``\\xe9`` and a backslash
+of the name is doubled, so ``al\\xe9`` (the byte) and ``al\\\\xe9`` (a name spelled with a
+backslash) are two ids.
 The root is recorded in the store on first use, so regrading one student later gives the
 same id as the whole-class run did.
 
@@ -277,5 +280,11 @@ def submission_ids(submissions: Sequence[Path], root: Path | None) -> tuple[Path
         except ValueError:
             raise ValueError(f"{p} is not inside the gradebook's root {root}: ids are paths relative "
                              "to it; grade it into another --out, or pass --root") from None
-        ids[p] = printable(rel.as_posix()) if str(rel) != "." else printable(p.name)
+        ids[p] = _printable_id(rel.as_posix() if str(rel) != "." else p.name)
     return root, ids
+
+
+def _printable_id(name: str) -> str:
+    """``printable`` made one-to-one for file names: a name's own backslashes are doubled first,
+    so only an undecodable byte is spelled with a single backslash (``\\xe9``)."""
+    return printable(name.replace("\\", "\\\\"))

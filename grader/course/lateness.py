@@ -101,6 +101,8 @@ def _from_git(folder: Path) -> datetime | None:
 
 
 def _from_mtime(folder: Path, lab: str) -> datetime | None:
+    if folder.is_file():  # a zip handed in as it is
+        return datetime.fromtimestamp(folder.stat().st_mtime, UTC)
     top = folder / lab if (folder / lab).is_dir() else folder
     newest = None
     for dirpath, _dirs, files in os.walk(top, followlinks=False):
