@@ -181,18 +181,16 @@ class Gradebook:
     def rows(self) -> list[Row]:
         return [_row(r) for r in self.db.execute("SELECT * FROM grades ORDER BY id")]
 
-    def put(self, row: Row) -> None:
-        """Inserts or replaces one submission's row, in one transaction."""
+    def put(self, row: Row, handed_in: tuple[str, str] | None = None) -> None:
+        """Inserts or replaces one submission's row, and when it was handed in (ISO 8601 UTC, and the
+        source that said so), in one transaction."""
         values = (printable(row.id), printable(row.path), row.lab, float(row.score), float(row.max_score),
                   json.dumps(row.cases), printable(row.isolation), row.graded_at, float(row.seconds),
                   row.content_hash, row.grading_key, printable(row.reason))
         with self.db:
             self.db.execute("INSERT OR REPLACE INTO grades VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", values)
-
-    def put_time(self, sub_id: str, when: str, source: str) -> None:
-        """Records when ``sub_id`` was handed in (ISO 8601, UTC) and which source said so."""
-        with self.db:
-            self.db.execute("INSERT OR REPLACE INTO submitted VALUES (?, ?, ?)", (printable(sub_id), when, source))
+            if handed_in is not None:
+                self.db.execute("INSERT OR REPLACE INTO submitted VALUES (?, ?, ?)", (values[0], *handed_in))
 
     def times(self) -> dict[str, tuple[str, str]]:
         """{id: (submitted_at, source)}."""

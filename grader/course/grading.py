@@ -145,13 +145,12 @@ def grade_class(lab: Lab, submissions: Sequence[Path], out: Path, options: Optio
         def on_result(sub_id: str, path: str, graded: Graded) -> None:
             result = graded.result
             report.write_submission(result, out / "submissions" / sub_id, sub_id)
+            when = lateness.submission_time(Path(path), lab.name)
             book.put(gradebook.Row(sub_id, path, lab.name, result.score, result.max_score,
                                    {c.name: c.score for c in result.cases}, result.isolation,
                                    datetime.now(UTC).isoformat(timespec="seconds"),
-                                   result.seconds, graded.content_hash, key, _reason(result)))
-            handed_in = lateness.submission_time(Path(path), lab.name)
-            if handed_in is not None:
-                book.put_time(sub_id, handed_in.when.isoformat(timespec="seconds"), handed_in.source)
+                                   result.seconds, graded.content_hash, key, _reason(result)),
+                     (when.when.isoformat(timespec="seconds"), when.source) if when else None)
             if sub_id in pending:
                 pending.discard(sub_id)
                 book.set_meta(FORCED, json.dumps(sorted(pending)))
