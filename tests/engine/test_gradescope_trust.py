@@ -123,7 +123,8 @@ def _prepend_to_linear_forward(package: Path, code: str) -> None:
 
 
 def _child_uid_processes() -> dict[int, str]:
-    """Live (not zombie) processes whose real uid is in the range of the children's dedicated uids."""
+    """Live (not zombie) processes whose real uid is in the range of the children's dedicated uids:
+    {pid: "uid UID NAME"}."""
     found = {}
     lo, hi = gsandbox._CHILD_UID_BASE, gsandbox._CHILD_UID_BASE + 1_000_000
     for status in Path("/proc").glob("[0-9]*/status"):
@@ -138,18 +139,13 @@ def _child_uid_processes() -> dict[int, str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["package-path", "sys-path"])
 def test_without_bwrap_stubs_that_import_the_reference_from_the_kit_score_0(autograder_zip, readable_python,
-                                                                            request, how) -> None:
+                                                                            request) -> None:
+    """The untouched stubs, with the kit's reference first on the package's path (scored 100 before)."""
     root = _root(_shared_dir(request, "gradelab-test-gs-"), autograder_zip)
     package = _stubs(root)
-    source = root / "source"
     init = package / "__init__.py"
-    if how == "package-path":  # the reference's modules found before the stubs' own
-        attack = f"__path__.insert(0, {str(source / 'solutions' / LAB)!r})\n"
-    else:  # the reference imported as a package of its own, re-exported
-        attack = (f"import sys\nsys.path.insert(0, {str(source)!r})\n"
-                  f"from solutions.{LAB} import *  # noqa\nfrom solutions.{LAB} import layers, losses, mlp, optim\n")
+    attack = f"__path__.insert(0, {str(root / 'source' / 'solutions' / LAB)!r})\n"
     text = init.read_text()
     doc_end = text.index('"""', 3) + 3
     init.write_text(text[:doc_end] + "\n" + attack + text[doc_end:])
@@ -203,7 +199,6 @@ def test_without_bwrap_nothing_of_hidden_toml_or_the_reference_reaches_results(a
 @pytest.mark.slow
 def test_without_bwrap_a_daemon_of_the_submission_does_not_outlive_the_run(autograder_zip, readable_python,
                                                                            request) -> None:
-    assert not _child_uid_processes(), "left over by an earlier run"
     root = _root(_shared_dir(request, "gradelab-test-gs-"), autograder_zip)
     package = _stubs(root)
     # a classic daemon: fork, setsid, fork again, the grandchild sleeps with its stdio closed;
@@ -234,7 +229,8 @@ def test_without_bwrap_a_daemon_of_the_submission_does_not_outlive_the_run(autog
     assert match, linear["output"]
     pid, uid = int(match.group(1)), int(match.group(2))
     assert uid >= gsandbox._CHILD_UID_BASE
-    left = _child_uid_processes()
+    # other graders on this machine have children of their own uids: only this run's uid counts
+    left = {p: what for p, what in _child_uid_processes().items() if what.startswith(f"uid {uid} ")}
     assert not left, f"daemon pid {pid}: still running after the run: {left}"
 
 
