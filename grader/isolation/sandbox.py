@@ -15,6 +15,9 @@ there: not the project (solutions/, data/, .git), not other submissions, not /tm
 other copy of the data. It has no network. Without bwrap (a student's laptop) the child is a
 plain subprocess in the stage with a scrubbed environment: still a separate process whose
 results are only data, but the file system is not hidden; ``isolation_name`` says which ran.
+As root without bwrap (Gradescope's containers, ``GRADELAB_UID_WITHOUT_BWRAP=1``), the child
+runs as a dedicated unprivileged uid; its caller makes what must stay secret unreadable to it
+(``run_autograder``), and every process of that uid is killed with the child (``kill_uid``).
 
 The grader owns every channel: the protocol pipes, and the log that the child's stdout and
 stderr go to (an unlinked file the grader opened), so nothing the child creates is ever
