@@ -281,7 +281,8 @@ def _headline(summary: dict[str, Any]) -> str:
 _CSS = """body{font-family:sans-serif;max-width:1100px;margin:1em auto;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;
 vertical-align:top}td.num{text-align:right;white-space:nowrap}.track{width:300px;height:14px;background:#e6e6e6;display:inline-block}
-.bar{height:14px;background:#2f5fa0}.dist .bar{background:#5a8f3c}.kind{color:#666}.warn{color:#a02f2f}"""
+.bar{height:14px;background:#2f5fa0}.dist .bar{background:#5a8f3c}
+.dist .track{background:#efe9dc}.kind{color:#666}.warn{color:#a02f2f}"""
 
 
 def _bar(fraction: float) -> str:
@@ -333,7 +334,8 @@ def summary_html(summary: dict[str, Any], title: str) -> str:
                      f"<td class='num'>{summary['points_lost'][n]:g}</td></tr>")
     graded = max(summary["graded"], 1)
     parts.append("</table><h2>Score distribution</h2><p>Submissions per bin (bars: share of the graded "
-                 "submissions).</p><table id='distribution' class='dist'><tr><th>score (%)</th><th>submissions</th><th></th></tr>")
+                 "submissions).</p><table id='distribution' class='dist'>"
+                 "<tr><th>score (%)</th><th>submissions</th><th></th></tr>")
     for i, count in enumerate(summary["bins"]):
         parts.append(f"<tr><td>{10 * i}-{100 if i == 9 else 10 * i + 10}</td><td class='num'>{count}</td>"
                      f"<td>{_bar(count / graded)}</td></tr>")
