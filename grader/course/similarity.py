@@ -34,6 +34,7 @@ figure is evidence to look at, not a verdict.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import html
 import io
 import keyword
@@ -44,6 +45,8 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from grader import paths
 
@@ -84,6 +87,15 @@ class Comparison:
     slices: dict[tuple[str, str], Any] = field(default_factory=dict)  # where each pair overlaps
 
 
+def _stable_kgram_hashes(text: str, k: int) -> np.ndarray:
+    """copydetect's ``hashed_kgrams`` with a fixed hash: it uses Python's ``hash()``, which is salted per
+    process (PYTHONHASHSEED), so winnowing kept different k-grams on every run and the figures moved
+    by a few hundredths between two runs on the same files. 64 bits of BLAKE2b are the same everywhere."""
+    return np.array([int.from_bytes(hashlib.blake2b(text[i:i + k].encode("utf-8", "surrogatepass"), digest_size=8)
+                                    .digest(), "little", signed=True) for i in range(len(text) - k + 1)],
+                    dtype=np.int64)
+
+
 def _copydetect() -> Any:
     os.environ.setdefault("MPLBACKEND", "Agg")  # copydetect imports matplotlib.pyplot: never a display
     try:
@@ -91,6 +103,7 @@ def _copydetect() -> Any:
         import copydetect.utils
     except ImportError as exc:
         raise SimilarityError("gradelab similarity needs copydetect: pip install -e '.[similarity]'") from exc
+    copydetect.utils.hashed_kgrams = _stable_kgram_hashes  # get_document_fingerprints looks it up here
     return copydetect
 
 
