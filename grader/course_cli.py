@@ -76,9 +76,17 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_gradescope(args: argparse.Namespace) -> int:
+    from grader import paths
     from grader.course import gradescope
 
-    path = gradescope.build_zip(args.lab, Path(args.out))
+    known = sorted(p.parent.name for p in paths.tests_dir().glob("*/cases.py")
+                   if (paths.solutions_dir() / p.parent.name).is_dir())
+    if args.lab not in known:
+        raise UsageError(f"unknown lab {args.lab!r}; the labs are: {', '.join(known) or 'none'}")
+    try:
+        path = gradescope.build_zip(args.lab, Path(args.out))
+    except OSError as exc:
+        raise UsageError(f"--out {args.out}: cannot write there ({exc.strerror or exc})") from exc
     print(f"wrote {path}: upload it as the assignment's autograder (setup.sh + run_autograder)")
     return 0
 

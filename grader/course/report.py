@@ -62,24 +62,35 @@ def table(result: LabResult, *, details: bool = True) -> str:
     return "\n".join(lines)
 
 
+_STAGE_PATH = re.compile(r"""[^\s'"]*gradelab-stage-[^/\s'"]*/(?:submission/)?""")
+
+
+def _no_stage_paths(text: str) -> str:
+    """Removes the grader's temporary stage folders from a message: the student never saw them, and
+    they no longer exist when the feedback is read (``/tmp/gradelab-stage-123-x/submission/lab1/a.py``
+    -> ``lab1/a.py``)."""
+    return _STAGE_PATH.sub("", text)
+
+
 def feedback_markdown(result: LabResult, sub_id: str) -> str:
-    """A file to send to the student: the score table, then each failed case's message."""
+    """A file to send to the student: the score table, then each failed case's message. A package that
+    could not be imported is one message: the cases it stopped are "not run" in the table, not repeated."""
     lines = [f"# {result.title}: {sub_id}", "",
              f"**Score: {result.score:g} / {result.max_score:g}**", "",
              "| case | points | status |", "| --- | ---: | --- |"]
-    lines += [f"| `{c.name}` | {c.score:g} / {c.max_score:g} | {'passed' if c.passed else 'FAILED'} |"
-              for c in result.cases]
+    lines += [f"| `{c.name}` | {c.score:g} / {c.max_score:g} | "
+              f"{'passed' if c.passed else 'not run' if c.import_error else 'FAILED'} |" for c in result.cases]
     lines += [""] + [f"> note: {n}" for n in result.notes]
     if result.import_error:  # once, on top: every case failed because of it
         lines += ["", "## Your package could not be imported, so every case scores 0", "", "```",
-                  result.import_error.replace("```", "` ` `"), "```"]
-    failed = [c for c in result.cases if not c.passed]
+                  _no_stage_paths(result.import_error).replace("```", "` ` `"), "```"]
+    failed = [c for c in result.cases if not c.passed and not c.import_error]
     if failed:
         lines += ["", "## What went wrong", ""]
         for c in failed:
-            body = c.output.replace("```", "` ` `")  # a fence in a message must not end ours
+            body = _no_stage_paths(c.output).replace("```", "` ` `")  # a fence in a message must not end ours
             lines += [f"### `{c.name}` ({c.score:g} / {c.max_score:g})", "", "```", body, "```", ""]
-    else:
+    elif not result.import_error:
         lines += ["", "Every case passed."]
     lines += ["", f"_Graded in: {result.isolation}._", ""]
     return "\n".join(lines)

@@ -196,3 +196,59 @@ def test_findings_name_mistakes_and_diagnoses_once_and_ignore_what_the_student_p
 def test_feedback_links_keep_the_id_path_and_escape_the_rest() -> None:
     assert report.feedback_link("sec1/alice") == "submissions/sec1/alice/feedback.md"
     assert report.feedback_link("sec 1/a#b") == "submissions/sec%201/a%23b/feedback.md"
+
+
+# ------------------------------------------------------------------ feedback and errors ready to send
+
+@pytest.mark.sandbox
+def test_an_import_failure_is_one_message_in_the_feedback(graded_class) -> None:
+    fb = (graded_class / "submissions" / "sec2" / "dan" / "feedback.md").read_text()
+    assert fb.count("could not be imported") == 1 and "SyntaxError: expected ':'" in fb, fb
+    assert "| `relu_forward` | 0 / 3 | not run |" in fb
+    assert "What went wrong" not in fb and "pytest" not in fb and "gradelab-stage" not in fb, fb
+    assert "Every case passed" not in fb
+
+
+def test_feedback_has_no_grader_temporary_paths() -> None:
+    from grader.runner import CaseResult, LabResult
+
+    stage = "/tmp/gradelab-stage-4242-abcd/submission/"
+    result = LabResult("lab1", "Lab 1", "subs/x", "sandbox (bubblewrap)",
+                       [CaseResult("relu_forward", 0.0, 3.0, "relu_forward: not run", 0.0, import_error="e"),
+                        CaseResult("linear_forward", 0.0, 4.0, "linear_forward: not run", 0.0, import_error="e")],
+                       import_error=f"importing your package lab1/ failed:\nFileNotFoundError: '{stage}lab1/w.txt'")
+    fb = report.feedback_markdown(result, "x")
+    assert "FileNotFoundError: 'lab1/w.txt'" in fb and "gradelab-stage" not in fb and "/tmp" not in fb, fb
+    assert fb.count("not run") == 2  # the table's two rows; their messages are not repeated below
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_scheduler_is_a_one_line_error_at_once(tmp_path, capsys) -> None:
+    pytest.importorskip("distributed")
+    import time
+
+    start = time.monotonic()
+    code = cli_main(["grade", "lab1", str(tmp_path), "--out", str(tmp_path / "out"), "--no-progress",
+                     "--scheduler", f"tcp://127.0.0.1:{_free_port()}", "--case", "relu_forward"])
+    seconds = time.monotonic() - start
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "cannot connect" in err and "is the scheduler running" in err
+    assert seconds < 10, seconds  # Dask alone waited 30 s, then printed 16 frames
+
+
+def test_gradescope_usage_errors_are_messages(tmp_path, capsys) -> None:
+    assert cli_main(["gradescope", "lab9", "--out", str(tmp_path / "a.zip")]) == 2
+    assert "unknown lab 'lab9'; the labs are: lab1," in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert cli_main(["gradescope", "lab1", "--out", str(blocker / "sub" / "a.zip")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write there" in err and "Traceback" not in err, err
