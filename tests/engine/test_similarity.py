@@ -175,3 +175,18 @@ def test_bad_input_is_a_usage_error(similarity, tmp_path, capsys) -> None:
 def test_every_pair_is_listed_once(similarity, klass) -> None:
     result = similarity.compare("lab1", list(klass.values()))
     assert {(p.a, p.b) for p in result.pairs} == set(combinations(sorted(klass), 2))
+
+
+@pytest.mark.parametrize("patch, base", [
+    ("lab1-buggy.patch", "solutions"), ("lab1-buggy-2.patch", "solutions"), ("lab1-broken.patch", "solutions"),
+    ("lab1-student-a.patch", "labs"), ("lab1-student-b.patch", "labs"), ("lab1-student-a-copy.patch", "labs")])
+def test_the_demo_class_patches_still_apply(patch, base, tmp_path) -> None:
+    """scripts/demo_class.sh builds its class from these: a change of the reference or the stubs must not
+    silently break it."""
+    root = paths.solutions_dir() if base == "solutions" else paths.labs_dir()
+    if not root.is_dir():
+        pytest.skip(f"no {base}/ (student release)")
+    shutil.copytree(root / "lab1", tmp_path / "lab1", ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run(["git", "apply", "--check", str(paths.project_root() / "examples" / patch)], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
