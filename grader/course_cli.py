@@ -56,6 +56,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     sim.add_argument("--top", type=int, default=10, help="how many pairs to print (the report has them all)")
     sim.add_argument("--root", help="ids are paths relative to this folder (default: the submissions' common parent)")
     sim.set_defaults(func=cmd_similarity)
+    c = sub.add_parser("course", help="apply deadlines and late policies; write the course gradebook and LMS exports")
+    c.add_argument("course_file", metavar="COURSE.toml")
+    c.add_argument("--out", default="out/course", help="course.csv, course.md, canvas.csv, grades.csv")
+    c.set_defaults(func=cmd_course)
+    o = sub.add_parser("override", help="set an instructor's score for one submission (kept across regrades)")
+    o.add_argument("course_file", metavar="COURSE.toml")
+    o.add_argument("lab")
+    o.add_argument("submission", help="the submission's id in the lab's gradebook (e.g. sec1/alice)")
+    o.add_argument("score", nargs="?", type=float, help="the score that counts (omit with --clear)")
+    o.add_argument("--reason", default="", help="why (required with a score; kept with it)")
+    o.add_argument("--clear", action="store_true", help="remove the override")
+    o.set_defaults(func=cmd_override)
 
 
 def cmd_release(args: argparse.Namespace) -> int:
@@ -116,4 +128,30 @@ def cmd_similarity(args: argparse.Namespace) -> int:
         mark = "  IDENTICAL FILES" if p.identical else "  <- look" if p.similarity >= threshold else ""
         print(f"  {p.similarity:5.2f}  {p.a}  {p.b}{mark}")
     print(f"report: {page}")
+    return 0
+
+
+def cmd_course(args: argparse.Namespace) -> int:
+    from grader.course import coursebook
+
+    try:
+        written = coursebook.run(Path(args.course_file), Path(args.out))
+    except coursebook.CourseError as exc:
+        raise UsageError(str(exc)) from exc
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def cmd_override(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from grader.course import coursebook
+
+    if (args.score is None) != args.clear:
+        raise UsageError("give a SCORE with --reason, or --clear")
+    try:
+        print(coursebook.override(Path(args.course_file), args.lab, args.submission, args.score, args.reason,
+                                  datetime.now(UTC).isoformat(timespec="seconds")))
+    except coursebook.CourseError as exc:
+        raise UsageError(str(exc)) from exc
     return 0

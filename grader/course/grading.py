@@ -20,7 +20,7 @@ from pathlib import Path
 from grader.judging.case import Lab
 from grader.runner import LabResult
 
-from . import batch, gradebook, report
+from . import batch, gradebook, lateness, report
 from .submission import Options
 
 
@@ -100,6 +100,9 @@ def grade_class(lab: Lab, submissions: Sequence[Path], out: Path, options: Optio
                                    {c.name: c.score for c in result.cases}, result.isolation,
                                    datetime.now(UTC).isoformat(timespec="seconds"),
                                    result.seconds, hashes[by_path[path]], key, _reason(result)))
+            handed_in = lateness.submission_time(Path(path), lab.name)
+            if handed_in is not None:
+                book.put_time(sub_id, handed_in.when.isoformat(timespec="seconds"), handed_in.source)
             book.export_csv(case_names=case_names)  # the CSV is current after every submission, too
             if on_graded is not None:
                 on_graded(result)

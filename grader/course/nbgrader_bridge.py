@@ -39,6 +39,7 @@ from grader.isolation.loading import load_cases
 from grader.runner import GradingError
 
 from . import gradebook
+from .lateness import submission_time
 from .notebooks import grade_id, write_notebook
 from .report import table
 from .submission import Options, grade_submission
@@ -111,7 +112,9 @@ def run_import(course_dir: Path, assignment: str, *, lab: str | None = None, reg
                 print(f"gradelab nbgrader: {exc}", file=sys.stderr)
                 return 2
             gb.update_or_create_student(student)
-            gb.update_or_create_submission(assignment, student)
+            handed_in = submission_time(sub, lab)  # nbgrader collect's timestamp.txt: `nbgrader export` shows it
+            gb.update_or_create_submission(assignment, student,
+                                           **({"timestamp": handed_in.when.replace(tzinfo=None)} if handed_in else {}))
             by_case = {grade_id(lab, c.name): c for c in result.cases}
             for name, _points in cells:
                 g = gb.find_grade(name, lab, assignment, student)
