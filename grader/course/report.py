@@ -213,10 +213,6 @@ def class_summary(rows: Sequence[Any], case_points: dict[str, float],
         mean, median = _stats(scores)
         sections[name] = {"n": len(members), "graded": len(scores), "mean_percent": mean, "median_percent": median,
                           "not_graded": sum(1 for r in not_graded if section_of(r.id) == name)}
-    by_hash: dict[str, list[str]] = {}
-    for r in rows:
-        if r.content_hash and r.content_hash != "no-package":
-            by_hash.setdefault(r.content_hash, []).append(r.id)
     mean, median = _stats(pct)
     return {
         "n": len(rows), "graded": len(graded), "mean_percent": mean, "median_percent": median, "bins": bins,
@@ -229,8 +225,18 @@ def class_summary(rows: Sequence[Any], case_points: dict[str, float],
                       "status": _status(r)}
                      for r in rows],
         "sections": sections,
-        "duplicates": sorted(sorted(ids) for ids in by_hash.values() if len(ids) > 1),
+        "duplicates": identical_groups(rows),
     }
+
+
+def identical_groups(rows: Sequence[Any]) -> list[list[str]]:
+    """Ids whose lab package has the same content hash (the same files, byte for byte), two or more
+    per group; submissions without a package are not alike in any way that matters."""
+    by_hash: dict[str, list[str]] = {}
+    for r in rows:
+        if r.content_hash and r.content_hash != "no-package":
+            by_hash.setdefault(r.content_hash, []).append(r.id)
+    return sorted(sorted(ids) for ids in by_hash.values() if len(ids) > 1)
 
 
 def feedback_link(sub_id: str) -> str:

@@ -252,3 +252,24 @@ def test_gradescope_usage_errors_are_messages(tmp_path, capsys) -> None:
     assert cli_main(["gradescope", "lab1", "--out", str(blocker / "sub" / "a.zip")]) == 2
     err = capsys.readouterr().err
     assert "cannot write there" in err and "Traceback" not in err, err
+
+
+@pytest.mark.sandbox
+def test_identical_submissions_are_flagged(sandbox, patched_reference, tmp_path, capsys) -> None:
+    subs = [patched_reference("subs/sec1/alice", {}), patched_reference("subs/sec2/zoe", {}),
+            patched_reference("subs/sec2/bob", {"layers.py": [BIAS_MEAN]})]
+    out = tmp_path / "out"
+    assert cli_main(["grade", "lab1", *map(str, subs), "--out", str(out), "--case", "relu_forward",
+                     "--no-progress", "--jobs", "2"]) == 0
+    assert "identical submissions (the same files, byte for byte): sec1/alice, sec2/zoe\n" in capsys.readouterr().out
+    assert "## Identical submissions (same files, byte for byte)\n\n- sec1/alice, sec2/zoe\n" in (
+        out / "summary.md").read_text()
+
+
+def test_student_text_on_the_page_is_escaped() -> None:
+    """Ids are folder names and reasons come from submissions: neither may add markup to the page."""
+    row = gradebook.Row("sec1/<img src=x onerror=alert(1)>", "", "lab1", 0, 3, {"a": 0.0}, "sandbox (bubblewrap)",
+                        "", 0.0, "h", "k", "the package could not be imported: <script>alert(1)</script>")
+    page = report.summary_html(report.class_summary([row], {"a": 3.0}), "Lab <1>")
+    assert "<img" not in page and "<script" not in page and "&lt;script&gt;" in page and "Lab &lt;1&gt;" in page
+    tables(page)  # still parses
