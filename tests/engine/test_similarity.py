@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from itertools import combinations
 from pathlib import Path
 
@@ -144,7 +145,7 @@ def test_figures_do_not_depend_on_the_process(similarity, klass) -> None:
             "r = similarity.compare('lab1', [Path(p) for p in sys.argv[1:]])\n"
             "print([round(p.similarity, 6) for p in r.pairs])")
     args = [str(klass[n]) for n in ("ref", "anna", "ben")]
-    runs = {subprocess.run([os.sys.executable, "-c", code, *args], capture_output=True, text=True, check=True,
+    runs = {subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
     assert len(runs) == 1, runs
 
