@@ -290,8 +290,8 @@ def summary_markdown(summary: dict[str, Any], title: str) -> str:
 
 
 def _headline(summary: dict[str, Any]) -> str:
-    return (f"{summary['n']} submissions; mean {summary['mean_percent']:.1f}%, median "
-            f"{summary['median_percent']:.1f}%; {summary['ungradable']} could not be graded (not counted), "
+    return (f"{summary['n']} submissions; mean {_fmt(summary['mean_percent'])}%, median "
+            f"{_fmt(summary['median_percent'])}%; {summary['ungradable']} could not be graded (not counted), "
             f"{summary['not_imported']} did not import (0 points; not counted in the pass rates).")
 
 
