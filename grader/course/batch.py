@@ -20,6 +20,7 @@ import ctypes
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -160,6 +161,23 @@ def run_local(todo: Sequence[tuple[str, str]], options: Options, jobs: int, on_r
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+CONNECT_TIMEOUT = 10.0  # seconds for a reachable scheduler to answer Dask's handshake
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A plain TCP connection to a ``tcp://``/``tls://`` (or bare ``host:port``) scheduler first: an
+    address nobody listens on is a one-line GradingError at once, not Dask's traceback after its timeout."""
+    scheme, _, rest = address.rpartition("://")
+    host, _, port = rest.rpartition(":")
+    if scheme not in ("", "tcp", "tls") or not host or not port.isdigit():
+        return  # another transport (inproc, ucx) or no port: Dask itself will say
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise GradingError(f"--scheduler {address}: cannot connect ({exc.strerror or exc}); is the "
+                           "scheduler running (dask scheduler), and is the address right?") from None
+
+
 def run_dask(todo: Sequence[tuple[str, str]], options: Options, scheduler: str, jobs: int,
              on_result: OnResult, *, progress: bool = True) -> None:
     """Grades ``todo`` on Dask: ``scheduler`` is an address (``tcp://host:8786``), or ``local`` for
@@ -176,7 +194,12 @@ def run_dask(todo: Sequence[tuple[str, str]], options: Options, scheduler: str, 
                                dashboard_address=None)
         client = Client(cluster)
     else:
-        client = Client(scheduler, timeout=30)
+        _check_reachable(scheduler)
+        try:
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError) as exc:  # e.g. something else listens there
+            raise GradingError(f"--scheduler {scheduler}: no Dask scheduler answered within {CONNECT_TIMEOUT:g} s "
+                               f"({type(exc).__name__})") from None
     bar = _Progress(len(todo), progress)
     try:
         width = max(1, sum(client.nthreads().values()))

@@ -167,9 +167,7 @@ def grade_class(lab: Lab, submissions: Sequence[Path], out: Path, options: Optio
             batch.run_local(work, options, jobs, on_result, progress=progress)
         book.export_csv(case_names=case_names)
         rows = book.rows()
-        summary = report.class_summary(rows, {c.name: c.points for c in lab.cases})
-        gradebook.atomic_write_text(out / "summary.md", report.summary_markdown(summary, lab.title))
-        gradebook.atomic_write_text(out / "summary.html", report.summary_html(summary, lab.title))
+        report.write_summaries(out, rows, {c.name: c.points for c in lab.cases}, lab.title)
     finally:
         book.close()
     return ClassRun(out, top, len(todo), len(ids) - len(todo), rows, sorted(set(ids.values())))
