@@ -2,7 +2,7 @@
 # Sets up a fresh machine for gradelab: .venv with gradelab installed (editable), and the
 # bubblewrap sandbox used for isolated grading when this user can install it.
 #   scripts/setup.sh            engine + labs 1-4 (NumPy only)
-#   scripts/setup.sh --torch    also PyTorch 2.13.0 (CPU build), for the cross-checks
+#   scripts/setup.sh --torch    also PyTorch 2.13.0 (CPU build) and Debian's chromium: what the tests need
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,8 +25,9 @@ if ! command -v bwrap >/dev/null 2>&1; then
          "that does not hide the file system. Install the bubblewrap package to grade for real." >&2
   fi
 fi
-# chromium: tests/engine/test_insight.py renders the class summary page in it, headless
-if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+# chromium, for the tests (--torch is the test set-up): tests/engine/test_insight.py renders the class page in it
+if [ "${1:-}" = "--torch" ] && ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] \
+   && command -v apt-get >/dev/null 2>&1; then
   echo "installing chromium (tests render the class summary page in it)"
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
