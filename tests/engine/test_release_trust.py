@@ -216,3 +216,151 @@ def test_cli_check_fails_on_a_leak_in_a_tar_member(copy: Path, secret: tuple[str
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 1, done.stdout + done.stderr
     assert re.search(r"^leak: data/extra\.tar\.xz!x/y\.py:1 contains solution code", done.stdout, re.M), done.stdout
+
+
+# --------------------------------------------------------------------------- item 10
+
+SHA_PIN = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@[0-9a-f]{40}$")
+# The only commands a job that can write may run: none of them runs code from the repository.
+ALLOWED_COMMANDS = {"echo", "cp", "cd", "git", "mktemp", "base64"}
+
+
+def _commands(script: str) -> list[str]:
+    """The command word of every simple command in a shell script (enough for these scripts)."""
+    found = []
+    for part in re.split(r"\n|&&|\|\||;|\||\$\(", script):
+        words = part.strip().split()
+        while words and re.match(r"^\w+=", words[0]):  # a variable assignment before the command
+            words = words[1:]
+        if words:
+            found.append(words[0].rstrip(")"))
+    return found
+
+
+@pytest.fixture(scope="module")
+def workflows(built: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict, str]]:
+    """The workflow of a plain release and of a --classroom one: (parsed, text)."""
+    yaml = pytest.importorskip("yaml")
+    out = tmp_path_factory.mktemp("trust-classroom") / "rel"
+    release.build(["lab1"], out, classroom=True, git=False, log=lambda *_: None)
+    found = {}
+    for kind, rel in (("plain", built), ("classroom", out)):
+        text = (rel / release.WORKFLOW).read_text()
+        found[kind] = (yaml.safe_load(text), text)
+    return found
+
+
+def _writes(job: dict) -> bool:
+    perms = job.get("permissions")
+    return not isinstance(perms, dict) or any(v == "write" for v in perms.values())  # absent: the default
+
+
+@pytest.mark.parametrize("kind", ["plain", "classroom"])
+def test_student_code_runs_with_a_read_only_token_and_no_secret(workflows: dict, kind: str) -> None:
+    wf, _ = workflows[kind]
+    assert wf["permissions"] == {}  # no job inherits a default (which may be write-all)
+    graders = [name for name, job in wf["jobs"].items()
+               if any("scripts/ci.sh" in s.get("run", "") for s in job["steps"])]
+    assert graders == ["grade"]
+    job = wf["jobs"]["grade"]
+    assert job["permissions"] == {"contents": "read"}
+    for step in job["steps"]:
+        text = json.dumps(step)
+        assert "secrets." not in text and "github.token" not in text, step
+    checkout = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["persist-credentials"] is False  # no token in .git/config for the code under test
+    upload = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact@"))
+    assert upload["if"] == "always()" and upload["with"]["path"] == ".gradelab/"
+
+
+@pytest.mark.parametrize("kind", ["plain", "classroom"])
+def test_jobs_that_can_write_run_no_code_of_the_repository(workflows: dict, kind: str) -> None:
+    wf, _ = workflows[kind]
+    writers = {name: job for name, job in wf["jobs"].items() if _writes(job)}
+    assert set(writers) == ({"publish", "classroom"} if kind == "classroom" else {"publish"})
+    assert _commands(wf["jobs"]["grade"]["steps"][3]["run"]) == ["bash"]  # the test sees commands at all
+    artifact = next(s["with"]["name"] for s in wf["jobs"]["grade"]["steps"]
+                    if s.get("uses", "").startswith("actions/upload-artifact@"))
+    for name, job in writers.items():
+        assert job["needs"] == "grade", name
+        uses = [s.get("uses", "").split("@")[0] for s in job["steps"]]
+        assert "actions/checkout" not in uses, name  # the repository's code is not even there
+        assert uses[0] == "actions/download-artifact" and job["steps"][0]["with"]["name"] == artifact, name
+        for step in job["steps"]:
+            assert set(_commands(step.get("run", ""))) <= ALLOWED_COMMANDS, (name, step["run"])
+            for value in json.dumps(step.get("run", "")).split("${{")[1:]:  # artifact data never in a shell line
+                assert "outputs" not in value.split("}}")[0], (name, step["run"])
+
+
+@pytest.mark.parametrize("kind", ["plain", "classroom"])
+def test_every_action_is_pinned_by_commit_sha_as_the_table_says(workflows: dict, kind: str) -> None:
+    wf, text = workflows[kind]
+    table = dict(re.findall(r"^#\s+([\w.-]+/[\w.-]+)\s+([0-9a-f]{40})\s+v\d", text, re.M))
+    assert len(table) >= 5
+    uses = [s["uses"] for job in wf["jobs"].values() for s in job["steps"] if "uses" in s]
+    assert len(uses) == (7 if kind == "classroom" else 5)
+    for ref in uses:
+        assert SHA_PIN.match(ref), ref
+        action, sha = ref.split("@")
+        assert table.get(action) == sha, f"{ref}: the table at the top of the workflow says {table.get(action)}"
+    # each pin says which release it is, for the person who updates it
+    for line in text.splitlines():
+        if re.match(r"\s+(- )?uses:", line):
+            assert re.search(r"@[0-9a-f]{40} # v\d", line), line
+
+
+class _Null:
+    """A missing value in a GitHub expression: null, equal to nothing but null."""
+
+    def __getattr__(self, name: str) -> _Null:
+        return self
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Null)
+
+    def __hash__(self) -> int:
+        return 0
+
+
+class _Ctx(dict):
+    def __getattr__(self, name: str) -> object:
+        value = self.get(name, _Null())
+        return _Ctx(value) if isinstance(value, dict) else value
+
+
+def _runs(condition: str | None, github: dict) -> bool:
+    """Evaluates the small subset of GitHub's expressions these `if:`s use (==, !=, &&, ||,
+    property access, string literals, always(), !cancelled())."""
+    if condition is None:
+        return True
+    expr = condition.strip().removeprefix("${{").removesuffix("}}")
+    expr = expr.replace("!cancelled()", "True").replace("always()", "True")
+    expr = expr.replace("&&", " and ").replace("||", " or ")
+    assert re.fullmatch(r"[\w.' ()=!:-]*", expr.replace("/", "")), condition  # nothing else to evaluate
+    return bool(eval(expr, {"__builtins__": {}}, {"github": _Ctx(github), "True": True}))  # noqa: S307
+
+
+def _steps_run(wf: dict, job: str, github: dict) -> list[str]:
+    return [s["name"] for s in wf["jobs"][job]["steps"] if _runs(s.get("if"), github)]
+
+
+def test_pull_requests_from_forks_skip_the_comment_with_a_notice(workflows: dict) -> None:
+    wf, _ = workflows["plain"]
+    repo = "course/lab1-alice"
+    own = {"event_name": "pull_request", "repository": repo, "ref_name": "3/merge",
+           "event": {"repository": {"default_branch": "main"},
+                     "pull_request": {"head": {"repo": {"full_name": repo}}}}}
+    fork = {**own, "event": {**own["event"], "pull_request": {"head": {"repo": {"full_name": "mallory/lab1"}}}}}
+    push = {"event_name": "push", "repository": repo, "ref_name": "main",
+            "event": {"repository": {"default_branch": "main"}}}
+    comment, notice, badge = ("Post the score table on the pull request",
+                              "Skip the comment on a pull request from a fork", "Publish the badge")
+    assert _runs(wf["jobs"]["publish"].get("if"), own)
+    assert {comment, notice, badge} & set(_steps_run(wf, "publish", own)) == {comment}
+    assert {comment, notice, badge} & set(_steps_run(wf, "publish", fork)) == {notice}
+    assert {comment, notice, badge} & set(_steps_run(wf, "publish", push)) == {badge}
+    assert {comment, notice, badge} & set(_steps_run(wf, "publish", {**push, "ref_name": "feature"})) == set()
+    step = next(s for s in wf["jobs"]["publish"]["steps"] if s["name"] == notice)
+    assert step["run"].strip().startswith('echo "::notice::')
+    on = wf.get("on", wf.get(True))  # YAML 1.1 reads the key `on` as True
+    assert set(on) == {"push", "pull_request"}  # never pull_request_target (a write token on a fork's code)
