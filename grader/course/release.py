@@ -19,8 +19,11 @@ and never ``solutions/``, ``hidden.toml``, ``examples/``, ``tests/engine/`` (its
 submissions are patches of the reference, so they hold solution lines verbatim) or
 ``tests/conftest.py`` (the engine tests' fixtures).
 
-The check scans EVERY file of the release, whatever its type or place (notebook cells, zip and
-gzip members included), for code from any lab's solution regions: line by line with normalised
+The check scans EVERY file of the release, whatever its type or place, as a student could read
+it: as UTF-8 and UTF-16/32 text, and what it holds unpacked, recursively and within bounds
+(notebook cells and their outputs, any JSON's strings, compressed streams, zip and tar members,
+.npy string arrays, pickle strings; see the "scanning" section for what is and is not read), for
+code from any lab's solution regions: line by line with normalised
 whitespace (the leak index of ``grader.authoring.stubs``), and multi-line statements with all whitespace
 removed, so re-wrapping a block does not hide it. The only solution code allowed is a provided
 lab (``solutions/<lab>/lab.toml``: ``provides = ["lab1"]``) inside ``labs/<lab>/<provided>/``,
@@ -51,6 +54,8 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from grader import paths
 from grader.authoring import stubs
@@ -150,6 +155,9 @@ MAX_DEPTH = 6  # streams and archives inside one another
 MAX_UNPACKED = 256 << 20  # bytes unpacked from one file of the release, all levels together
 MAX_MEMBERS = 20_000  # archive members in one file of the release, all levels together
 MIN_WIDE_RUN = 8  # characters: shorter UTF-16/32 runs in binary data are noise
+MAX_PARSED = 32 << 20  # bytes of JSON or pickle read into objects (a file takes ~10 times that in memory)
+_WINDOW = 16 << 20  # bytes searched for UTF-16/32 runs at a time (numpy's masks cost ~6 bytes a byte)
+_OVERLAP = 64 << 10  # windows overlap, so a line cut by a window's end is whole in the next
 _CHUNK = 1 << 20
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 # Characters that end a line for the line index: newlines, and what text never holds (control
@@ -240,31 +248,42 @@ def _wide_runs(where: str, data: Blob) -> Iterator[Text]:
     every alignment, one run a line. Vectorised: binary data is mostly zeros and short runs."""
     if b"\x00" not in data:
         return
-    import numpy as np
+    whole = np.frombuffer(data, dtype=np.uint8)
+    runs: dict[int, list[str]] = {4: [], 2: []}
+    for start in range(0, max(len(whole) - _OVERLAP, 1), _WINDOW):
+        _wide_window(whole[start:start + _WINDOW + _OVERLAP], runs)
+    for width, found in runs.items():
+        if found:  # little- and big-endian runs share a label: a shifted copy of one is the other
+            yield Text(f"{where} (UTF-{8 * width} text)", "\n".join(found), rows=False)
 
-    raw = np.frombuffer(data, dtype=np.uint8)
+
+def _wide_window(raw: np.ndarray, runs: dict[int, list[str]]) -> None:
+    """Adds the runs in ``raw`` to ``runs`` (keyed by bytes a character). A character unit is one
+    printable ASCII byte and zeros, in either order; a run is consecutive units at one alignment.
+    Each mask says, for every byte position, whether a unit starts there."""
+    n = len(raw)
+    if n < 2 * MIN_WIDE_RUN:
+        return
     printable = ((raw >= 0x20) & (raw <= 0x7E)) | (raw == 9) | (raw == 10) | (raw == 13)
     zero = raw == 0
-    for width in (4, 2):
-        runs: list[str] = []
+    masks = (  # (bytes a character, where the character is in its unit, mask)
+        (2, 0, printable[:-1] & zero[1:]),
+        (2, 1, zero[:-1] & printable[1:]),
+        (4, 0, printable[:n - 3] & zero[1:n - 2] & zero[2:n - 1] & zero[3:]),
+        (4, 3, zero[:n - 3] & zero[1:n - 2] & zero[2:n - 1] & printable[3:]),
+    )
+    for width, char, ok in masks:
+        if np.count_nonzero(ok) < MIN_WIDE_RUN:
+            continue
         for offset in range(width):
-            n = (len(raw) - offset) // width
-            if n < MIN_WIDE_RUN:
+            lane = ok[offset::width]
+            if np.count_nonzero(lane) < MIN_WIDE_RUN:
                 continue
-            span = slice(offset, offset + n * width)
-            p, z = printable[span].reshape(n, width), zero[span].reshape(n, width)
-            units = raw[span].reshape(n, width)
-            little = p[:, 0] & z[:, 1] if width == 2 else p[:, 0] & z[:, 1] & z[:, 2] & z[:, 3]
-            big = p[:, 1] & z[:, 0] if width == 2 else p[:, 3] & z[:, 0] & z[:, 1] & z[:, 2]
-            for char, ok in ((0, little), (width - 1, big)):
-                if np.count_nonzero(ok) < MIN_WIDE_RUN:
-                    continue
-                edges = np.flatnonzero(np.diff(np.concatenate(([0], ok.astype(np.int8), [0]))))
-                starts, ends = edges[::2], edges[1::2]
-                runs += [units[a:b, char].tobytes().decode("ascii")
-                         for a, b in zip(starts, ends, strict=True) if b - a >= MIN_WIDE_RUN]
-        if runs:  # little- and big-endian runs share a label: a shifted copy of one is the other
-            yield Text(f"{where} (UTF-{8 * width} text)", "\n".join(runs), rows=False)
+            edges = np.flatnonzero(np.diff(np.concatenate(([0], lane.astype(np.int8), [0]))))
+            for a, b in zip(edges[::2], edges[1::2], strict=True):
+                if b - a >= MIN_WIDE_RUN:
+                    first = offset + a * width + char
+                    runs[width].append(raw[first:first + (b - a) * width:width].tobytes().decode("ascii"))
 
 
 def _stream(where: str, name: str, data: Blob, unpacking: _Unpacking) -> tuple[str, Blob] | None:
@@ -336,18 +355,19 @@ def _tar_members(where: str, data: Blob, unpacking: _Unpacking) -> Iterator[tupl
             unpacking.unreadable(where, f"a tar archive that does not unpack to the end ({exc})")
 
 
-def _npy_strings(where: str, data: Blob) -> Iterator[Text]:
+def _npy_strings(where: str, data: Blob, unpacking: _Unpacking) -> Iterator[Text]:
     """The strings of a .npy array: unicode and byte-string elements (and fields), and the
-    strings of an object array's pickle."""
-    import numpy as np
-
+    strings of an object array's pickle. (A string array larger than MAX_PARSED is left to the
+    byte-level readers: its bytes are UTF-8 or UTF-32 text between NUL paddings.)"""
     f = io.BytesIO(data)
     try:
         version = np.lib.format.read_magic(f)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         _, _, dtype = read_header(f)
         if dtype.hasobject:
-            yield from _pickle_strings(where, f.read())
+            yield from _pickle_strings(where, f.read(), unpacking)
+            return
+        if len(data) > MAX_PARSED:
             return
         array = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, EOFError, TypeError, SyntaxError, MemoryError):
@@ -363,8 +383,11 @@ def _npy_strings(where: str, data: Blob) -> Iterator[Text]:
         yield Text(f"{where} (string array, joined)", "".join(items), rows=False)
 
 
-def _pickle_strings(where: str, data: Blob) -> Iterator[Text]:
+def _pickle_strings(where: str, data: Blob, unpacking: _Unpacking) -> Iterator[Text]:
     """Every string a pickle holds, read op by op (pickletools): nothing is unpickled."""
+    if len(data) > MAX_PARSED:
+        unpacking.unreadable(where, f"a pickle larger than {MAX_PARSED >> 20} MiB (its strings are not read)")
+        return
     strings: list[str] = []
     try:
         for _, arg, _ in pickletools.genops(io.BytesIO(data)):
@@ -417,7 +440,9 @@ def _texts(where: str, name: str, data: Blob, unpacking: _Unpacking, depth: int 
     for magic, kind in _UNREADABLE:
         if data.startswith(magic):
             unpacking.unreadable(where, f"a {kind} file")
-    if text.lstrip()[:1] in ("{", "["):
+    if text.lstrip()[:1] in ("{", "[") and len(data) > MAX_PARSED:
+        unpacking.unreadable(where, f"JSON-like text larger than {MAX_PARSED >> 20} MiB (its strings are not read)")
+    elif text.lstrip()[:1] in ("{", "["):
         try:
             document = json.loads(text)
         except (ValueError, RecursionError):
@@ -428,9 +453,9 @@ def _texts(where: str, name: str, data: Blob, unpacking: _Unpacking, depth: int 
             except RecursionError:
                 unpacking.unreadable(where, "JSON nested too deep to read")
     if data.startswith(b"\x93NUMPY"):
-        yield from _npy_strings(where, data)
+        yield from _npy_strings(where, data, unpacking)
     elif data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
-        yield from _pickle_strings(where, data)
+        yield from _pickle_strings(where, data, unpacking)
     contained: list[tuple[str, str, Blob]] = []  # (where, name, bytes) of what ``data`` holds
     stream = _stream(where, name, data, unpacking)
     if stream is not None:
