@@ -210,6 +210,19 @@ def test_archives_nested_past_the_limit_and_unreadable_files_are_reported(copy: 
     assert any(p.startswith("data/seeds.zip!tests/lab1/hidden.toml must not be in a release") for p in problems)
 
 
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
+def test_wide_text_is_read_whole_across_the_search_windows(codec: str) -> None:
+    """UTF-16/32 runs are searched in windows (bounded memory): a line cut by a window's end is
+    read whole from the overlap, at any alignment and in either byte order."""
+    line = "out = self.weight @ x + self.bias"
+    data = bytearray(release._WINDOW + 2 * release._OVERLAP)
+    at = release._WINDOW - 31  # odd: the runs do not start on a unit boundary of the window
+    data[at:at + 4 * len(line)] = line.encode(codec).ljust(4 * len(line), b"\x00")
+    texts = list(release._wide_runs("blob", bytes(data)))
+    assert [t.where for t in texts] == [f"blob (UTF-{16 if '16' in codec else 32} text)"]
+    assert line in texts[0].text.split("\n")
+
+
 def test_cli_check_fails_on_a_leak_in_a_tar_member(copy: Path, secret: tuple[str, str]) -> None:
     (copy / "data" / "extra.tar.xz").write_bytes(lzma.compress(_tar({"x/y.py": f"{secret[0]}\n".encode()})))
     done = subprocess.run([sys.executable, "-m", "grader.cli", "release", "--check", str(copy)],
