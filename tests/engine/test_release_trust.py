@@ -186,8 +186,11 @@ def test_a_decompression_bomb_is_reported_not_scanned_forever(copy: Path) -> Non
             f.write(zeros)
     (copy / "data" / "bomb.gz").write_bytes(buf.getvalue())
     assert len(buf.getvalue()) < release.MAX_UNPACKED // 100  # small on disk, huge unpacked
+    (copy / "data" / "many.zip").write_bytes(_zip({f"m/{i}.txt": b"" for i in range(release.MAX_MEMBERS + 1)}))
     problems = release.check(copy)
     assert any(p.startswith("data/bomb.gz: unpacks to more than") for p in problems), problems
+    assert any(p.startswith(f"data/many.zip: holds more than {release.MAX_MEMBERS} archive members")
+               for p in problems), problems
 
 
 def test_archives_nested_past_the_limit_and_unreadable_files_are_reported(copy: Path,
