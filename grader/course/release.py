@@ -164,7 +164,6 @@ _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)|
 # characters, U+FFFD for bytes that are not UTF-8), so strings packed between binary bytes (a
 # NUL-padded string array) come out one per line.
 _BREAKS = "\n\r\x00-\x08\x0b-\x1f\x7f\x85\u2028\u2029\ufffd"
-_LINE_BREAK = re.compile(f"\r\n|[{_BREAKS}]")
 _LONG_LINE = re.compile(f"[^{_BREAKS}]{{{stubs.MIN_LEAK_CHARS},}}")  # shorter lines are not in the index
 # The same, minus whitespace (which squashing removes): what separates pieces for the block index.
 _TEXT_RUN = re.compile(f"[^\x00-\x08\x0e-\x1b\x7f\ufffd]{{{MIN_BLOCK_CHARS},}}")
@@ -234,18 +233,16 @@ class _Unpacking:
         self.problems.append(f"{where}: {why}: the check cannot read it, so it must not ship")
 
 
-def _decode(data: Blob) -> tuple[str, str]:
-    """The text of ``data`` and its encoding: the one its byte-order mark names, else UTF-8 (lossy)."""
-    for bom, codec in _BOMS:
-        if data.startswith(bom):
-            return bytes(data).decode(codec, errors="replace"), codec.upper()
-    return bytes(data).decode("utf-8", errors="replace"), "UTF-8"
+def _bom(data: Blob) -> str | None:
+    """The encoding a byte-order mark at the start of ``data`` names, if any."""
+    return next((codec for bom, codec in _BOMS if data.startswith(bom)), None)
 
 
-def _wide_runs(where: str, data: Blob) -> Iterator[Text]:
+def _wide_runs(where: str, data: Blob, skip: int = 0) -> Iterator[Text]:
     """ASCII text stored two or four bytes a character anywhere in ``data`` (a UTF-16 file without
     a byte-order mark, a NumPy unicode array): every run of at least MIN_WIDE_RUN characters, at
-    every alignment, one run a line. Vectorised: binary data is mostly zeros and short runs."""
+    every alignment, one run a line (runs of ``skip`` bytes a character left out: a file with a
+    byte-order mark is read whole in its encoding). Vectorised: binary data is mostly zeros."""
     if b"\x00" not in data:
         return
     whole = np.frombuffer(data, dtype=np.uint8)
@@ -253,7 +250,7 @@ def _wide_runs(where: str, data: Blob) -> Iterator[Text]:
     for start in range(0, max(len(whole) - _OVERLAP, 1), _WINDOW):
         _wide_window(whole[start:start + _WINDOW + _OVERLAP], runs)
     for width, found in runs.items():
-        if found:  # little- and big-endian runs share a label: a shifted copy of one is the other
+        if found and width != skip:  # little- and big-endian runs share a label: a shifted copy of one is the other
             yield Text(f"{where} (UTF-{8 * width} text)", "\n".join(found), rows=False)
 
 
@@ -432,11 +429,14 @@ def _json_strings(where: str, value: object, path: tuple[str | int, ...] = ()) -
 def _texts(where: str, name: str, data: Blob, unpacking: _Unpacking, depth: int = 0) -> Iterator[Text]:
     """Everything a student can read in one file (``where`` names it): its text in every encoding
     looked for, and, recursively, what it contains (see the section's comment)."""
-    text, codec = _decode(data)
-    yield Text(where if codec == "UTF-8" else f"{where} ({codec} text)", text,
-               html=name.lower().endswith(_HTML_NAMES))
-    if codec == "UTF-8":
-        yield from _wide_runs(where, data)
+    html_name = name.lower().endswith(_HTML_NAMES)
+    text = bytes(data).decode("utf-8", errors="replace")
+    yield Text(where, text, html=html_name)  # always: a byte-order mark may be a decoy before UTF-8
+    codec = _bom(data)
+    if codec is not None:
+        text = bytes(data).decode(codec, errors="replace")
+        yield Text(f"{where} ({codec.upper()} text)", text, html=html_name)
+    yield from _wide_runs(where, data, skip={"utf-16": 2, "utf-32": 4}.get(codec or "", 0))
     for magic, kind in _UNREADABLE:
         if data.startswith(magic):
             unpacking.unreadable(where, f"a {kind} file")
@@ -500,7 +500,7 @@ def _leaks(item: Text, rel: Path, index: Index, released: set[str]) -> list[str]
             if origin is not None and not _allowed(rel, origin.path.split("/")[1], released, index):
                 at = item.where
                 if item.rows and variant is plain:
-                    at += f":{len(_LINE_BREAK.findall(variant, 0, line.start())) + 1}"
+                    at += f":{variant.count(chr(10), 0, line.start()) + 1}"  # the row an editor shows
                 problems.append(f"leak: {at} contains solution code from {origin.path}:{origin.line} "
                                 f"({origin.qualname}): {line.group().strip()}")
         squashed = _pieces(variant)

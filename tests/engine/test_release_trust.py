@@ -19,6 +19,7 @@ notice.
 from __future__ import annotations
 
 import bz2
+import codecs
 import gzip
 import io
 import json
@@ -128,6 +129,7 @@ def _carriers(rel: Path, text: str) -> dict[str, str]:
     (data / "e.tar.xz").write_bytes(lzma.compress(_tar({"pack.tgz": gzip.compress(_tar({"e.zip": inner_zip}))})))
     (data / "f16.txt").write_bytes(body.decode().encode("utf-16"))  # with a byte-order mark
     (data / "g16le.bin").write_bytes(b"\x89BIN\x00" + body.decode().encode("utf-16-le") + b"\xff\x00")
+    (data / "k.py").write_bytes(codecs.BOM_UTF16_LE + body)  # a byte-order mark as a decoy before UTF-8
     lines = ["x", *text.splitlines(), "y"]
     np.savez(data / "h.npz", notes=np.array(lines))
     np.savez(data / "i.npz", raw=np.array([s.encode() for s in lines]))
@@ -135,6 +137,7 @@ def _carriers(rel: Path, text: str) -> dict[str, str]:
     return {"tgz": "data/a.tgz!docs/a.py", "tar.xz": "data/b.tar.xz!b/b.py", "tar.bz2": "data/c.tar.bz2!c.txt",
             "bz2": "data/d.txt.bz2", "nested": "data/e.tar.xz!pack.tgz!e.zip!deep/e.py",
             "utf-16": "data/f16.txt (UTF-16 text)", "utf-16 without BOM": "data/g16le.bin (UTF-16 text)",
+            "UTF-8 behind a UTF-16 BOM": "data/k.py:2 ",
             "npz unicode": "data/h.npz!notes.npy", "npz bytes": "data/i.npz!raw.npy",
             "npz objects": "data/j.npz!objects.npy"}
 
