@@ -494,10 +494,14 @@ def _leaks(item: Text, rel: Path, index: Index, released: set[str]) -> list[str]
     if item.html:
         variants.append(html.unescape(_TAG.sub("", plain)))
     variants += [stripped for v in list(variants) if (stripped := _GUTTER.sub("", v)) != v]
+    reported: set[stubs._Origin] = set()  # a line a later reading finds again is not reported twice
     for variant in variants:
+        before = set(reported)
         for line in _LONG_LINE.finditer(variant):
             origin = index.lines.get(_key(line.group()))
-            if origin is not None and not _allowed(rel, origin.path.split("/")[1], released, index):
+            if (origin is not None and origin not in before
+                    and not _allowed(rel, origin.path.split("/")[1], released, index)):
+                reported.add(origin)
                 at = item.where
                 if item.rows and variant is plain:
                     at += f":{variant.count(chr(10), 0, line.start()) + 1}"  # the row an editor shows
