@@ -256,31 +256,38 @@ def test_workflow_runs_the_students_script_on_push_and_pull_request(built: Path)
     assert "push" in on and "pull_request" in on
     steps = wf["jobs"]["grade"]["steps"]
     names = [s["name"] for s in steps]
-    assert names[:5] == ["Check out", "Set up Python", "Install the kit", "Grade",
-                         "Post the score table on the pull request"]
-    for step in steps:
-        for script in re.findall(r"bash (scripts/\S+)", step.get("run", "")):
-            assert (built / script).is_file(), script
-        assert "uses" in step or "run" in step
+    assert names == ["Check out", "Set up Python", "Install the kit", "Grade", "Keep the results"]
+    for job in wf["jobs"].values():
+        for step in job["steps"]:
+            for script in re.findall(r"bash (scripts/\S+)", step.get("run", "")):
+                assert (built / script).is_file(), script
+            assert "uses" in step or "run" in step
     grade = next(s for s in steps if s["name"] == "Grade")
     assert grade["id"] == "grade" and grade["run"] == "bash scripts/ci.sh"
-    comment = next(s for s in steps if s["name"].startswith("Post"))
-    assert comment["if"] == "github.event_name == 'pull_request'"
+    keep = next(s for s in steps if s["name"] == "Keep the results")
+    assert keep["with"]["path"] == ".gradelab/" and keep["if"] == "always()"
+    publish = wf["jobs"]["publish"]
+    comment = next(s for s in publish["steps"] if s["name"].startswith("Post"))
+    assert comment["if"].startswith("github.event_name == 'pull_request'")
     assert ".gradelab/summary.md" in comment["with"]["script"]
-    assert wf["permissions"]["pull-requests"] == "write"
-    assert "Report to GitHub Classroom" not in names
+    assert publish["permissions"]["pull-requests"] == "write"
+    assert "classroom" not in wf["jobs"]
     assert "../../raw/badges/lab1.svg" in (built / "README.md").read_text()
 
 
 def test_classroom_release_adds_the_reporter(tmp_path: Path) -> None:
+    """Classroom's reporter runs in a job of its own that reads the grade job's artifact."""
     out = tmp_path / "classroom"
     release.build(["lab1"], out, classroom=True, git=False, log=lambda *_: None)
-    steps = _workflow(out)["jobs"]["grade"]["steps"]
+    job = _workflow(out)["jobs"]["classroom"]
+    steps = job["steps"]
     reporter = steps[-1]
     assert reporter["uses"].startswith("classroom-resources/autograding-grading-reporter@")
     assert reporter["with"]["runners"] == "gradelab"
-    assert reporter["env"]["GRADELAB_RESULTS"] == "${{ steps.grade.outputs.result }}"
-    assert any(s.get("id") == "grade" for s in steps)
+    assert reporter["env"]["GRADELAB_RESULTS"] == "${{ steps.results.outputs.result }}"
+    results = next(s for s in steps if s.get("id") == "results")
+    assert ".gradelab/classroom.json" in results["run"] and "GITHUB_OUTPUT" in results["run"]
+    assert job["needs"] == "grade" and job["permissions"] == {"checks": "write", "actions": "read"}
 
 
 def test_student_readme_has_the_two_commands(built: Path) -> None:
