@@ -44,8 +44,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     src = nbsub.add_parser("source", help="write <course>/source/LAB/: the lab's notebook and its stubs")
     src.add_argument("--course-dir", required=True)
     src.add_argument("lab")
+    src.add_argument("--force", action="store_true", help="overwrite files that differ (an instructor's edits)")
     src.set_defaults(func=lambda a: __import__("grader.course.nbgrader_bridge").nbgrader_bridge.main_source(
-        Path(a.course_dir), a.lab))
+        Path(a.course_dir), a.lab, force=a.force))
     sim = sub.add_parser("similarity", help="pairs of submissions whose own code is alike (copydetect's "
                                             "winnowing; the stubs are left out); an HTML report side by side")
     sim.add_argument("lab")
