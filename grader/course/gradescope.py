@@ -60,10 +60,11 @@ from grader.judging.case import Lab
 from grader.runner import LabResult, hidden_seeds
 from grader.text import printable
 
+from .uploads import find_lab_folder, safe_extract, walk_files
+
 __all__ = ["build_zip", "collect", "run"]
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "gradescope"
-_MAX_UNZIPPED = 50 << 20
 
 
 # --------------------------------------------------------------------------- the zip
@@ -102,70 +103,6 @@ def build_zip(lab: str, out: Path, root: Path | None = None) -> Path:
 
 # --------------------------------------------------------------------------- the submission
 
-_MAX_DEPTH = 32  # folders deeper than this cannot hold a lab; a walk below it is never a RecursionError
-
-
-def _walk(top: Path, max_depth: int = _MAX_DEPTH) -> list[Path]:
-    """Regular files under ``top`` (not through symlinks, at most ``max_depth`` folders down),
-    found iteratively: a tree of any depth is neither a RecursionError nor an endless walk."""
-    found: list[Path] = []
-    stack = [(top, 0)]
-    while stack:
-        folder, depth = stack.pop()
-        try:
-            entries = sorted(folder.iterdir())
-        except OSError:
-            continue  # unreadable or vanished: nothing to grade there
-        for entry in entries:
-            if entry.is_symlink():
-                continue
-            if entry.is_dir():
-                if depth < max_depth:
-                    stack.append((entry, depth + 1))
-            elif entry.is_file():
-                found.append(entry)
-    return found
-
-
-def _safe_extract(archive: Path, dest: Path) -> None:
-    """Unzips regular files only, refusing absolute paths, ``..``, members nested deeper than
-    ``_MAX_DEPTH`` folders and zip bombs. ``dest`` exists afterwards, even if nothing was kept."""
-    total = 0
-    dest.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(archive) as z:
-        for info in z.infolist():
-            name = Path(info.filename)
-            if info.is_dir() or name.is_absolute() or ".." in name.parts or "__MACOSX" in name.parts:
-                continue
-            if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                continue  # a symlink
-            if len(name.parts) > _MAX_DEPTH:
-                continue
-            total += info.file_size
-            if total > _MAX_UNZIPPED:
-                raise ValueError(f"the zip unpacks to more than {_MAX_UNZIPPED >> 20} MiB")
-            target = dest / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with z.open(info) as src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-
-
-def _find_lab_folder(top: Path, lab: str, depth: int = 3) -> Path | None:
-    if (top / lab).is_dir() and not (top / lab).is_symlink():
-        return top / lab
-    if depth == 0:
-        return None
-    try:
-        subs = sorted(p for p in top.iterdir() if p.is_dir() and not p.is_symlink() and p.name != "__MACOSX")
-    except OSError:
-        return None
-    for sub in subs:
-        found = _find_lab_folder(sub, lab, depth - 1)
-        if found:
-            return found
-    return None
-
-
 def what_to_upload(lab: str) -> str:
     return f"upload the {lab}/ folder, the .py files of {lab}/, or a zip of either"
 
@@ -174,25 +111,25 @@ def collect(submission: Path, lab: str, dest: Path, kit: Path) -> str | None:
     """Lays the submission out as ``dest/<lab>/`` over the stubs; returns why it cannot, or None.
 
     ``kit`` holds ``labs/<lab>/`` (the stubs) and ``solutions/``. The submission is only read:
-    symlinks are never followed, nothing deeper than ``_MAX_DEPTH`` folders is looked at.
+    symlinks are never followed, nothing deeper than ``MAX_DEPTH`` folders is looked at.
     """
     work = Path(tempfile.mkdtemp(prefix="gradelab-upload-"))
     try:
         top = submission
-        zips = [f for f in _walk(submission, 3) if f.suffix.lower() == ".zip"]
-        if _find_lab_folder(top, lab) is None and not _flat_files(top) and zips:
+        zips = [f for f in walk_files(submission, 3) if f.suffix.lower() == ".zip"]
+        if find_lab_folder(top, lab) is None and not _flat_files(top) and zips:
             try:
-                _safe_extract(zips[0], work / "unzipped")
+                safe_extract(zips[0], work / "unzipped")
             except (zipfile.BadZipFile, ValueError, OSError, RuntimeError, EOFError) as exc:
                 return f"could not unpack {zips[0].name}: {exc}; {what_to_upload(lab)}"
             top = work / "unzipped"
-        folder = _find_lab_folder(top, lab)
+        folder = find_lab_folder(top, lab)
         if folder is None:
             if not _flat_files(top):
                 return f"no {lab} code found: {what_to_upload(lab)}"
             folder = top
         shutil.copytree(kit / "labs" / lab, dest / lab)
-        for f in _walk(folder):
+        for f in walk_files(folder):
             rel = f.relative_to(folder)
             if "__pycache__" not in rel.parts and f.suffix != ".pyc":
                 (dest / lab / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -213,7 +150,7 @@ def _flat_files(top: Path) -> list[Path]:
 def syntax_errors(package: Path) -> str:
     """Syntax errors of every .py in the package, compiled (never run), named relative to it."""
     problems = []
-    for f in sorted(_walk(package)):
+    for f in sorted(walk_files(package)):
         if f.suffix != ".py":
             continue
         rel = f.relative_to(package.parent).as_posix()

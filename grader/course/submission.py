@@ -34,7 +34,7 @@ from grader.isolation.sandbox import _STAGE_PREFIX
 from grader.runner import GradingError, LabResult, _printable_result, grade, zero_result
 
 from .gradebook import content_hash
-from .gradescope import _find_lab_folder, _safe_extract
+from .uploads import find_lab_folder, safe_extract
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "VECLIB_MAXIMUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1"}
@@ -235,10 +235,10 @@ def _take(path: Path, lab: str, work: Path) -> tuple[Path, str, list[str], str]:
         return root, chash, [], (f"{name} is neither a folder nor a zip: a submission is a folder laid out like "
                                  f"labs/ (holding {lab}/), or a zip of one")
     try:
-        _safe_extract(copy, work / "unzipped")
+        safe_extract(copy, work / "unzipped")
     except (zipfile.BadZipFile, ValueError, OSError, RecursionError) as exc:
         return root, chash, [], f"could not unpack {name}: {exc}"
-    found = _find_lab_folder(work / "unzipped", lab) if (work / "unzipped").is_dir() else None
+    found = find_lab_folder(work / "unzipped", lab) if (work / "unzipped").is_dir() else None
     if found is None:
         return root, chash, [], f"{name} holds no {lab}/ folder: zip the folder {lab}/ itself"
     return found.parent, chash, [f"graded the {lab}/ folder found in {name}"], ""
