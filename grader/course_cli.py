@@ -44,8 +44,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     src = nbsub.add_parser("source", help="write <course>/source/LAB/: the lab's notebook and its stubs")
     src.add_argument("--course-dir", required=True)
     src.add_argument("lab")
-    src.set_defaults(func=lambda a: __import__("grader.course.nbgrader_bridge").nbgrader_bridge.main_source(
-        Path(a.course_dir), a.lab))
+    src.add_argument("--force", action="store_true", help="overwrite files that differ (an instructor's edits)")
+    src.set_defaults(func=cmd_nbgrader_source)
     sim = sub.add_parser("similarity", help="pairs of submissions whose own code is alike (copydetect's "
                                             "winnowing; the stubs are left out); an HTML report side by side")
     sim.add_argument("lab")
@@ -101,6 +101,12 @@ def cmd_gradescope(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {args.out}: cannot write there ({exc.strerror or exc})") from exc
     print(f"wrote {path}: upload it as the assignment's autograder (setup.sh + run_autograder)")
     return 0
+
+
+def cmd_nbgrader_source(args: argparse.Namespace) -> int:
+    from grader.course import nbgrader_bridge
+
+    return nbgrader_bridge.main_source(Path(args.course_dir), args.lab, force=args.force)
 
 
 def cmd_nbgrader_import(args: argparse.Namespace) -> int:

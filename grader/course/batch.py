@@ -27,11 +27,12 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any
 
 from grader.runner import GradingError
 
-from .submission import ONE_THREAD, Graded, Options, grade_copy
+from .submission import ONE_THREAD, Graded, Options, grade_copy, zero_for
 
 SLOW_AFTER = 30.0  # seconds: a submission in flight longer than this is named on the progress line
 
@@ -110,6 +111,9 @@ class _Progress:
             self.bar.set_postfix_str("", refresh=False)
         self.bar.refresh()
 
+    def note(self, line: str) -> None:
+        self.bar.write(line, file=self.file)
+
     def done(self, line: str) -> None:
         self.bar.write(line, file=self.file)
         self.bar.update(1)
@@ -118,10 +122,16 @@ class _Progress:
         self.bar.close()
 
 
+Lost = Callable[[str, BaseException], Graded]  # (path, what the task raised) -> the row that says so
+
+
 def _drive(todo: Sequence[tuple[str, str]], submit: Callable[[str], Any], width: int,
-           on_result: OnResult, progress: _Progress) -> None:
+           on_result: OnResult, progress: _Progress, *, lost: Lost | None = None,
+           watch: Callable[[], list[str]] | None = None) -> None:
     """Keeps ``width`` tasks in flight (so the start time of each is when it really started),
-    hands each finished result to ``on_result`` in this process."""
+    hands each finished result to ``on_result`` in this process. A task that failed for a reason
+    other than the grader's own set-up (a Dask worker lost too often) becomes ``lost``'s row, and
+    the batch goes on; ``watch`` reports events between results (a worker that disappeared)."""
     pending = list(reversed(todo))
     flying: dict[Any, tuple[str, str, float]] = {}
     try:
@@ -132,9 +142,18 @@ def _drive(todo: Sequence[tuple[str, str]], submit: Callable[[str], Any], width:
             finished = [f for f in flying if f.done()]
             for fut in finished:
                 sub_id, path, _ = flying.pop(fut)
-                graded = fut.result()  # GradingError propagates: it concerns every submission
+                try:
+                    graded = fut.result()
+                except GradingError:
+                    raise  # the grader's own set-up: it concerns every submission
+                except Exception as exc:
+                    if lost is None:
+                        raise
+                    graded = lost(path, exc)
                 on_result(sub_id, path, graded)
                 progress.done(f"  {sub_id:<30} {graded.result.score:>6g} / {graded.result.max_score:g}")
+            for line in watch() if watch is not None else []:
+                progress.note(line)
             if not finished:
                 progress.tick({sid: t for sid, _, t in flying.values()})
                 time.sleep(0.2)
@@ -178,6 +197,31 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
                            "scheduler running (dask scheduler), and is the address right?") from None
 
 
+def _lost_row(options: Options, path: str, exc: BaseException) -> Graded:
+    """The row of a submission whose Dask task failed (its worker died each time Dask retried it):
+    a 0 that says so, with a hash no folder has, so the next run grades it again."""
+    import dask
+
+    tries = dask.config.get("distributed.scheduler.allowed-failures", 3)
+    reason = (f"not graded: the Dask worker grading it was lost ({type(exc).__name__}), also on each of Dask's "
+              f"{tries} retries (a worker killed for memory?); rerun the same command to grade it again")
+    return Graded(zero_for(options, Path(path), reason), "lost")
+
+
+def _worker_watch(client: Any) -> Callable[[], list[str]]:
+    """Lines for the workers that left the cluster since the last call (Dask retries their tasks)."""
+    seen = set(client.scheduler_info().get("workers", {}))
+
+    def watch() -> list[str]:
+        now = set(client.scheduler_info().get("workers", {}))
+        gone = sorted(seen - now)
+        seen.clear()
+        seen.update(now)
+        return [f"  a Dask worker was lost ({w}); Dask retries the submissions it was grading" for w in gone]
+
+    return watch
+
+
 def run_dask(todo: Sequence[tuple[str, str]], options: Options, scheduler: str, jobs: int,
              on_result: OnResult, *, progress: bool = True) -> None:
     """Grades ``todo`` on Dask: ``scheduler`` is an address (``tcp://host:8786``), or ``local`` for
@@ -203,7 +247,8 @@ def run_dask(todo: Sequence[tuple[str, str]], options: Options, scheduler: str, 
     bar = _Progress(len(todo), progress)
     try:
         width = max(1, sum(client.nthreads().values()))
-        _drive(todo, lambda path: client.submit(grade_task, path, options, pure=False), width, on_result, bar)
+        _drive(todo, lambda path: client.submit(grade_task, path, options, pure=False), width, on_result, bar,
+               lost=lambda path, exc: _lost_row(options, path, exc), watch=_worker_watch(client))
     finally:
         bar.close()
         client.close()

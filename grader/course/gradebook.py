@@ -244,15 +244,20 @@ class Gradebook:
         w = csv.writer(buf)
         w.writerow(["submission", "score", "max_score", *names, "isolation", "graded_at", "seconds",
                     "content_hash", "reason", "path", "submitted_at", "time_source", "days_late", "final_score",
-                    "adjustment"])
+                    "adjustment", "identical_to"])
         times, late = self.times(), self.lateness()
+        same: dict[str, list[str]] = {}  # content hash -> ids: byte-identical submissions (a copy, or a resubmission)
+        for r in rows:
+            if len(r.content_hash) == 64:  # a real hash, not "no-package", "link:...", "lost"
+                same.setdefault(r.content_hash, []).append(r.id)
         for r in rows:
             final, why = self.final_score(r)
             when, source = times.get(r.id, ("", ""))
             w.writerow([r.id, f"{r.score:g}", f"{r.max_score:g}",
                         *(f"{r.cases[n]:g}" if n in r.cases else "" for n in names),
                         r.isolation, r.graded_at, f"{r.seconds:.2f}", r.content_hash, r.reason, r.path,
-                        when, source, late[r.id][0] if r.id in late else "", f"{final:g}", why])
+                        when, source, late[r.id][0] if r.id in late else "", f"{final:g}", why,
+                        " ".join(i for i in same.get(r.content_hash, []) if i != r.id)])
         target = Path(path) if path else self.out / CSV_NAME
         atomic_write_text(target, buf.getvalue())
         return target

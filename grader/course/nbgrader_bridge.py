@@ -44,27 +44,39 @@ from pathlib import Path
 from grader import paths
 from grader.authoring import stubs
 from grader.isolation.loading import load_cases
-from grader.runner import GradingError
+from grader.runner import GradingError, LabResult
 
 from . import gradebook
 from .lateness import submission_time
-from .notebooks import grade_id, write_notebook
+from .notebooks import build_notebook, grade_id
 from .report import table
 from .submission import Options, copy_without_links, grade_submission
 
 __all__ = ["run_import", "write_source"]
 
 
-def write_source(course_dir: Path, lab: str, root: Path | None = None) -> Path:
-    """``<course>/source/<lab>/``: the lab's notebook and its stubs (provided labs included)."""
+class SourceEdited(Exception):
+    """``source/<lab>/`` holds files that differ from what gradelab writes: an instructor's edits."""
+
+
+def write_source(course_dir: Path, lab: str, root: Path | None = None, *, force: bool = False) -> Path:
+    """``<course>/source/<lab>/``: the lab's notebook and its stubs (provided labs included).
+
+    A file already there that differs from what would be written (an instructor edited the notebook
+    or a stub) is not overwritten: ``SourceEdited`` names them, unless ``force``."""
     root = root or paths.project_root()
     dest = course_dir / "source" / lab
-    dest.mkdir(parents=True, exist_ok=True)
-    write_notebook(lab, dest / f"{lab}.ipynb", root=root)
-    for rel, text in stubs.generate(root / "solutions", dest / "_none").items():
-        if rel.parts[0] == lab:
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            (dest / rel).write_text(text)
+    files = {Path(f"{lab}.ipynb"): json.dumps(build_notebook(lab, root), indent=1) + "\n"}
+    files |= {rel: text for rel, text in stubs.generate(root / "solutions", dest / "_none").items()
+              if rel.parts[0] == lab}
+    edited = sorted(str(rel) for rel, text in files.items()
+                    if (dest / rel).is_file() and (dest / rel).read_text(errors="replace") != text)
+    if edited and not force:
+        raise SourceEdited(f"{dest} has files that differ from what gradelab writes (edited?): {', '.join(edited)}; "
+                           "keep them, or pass --force to overwrite them")
+    for rel, text in files.items():
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / rel).write_text(text)
     return dest
 
 
@@ -162,6 +174,7 @@ def _import_one(gb, course_dir: Path, assignment: str, lab: str, student: str, s
         feedback.parent.mkdir(parents=True, exist_ok=True)
         gradebook.atomic_write_text(feedback, gradebook.printable(table(result)) + "\n")
         _copy_for_formgrader(copy, course_dir / "autograded" / student / assignment)
+        _write_reasons(course_dir / "autograded" / student / assignment / f"{lab}.ipynb", lab, result)
     state[student] = {"hash": chash, "key": key}
     return f"  {student:<24} {result.score:>6g} / {result.max_score:g}  [{result.isolation}]"
 
@@ -177,7 +190,34 @@ def _copy_for_formgrader(copy: Path, dest: Path) -> None:
     copy_without_links(copy, dest, ignore=lambda name: name == "__pycache__" or name.startswith("."))
 
 
-def main_source(course_dir: Path, lab: str) -> int:
-    dest = write_source(course_dir, lab)
+def _write_reasons(notebook: Path, lab: str, result: LabResult) -> None:
+    """Puts each case's outcome (passed, or the grader's whole message) into the output of its grade
+    cell in the formgrader's copy of the notebook, where ``nbgrader generate_feedback`` shows it
+    next to the score. A notebook that is missing, not JSON or without the cell is left as it is."""
+    try:
+        nb = json.loads(notebook.read_text(encoding="utf-8"))
+        cells = [c for c in nb["cells"] if isinstance(c, dict) and c.get("cell_type") == "code"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    by_id = {grade_id(lab, c.name): c for c in result.cases}
+    for cell in cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {}) if isinstance(cell.get("metadata"), dict) else {}
+        case = by_id.get(meta.get("grade_id")) if isinstance(meta, dict) else None
+        if case is None:
+            continue
+        verdict = "passed" if case.passed else "FAILED"
+        text = f"{case.name}: {verdict}, {case.score:g} / {case.max_score:g} (graded by gradelab in the sandbox)\n"
+        if not case.passed:
+            text += "\n" + gradebook.printable(case.output) + "\n"
+        cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": text}]
+    gradebook.atomic_write_text(notebook, json.dumps(nb, indent=1) + "\n")
+
+
+def main_source(course_dir: Path, lab: str, force: bool = False) -> int:
+    try:
+        dest = write_source(course_dir, lab, force=force)
+    except SourceEdited as exc:
+        print(f"gradelab nbgrader source: {exc}", file=sys.stderr)
+        return 1
     print(f"wrote {dest}: run `nbgrader generate_assignment {lab}` in {course_dir}")
     return 0

@@ -264,6 +264,11 @@ def test_identical_submissions_are_flagged(sandbox, patched_reference, tmp_path,
     assert "identical submissions (the same files, byte for byte): sec1/alice, sec2/zoe\n" in capsys.readouterr().out
     assert "## Identical submissions (same files, byte for byte)\n\n- sec1/alice, sec2/zoe\n" in (
         out / "summary.md").read_text()
+    import csv
+
+    with open(out / "gradebook.csv", newline="", encoding="utf-8") as f:
+        flagged = {r["submission"]: r["identical_to"] for r in csv.DictReader(f)}
+    assert flagged == {"sec1/alice": "sec2/zoe", "sec2/zoe": "sec1/alice", "sec2/bob": ""}
 
 
 def test_student_text_on_the_page_is_escaped() -> None:

@@ -154,3 +154,39 @@ def test_released_notebook_runs_top_to_bottom_on_the_reference(tmp_path: Path) -
     assert sum(1 for o in outputs if "image/png" in o.get("data", {})) >= 3  # digits, mistakes, weights
     text = "".join(o.get("text", "") for o in outputs)
     assert "held-out accuracy: 0.9" in text and "linear_forward: " in text
+
+
+def test_source_keeps_an_instructors_edits_unless_forced(tmp_path: Path) -> None:
+    course = _course(tmp_path)
+    nb = course / "source" / "lab1" / "lab1.ipynb"
+    stub = course / "source" / "lab1" / "lab1" / "layers.py"
+    assert nb.is_file() and stub.is_file()
+    assert nbgrader_bridge.write_source(course, "lab1", ROOT) == course / "source" / "lab1"  # unchanged: fine
+    nb.write_text(nb.read_text().replace("Run All", "Run All (edited for our course)"))
+    with pytest.raises(nbgrader_bridge.SourceEdited, match="lab1.ipynb"):
+        nbgrader_bridge.write_source(course, "lab1", ROOT)
+    assert "edited for our course" in nb.read_text()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    cli = [sys.executable, "-m", "grader.cli", "nbgrader", "source", "--course-dir", str(course), "lab1"]
+    done = subprocess.run(cli, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 1 and "--force" in done.stderr and "edited for our course" in nb.read_text()
+    done = subprocess.run([*cli, "--force"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "edited for our course" not in nb.read_text()
+
+
+@pytest.mark.slow
+def test_generate_feedback_shows_why_each_case_failed(tmp_path: Path) -> None:
+    """nbgrader's own feedback (`generate_feedback`) carries the grader's message under each grade cell."""
+    _need_nbgrader()
+    course = _course(tmp_path)
+    assert _nbgrader(course, "generate_assignment", "lab1", "--force").returncode == 0
+    shutil.copytree(course / "release" / "lab1", course / "submitted" / "bob" / "lab1")
+    layers = course / "submitted" / "bob" / "lab1" / "lab1" / "layers.py"
+    layers.write_text((ROOT / "solutions" / "lab1" / "layers.py").read_text())  # Linear right, the rest stubs
+    assert nbgrader_bridge.run_import(course, "lab1", log=lambda _: None) == 0
+    done = _nbgrader(course, "generate_feedback", "lab1", "--force")
+    assert done.returncode == 0, done.stdout + done.stderr
+    html = (course / "feedback" / "bob" / "lab1" / "lab1.html").read_text()
+    assert "linear_forward: passed" in html
+    assert "softmax_ce_forward: FAILED" in html and "not implemented yet" in html
