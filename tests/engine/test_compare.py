@@ -193,14 +193,28 @@ def test_integer_hint() -> None:
     assert "got an integer/boolean array (int64) where real numbers are expected" in msg
 
 
-def test_nan_hint() -> None:
+def test_nan_hint_says_where_and_no_cause_without_evidence() -> None:
     got = REF.copy()
     got[1, 0] = np.nan
     got[0, 2] = np.inf
-    msg = close_msg(got)
+    msg = close_msg(got, inputs={"x": REF * 2, "w": np.ones(3)}, expected={"other": REF})
     assert "2 of 6 entries differ" in msg
-    assert "hint: 2 entries are NaN or inf: usually exp() overflowing or log(0); shift by the max" in msg
+    assert ("hint: 1 NaN and 1 inf entries; the first (in index order) is 'dx'[0, 2] = inf where 3.25 is "
+            "expected; the inputs there: x = 6.5") in msg
+    # no fixed list of "usual causes": nothing in the numbers shows one
+    assert "usually" not in msg and "exp()" not in msg and "log(0)" not in msg
     assert "got = expected x" not in msg
+
+
+def test_nan_hint_names_exp_overflow_only_with_evidence() -> None:
+    x = np.array([[0.5, 800.0, -1.0], [2.0, 0.0, 1.0]])
+    got = REF.copy()
+    got[0, 1] = np.inf
+    check = Close("y", "Thing.forward: y")
+    msg = check_one(check, {"y": got, "dx": np.full(3, np.nan)}, inputs={"x": x}, expected={"y": REF}, factors={})
+    assert "the first (in index order) is 'y'[0, 1] = inf where -2 is expected; the inputs there: x = 800" in msg
+    assert "x is beyond exp()'s float64 range, |x| > 709.78: exp() of it overflows" in msg
+    assert "also non-finite: 'dx'" in msg
 
 
 def test_got_equals_an_input() -> None:
@@ -249,6 +263,38 @@ def test_mistake_that_does_not_match_or_raises_is_silent() -> None:
     msg = close_msg(REF * 4, factors=N_FACTOR, mistakes=mistakes)
     assert "known mistake" not in msg
     assert "(= N (the batch size))" in msg
+
+
+def test_a_mistake_that_makes_no_difference_here_is_never_named() -> None:
+    """A weight-decay term with decay 0 predicts the right answer: an array that misses the tolerance
+    for another reason (here by 5e-7 relative) must not be told it "matches" that mistake."""
+    wd = 0.0
+    mistakes = (Mistake("accumulated WITHOUT the weight-decay term", lambda i, e: e["dx"] - wd * e["dx"]),)
+    msg = close_msg(REF * (1 + 5e-7), mistakes=mistakes)
+    assert msg is not None and "known mistake" not in msg
+
+
+def test_a_mistake_is_named_only_within_the_checks_own_tolerance() -> None:
+    """An eps placement that changes the result by 3e-7 (relative) is a real difference at rtol=1e-7, but
+    an array 4e-7 away from that prediction is not that mistake (the old 1e-6 matched it)."""
+    eps_inside = REF * (1 + 3e-7)
+    mistakes = (Mistake("eps inside the square root", lambda i, e: eps_inside),)
+    assert "known mistake" not in close_msg(REF * (1 + 7e-7), mistakes=mistakes)
+    assert hints(close_msg(eps_inside.copy(), mistakes=mistakes)) == ["matches a known mistake: eps inside the square root"]
+
+
+def test_two_known_mistakes_at_once_are_named_together() -> None:
+    """Each mistake changes its own term; an array with both changes is their combination."""
+    a, b, c = REF, REF[::-1] * 0.5, np.full_like(REF, 0.25)
+    mistakes = (Mistake("the first term doubled", lambda i, e: 2 * a + b + c),
+                Mistake("the second term with the wrong sign", lambda i, e: a - b + c),
+                Mistake("the third term missing", lambda i, e: a + b))
+    msg = close_msg(2 * a - b + c, a + b + c, mistakes=mistakes)
+    assert hints(msg) == ["matches two known mistakes at once: the first term doubled; AND the second term with "
+                          "the wrong sign"]
+    # a single mistake is still named alone, and an unrelated error names neither
+    assert hints(close_msg(a + b, a + b + c, mistakes=mistakes)) == ["matches a known mistake: the third term missing"]
+    assert "known mistake" not in close_msg(a + 3 * b + c, a + b + c, mistakes=mistakes)
 
 
 # --------------------------------------------------------------------------- not an array
