@@ -156,7 +156,9 @@ class Terms:
     the check's tolerance, says which term's coefficient is off, missing or of the wrong sign, which
     term has the form of one of its variants (a wrong axis), or that the array is transposed.
     ``group_axis`` lets coefficients differ along that axis (per feature or channel: a wrong
-    per-feature prefactor), named ``group`` in messages.
+    per-feature prefactor), named ``group`` in messages; ``group_factors`` name per-group
+    quantities (e.g. "std = sqrt(var + eps)"), which ``compute`` returns last, each as an array of
+    the output's shape, so that a wrong per-group prefactor can be named by them.
     """
 
     formula: str
@@ -164,6 +166,7 @@ class Terms:
     compute: Predictor | Instructor
     group_axis: int | None = None
     group: str = "feature"
+    group_factors: tuple[str, ...] = ()
 
     @property
     def instructor_key(self) -> str | None:
@@ -180,7 +183,8 @@ class Terms:
             return None
         value = np.asarray(value, dtype=np.float64)
         n_variants = sum(len(t.variants) for t in self.terms)
-        return value if value.ndim >= 1 and len(value) == len(self.terms) + n_variants else None
+        expected_len = len(self.terms) + n_variants + len(self.group_factors)
+        return value if value.ndim >= 1 and len(value) == expected_len else None
 
 
 @dataclass(frozen=True)

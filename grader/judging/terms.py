@@ -87,8 +87,20 @@ def _group(arr: np.ndarray, axis: int, g: int) -> np.ndarray:
     return np.take(arr, g, axis=axis)
 
 
+def _name_per_group(per: np.ndarray, quantities: Mapping[str, np.ndarray]) -> str:
+    """' = 1/std ...' when the per-group factors equal a declared per-group quantity (or a power of it)."""
+    for name, q in quantities.items():
+        for power, says in ((1, f"an extra factor {name}"), (-1, f"a division by {name} too many"),
+                            (2, f"an extra factor ({name})**2"), (-2, f"a division by ({name})**2 too many")):
+            with np.errstate(all="ignore"):
+                value = q ** power
+            if np.all(np.isfinite(value)) and np.allclose(per, value, rtol=1e-6, atol=0):
+                return f": {says}"
+    return ""
+
+
 def _per_group(got: np.ndarray, base: np.ndarray, terms: Terms, output: str, rtol: float, atol: float,
-               factors: Mapping[str, float]) -> str | None:
+               factors: Mapping[str, float], quantities: Mapping[str, np.ndarray]) -> str | None:
     axis = terms.group_axis
     assert axis is not None
     if got.ndim <= axis or got.shape[axis] < 2:
@@ -107,7 +119,8 @@ def _per_group(got: np.ndarray, base: np.ndarray, terms: Terms, output: str, rto
             return None  # a constant factor: the factor hint says it
         values = ", ".join(f"{v:.4g}" for v in per)
         return (f"fitted term by term to {terms.formula}, one {terms.group} at a time: every term is right up to a "
-                f"factor that differs per {terms.group} ({values}): the common prefactor is wrong")
+                f"factor that differs per {terms.group} ({values}): the common prefactor is wrong"
+                + _name_per_group(per, quantities))
     clauses = []
     for name, row in zip(names, table, strict=True):
         if np.allclose(row, row[0], rtol=0, atol=_COEF):
@@ -150,7 +163,11 @@ def explain(got: np.ndarray, ref: np.ndarray, stack: np.ndarray, terms: Terms, o
                     if i != j and (w := _word(float(c), factors))]
             return _sentence(output, [head, *rest], terms.formula)
     if terms.group_axis is not None:
-        found = _per_group(got64, np.array(base), terms, output, rtol, atol, factors)
+        axis = terms.group_axis
+        quantities = {name: np.array([float(np.mean(_group(q, axis, g))) for g in range(got.shape[axis])])
+                      for name, q in zip(terms.group_factors, stack[len(stack) - len(terms.group_factors):],
+                                         strict=True)} if got.ndim > axis else {}
+        found = _per_group(got64, np.array(base), terms, output, rtol, atol, factors, quantities)
         if found:
             return found
     if got.ndim == 2 and got.shape[0] == got.shape[1] and not np.allclose(ref64, ref64.T):

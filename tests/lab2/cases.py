@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.judging.case import Accuracy, Arrays, Close, GradCheck, Lab, Mistake, instructor
+from grader.judging.case import Accuracy, Arrays, Close, GradCheck, Lab, Mistake, Term, Terms, instructor
 from grader.judging.casekit import ConventionError, mnist_inputs, param_loss
 from grader.judging.gradcheck import directional_loss, numerical_gradient
 
@@ -290,10 +290,36 @@ DX_MISTAKES = (
 )
 
 
+DX_FORMULA = "dx = gamma/std * (dy - mean_n(dy) - x_hat * mean_n(dy * x_hat))"
+
+
+def _dx_terms(key: str, wrong_means: tuple[str, ...], group: str) -> Terms:
+    """dL/dx as its three terms, so that an error no known mistake matches is said in their words. The
+    terms need the solution's math: the instructor module computes them (``<key>``), stacked, then the
+    mean and variance terms' variants (each wrong mean_n of ``wrong_means``, written two ways: of dy,
+    or of dL/dx_hat = gamma * dy), then std and gamma per feature."""
+    variants = tuple(v for wrong in wrong_means for v in (wrong, wrong))
+    return Terms(DX_FORMULA, (
+        Term("the direct term gamma/std * dy"),
+        Term("the mean term -gamma/std * mean_n(dy) (the mean path)", variants),
+        Term("the variance term -gamma/std * x_hat * mean_n(dy * x_hat) (the variance path)", variants),
+    ), instructor(key), group_axis=1, group=group, group_factors=("std = sqrt(var + eps)", "gamma"))
+
+
+BN1D_DX_TERMS = _dx_terms("bn1d_dx.terms", (
+    "taken over axis 1 (each sample's features) instead of over the batch (axis 0)",
+    "taken over every entry instead of per feature over the batch"), "feature")
+BN2D_DX_TERMS = _dx_terms("bn2d_dx.terms", (
+    "taken over axis 1 (each pixel's channels) instead of per channel over N, H and W",
+    "taken over every entry instead of per channel",
+    "taken over axis 0 only (per channel AND pixel) instead of over N, H and W"), "channel")
+
+
 @LAB.case(points=12, inputs=bn1d_inputs(5, 4),
           hidden_inputs=(bn1d_inputs(3, 2), bn1d_inputs(16, 3, eps=1e-3)), checks=[
     GradCheck("dx", "dx_numeric", "BatchNorm1d.backward: dL/dx (its return value)"),
     Close("dx", "BatchNorm1d.backward: dL/dx (its return value)", rtol=1e-6, atol=1e-9, mistakes=DX_MISTAKES,
+          terms=BN1D_DX_TERMS,
           explain="dL/dx = gamma / sqrt(var + eps) * (dy - mean_n(dy) - x_hat * mean_n(dy * x_hat)); "
                   "the handout derives it both ways (staged and compact)."),
     Close("dout_after", "BatchNorm1d.backward: grad_output after the call", exact=True, explain=UNCHANGED),
@@ -444,7 +470,7 @@ def bn2d_running_stats_and_eval(lab, **inputs):
     GradCheck("dx", "dx_numeric", "BatchNorm2d.backward: dL/dx (its return value)"),
     Close("dx", "BatchNorm2d.backward: dL/dx (its return value)", rtol=1e-6, atol=1e-9, mistakes=(
         Mistake(FLAT_RESHAPE, instructor("bn2d_dx.flat_reshape")),
-        *DX_MISTAKES[:-1])),
+        *DX_MISTAKES[:-1]), terms=BN2D_DX_TERMS),
     Close("dgamma", "BatchNorm2d.backward: weight.grad (dL/dgamma, summed over N, H, W)", mistakes=(
         Mistake("dL/dgamma = sum dy * x; it is sum dy * x_hat (the normalised x)",
                 lambda i, e: (i["dout"] * i["x"]).sum(axis=(0, 2, 3))),

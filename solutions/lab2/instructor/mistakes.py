@@ -203,3 +203,37 @@ PREDICTORS["bn2d_eval.batch_stats"] = lambda i, e: _y2d(i, (0, 2, 3))
 PREDICTORS["bn2d_dx.flat_reshape"] = lambda i, e: _bn2d_dx(i["x"], i["gamma"], i["dout"], _eps(i), flat_reshape=True)
 PREDICTORS["bn2d_dgamma.flat_reshape"] = lambda i, e: (i["dout"].reshape(-1, len(i["gamma"])) * _normalise(
     i["x"].reshape(-1, len(i["gamma"])), _eps(i))).sum(axis=0)
+
+
+# ----------------------------------------------------------------------------- the terms of dL/dx
+# tests/lab2/cases.py declares dL/dx = gamma/std * (dy - mean(dy) - x_hat * mean(dy * x_hat)) as three terms
+# (Terms(..., instructor("bn1d_dx.terms")) and "bn2d_dx.terms"); these return them stacked, then each term's
+# variants in the order cases.py describes them. The engine fits a wrong dx against them (grader/judging/terms.py).
+
+
+def _dx_terms(x: np.ndarray, g: np.ndarray, dy: np.ndarray, eps: float, axes: tuple[int, ...],
+              variant_axes: tuple[tuple[int, ...] | None, ...]) -> list[np.ndarray]:
+    """The three terms (statistics over ``axes``), then the mean term's and the variance term's variants:
+    for each of ``variant_axes`` (None: every entry) in place of ``axes``, the mean taken of dy (then times
+    gamma/std) and of dL/dx_hat = gamma * dy (then times 1/std), the two ways the formula is written; last,
+    the per-group quantities std and gamma, broadcast to x's shape."""
+    gamma = _per_channel(g, x.ndim)
+    mu = x.mean(axis=axes, keepdims=True)
+    std = np.sqrt(((x - mu) ** 2).mean(axis=axes, keepdims=True) + eps)
+    xhat = (x - mu) / std
+
+    def mean(v: np.ndarray, over: tuple[int, ...] | None) -> np.ndarray:
+        return np.broadcast_to(v.mean(axis=over, keepdims=True), v.shape)
+
+    means, variances = [], []
+    for over in variant_axes:
+        means += [-gamma / std * mean(dy, over), -1.0 / std * mean(gamma * dy, over)]
+        variances += [-gamma / std * xhat * mean(dy * xhat, over), -1.0 / std * xhat * mean(gamma * dy * xhat, over)]
+    return [gamma / std * dy, -gamma / std * mean(dy, axes), -gamma / std * xhat * mean(dy * xhat, axes),
+            *means, *variances, np.broadcast_to(std, x.shape), np.broadcast_to(gamma, x.shape)]
+
+
+PREDICTORS["bn1d_dx.terms"] = lambda i, e: np.stack(_dx_terms(i["x"], i["gamma"], i["dout"], _eps(i), (0,),
+                                                              ((1,), None)))
+PREDICTORS["bn2d_dx.terms"] = lambda i, e: np.stack(_dx_terms(i["x"], i["gamma"], i["dout"], _eps(i), (0, 2, 3),
+                                                              ((1,), None, (0,))))
