@@ -140,6 +140,7 @@ class Term:
 
     name: str
     variants: tuple[str, ...] = ()
+    short: str = ""  # a short name for lists ("mean term"); ``name`` when empty
 
 
 @dataclass(frozen=True)

@@ -452,6 +452,26 @@ def _accuracy(check: Accuracy, pred: np.ndarray, labels: np.ndarray) -> str | No
     return text
 
 
+def _which_side(check: GradCheck, got: Mapping[str, object], expected: Arrays) -> str:
+    """When backward disagrees both with the numerical gradient of the student's forward and with the
+    reference's gradient: is the forward right? The numerical gradient of the student's forward equals
+    the reference's gradient (within the gradient check's tolerance) exactly when, around these inputs,
+    the forward computes the reference's function; then the error is in backward alone. Otherwise the
+    forward differs too, and it is the one to fix first."""
+    numeric = got.get(check.numeric)
+    reference = split_predictions(expected)[0].get(check.analytic)
+    if isinstance(numeric, str) or numeric is None or reference is None:
+        return ""
+    numeric, reference = np.asarray(numeric), np.asarray(reference)
+    if numeric.dtype.kind not in "biuf" or numeric.shape != reference.shape or not np.all(np.isfinite(numeric)):
+        return ""
+    if find_mismatch(numeric, reference, check.rtol, check.atol) is None:
+        return ("\n  note: the numerical gradient of your forward equals the reference's gradient, so your forward "
+                "is right here: the error is in backward")
+    return ("\n  note: the numerical gradient of your forward differs from the reference's gradient too, so your "
+            "FORWARD differs from the reference as well (see the forward's case): fix it first, then check backward")
+
+
 def evaluate(case: Case, inputs: Arrays, got: Mapping[str, object], expected: Arrays,
              metric_package: MetricPackage | None = None) -> list[str]:
     """Failure messages of every check of ``case`` (empty when the case passes).
@@ -474,6 +494,8 @@ def evaluate(case: Case, inputs: Arrays, got: Mapping[str, object], expected: Ar
     for check, msg in results:
         if not msg:
             continue
+        if isinstance(check, GradCheck) and closes.get(check.analytic):
+            msg += _which_side(check, got, expected)
         if isinstance(check, GradCheck) and check.analytic in closes and closes[check.analytic] is None:
             lines = [line for line in msg.splitlines() if not line.startswith("  hint:")]
             lines[0] = (f"{check.what}: your backward equals the reference's, but not the numerical gradient "

@@ -31,6 +31,7 @@ from .case import Terms
 
 _COEF = 1e-6  # a coefficient this close to 0, 1 or -1 is that value (exact structures fit to ~1e-12)
 _CONDITION = 1e-8  # smallest / largest singular value of the terms: below it the fit is ambiguous
+_MAX_GROUPS = 2  # groups listed one by one, the furthest from 1 first
 
 
 def _fit(columns: Sequence[np.ndarray], target: np.ndarray, rtol: float, atol: float) -> np.ndarray | None:
@@ -112,7 +113,6 @@ def _per_group(got: np.ndarray, base: np.ndarray, terms: Terms, output: str, rto
             return None
         coefs.append(c)
     table = np.array(coefs).T  # (terms, groups)
-    names = [t.name for t in terms.terms]
     if np.allclose(table, table[:1], rtol=0, atol=_COEF):  # the same factor on every term of each group
         per = table[0]
         if np.allclose(per, per[0], rtol=0, atol=_COEF):
@@ -121,16 +121,21 @@ def _per_group(got: np.ndarray, base: np.ndarray, terms: Terms, output: str, rto
         return (f"fitted term by term to {terms.formula}, one {terms.group} at a time: every term is right up to a "
                 f"factor that differs per {terms.group} ({values}): the common prefactor is wrong"
                 + _name_per_group(per, quantities))
-    clauses = []
-    for name, row in zip(names, table, strict=True):
-        if np.allclose(row, row[0], rtol=0, atol=_COEF):
-            word = _word(float(row[0]), factors)
-            if word:
-                clauses.append(f"{name}, which {word}")
+    shorts = [t.short or t.name for t in terms.terms]
+    deviation = np.abs(table - 1.0).max(axis=0)
+    off = sorted((g for g in range(table.shape[1]) if deviation[g] > _COEF), key=lambda g: -deviation[g])
+    parts = []
+    for g in off[:_MAX_GROUPS]:
+        col = table[:, g]
+        if np.allclose(col, col[0], rtol=0, atol=_COEF):
+            parts.append(f"{terms.group} {g}: every term x{col[0]:.6g} (its prefactor)")
         else:
-            clauses.append(f"{name}, which is multiplied per {terms.group} by "
-                           f"{', '.join(f'{v:.4g}' for v in row)} instead of 1")
-    return _sentence(output, clauses, f"{terms.formula} (one {terms.group} at a time)") if clauses else None
+            parts.append(f"{terms.group} {g}: " + ", ".join(f"{n} x{c:.6g}" for n, c in zip(shorts, col, strict=True)
+                                                              if abs(c - 1.0) > _COEF))
+    more = f"; {len(off) - _MAX_GROUPS} more, closer to 1" if len(off) > _MAX_GROUPS else ""
+    return (f"fitted term by term to {terms.formula}, one {terms.group} at a time: {output} is right except in "
+            f"{len(off)} of {table.shape[1]} {terms.group}s, where terms are multiplied (the largest first): "
+            + "; ".join(parts) + more)
 
 
 def explain(got: np.ndarray, ref: np.ndarray, stack: np.ndarray, terms: Terms, output: str, *,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grader.judging.case import Accuracy, Case, Close, GradCheck, Mistake
+from grader.judging.case import Accuracy, Case, Close, GradCheck, Mistake, Term, Terms
 from grader.judging.compare import Invalid, check_one, evaluate, find_mismatch
 
 REF = np.array([[1.5, -2.0, 3.25], [0.5, 4.0, -1.75]])  # (2, 3), no zeros, no constant structure
@@ -280,7 +280,8 @@ def test_a_mistake_is_named_only_within_the_checks_own_tolerance() -> None:
     eps_inside = REF * (1 + 3e-7)
     mistakes = (Mistake("eps inside the square root", lambda i, e: eps_inside),)
     assert "known mistake" not in close_msg(REF * (1 + 7e-7), mistakes=mistakes)
-    assert hints(close_msg(eps_inside.copy(), mistakes=mistakes)) == ["matches a known mistake: eps inside the square root"]
+    named = hints(close_msg(eps_inside.copy(), mistakes=mistakes))
+    assert named == ["matches a known mistake: eps inside the square root"]
 
 
 def test_two_known_mistakes_at_once_are_named_together() -> None:
@@ -295,6 +296,64 @@ def test_two_known_mistakes_at_once_are_named_together() -> None:
     # a single mistake is still named alone, and an unrelated error names neither
     assert hints(close_msg(a + b, a + b + c, mistakes=mistakes)) == ["matches a known mistake: the third term missing"]
     assert "known mistake" not in close_msg(a + 3 * b + c, a + b + c, mistakes=mistakes)
+
+
+# --------------------------------------------------------------------------- residual analysis (Terms)
+
+_RNG = np.random.default_rng(3)
+T1, T2, T3, V2 = (_RNG.standard_normal((8, 3)) for _ in range(4))
+SCALE = np.array([0.5, 2.0, 3.0])  # a per-column quantity, e.g. std
+TERMS = Terms("y = a + b + c", (Term("the term a"), Term("the term b", ("summed over the wrong axis",)),
+                                 Term("the term c")),
+              lambda i, e: np.stack([T1, T2, T3, V2, np.broadcast_to(SCALE, T1.shape)]),
+              group_axis=1, group="column", group_factors=("s",))
+
+
+def terms_hints(got, ref=T1 + T2 + T3, **kw) -> list[str]:
+    check = Close("y", "Thing.forward: y", terms=TERMS, **kw)
+    return hints(check_one(check, {"y": got}, inputs={}, expected={"y": ref}, factors=N_FACTOR))
+
+
+@pytest.mark.parametrize(("got", "says"), [
+    (T1 - T2 + T3, "y is right except the term b, which has the wrong sign"),
+    (T1 + T3, "y is right except the term b, which is missing"),
+    (T1 + T2 + 4 * T3, "y is right except the term c, which has an extra factor N (the batch size)"),
+    (T1 + V2 + T3, "y is right except the term b, which is summed over the wrong axis"),
+    ((T1 + T2 + T3) * SCALE, "every term is right up to a factor that differs per column (0.5, 2, 3): the common "
+                             "prefactor is wrong: an extra factor s"),
+])
+def test_terms_name_the_wrong_term(got, says) -> None:
+    (hint,) = terms_hints(got)
+    assert hint.startswith("fitted term by term to y = a + b + c") and says in hint, hint
+
+
+def test_terms_say_nothing_without_evidence() -> None:
+    noise = _RNG.standard_normal(T1.shape) * 1e-3
+    assert terms_hints(T1 + T2 + T3 + noise) == []  # fits no combination of the terms
+    # a constant factor is left to the factor hint, in plainer words
+    assert terms_hints(2 * (T1 + T2 + T3)) == ["got = expected x 2 everywhere: off by a constant factor"]
+    # too few entries to believe a fit of three coefficients
+    few = Terms("y = a + b + c", TERMS.terms, lambda i, e: np.stack([T1[:1, :1], T2[:1, :1], T3[:1, :1], V2[:1, :1],
+                                                                      SCALE[:1, None]]), group_factors=("s",))
+    check = Close("y", "y", terms=few)
+    msg = check_one(check, {"y": (T1 - T2 + T3)[:1, :1]}, inputs={}, expected={"y": (T1 + T2 + T3)[:1, :1]}, factors={})
+    assert "fitted" not in msg
+    # terms that do not add up to the expected value are not trusted
+    assert terms_hints(T1 - T2 + T3, ref=T1 + T2 + T3 + 1.0) == []
+
+
+def test_a_matching_mistake_comes_before_the_terms() -> None:
+    check = Close("y", "y", terms=TERMS, mistakes=(Mistake("b negated", lambda i, e: T1 - T2 + T3),))
+    msg = check_one(check, {"y": T1 - T2 + T3}, inputs={}, expected={"y": T1 + T2 + T3}, factors={})
+    assert hints(msg) == ["matches a known mistake: b negated"]
+
+
+def test_terms_see_a_transposed_square_array() -> None:
+    a, b, c = (_RNG.standard_normal((4, 4)) for _ in range(3))
+    terms = Terms("y = a + b + c", (Term("a"), Term("b"), Term("c")), lambda i, e: np.stack([a, b, c]))
+    check = Close("y", "y", terms=terms)
+    msg = check_one(check, {"y": (a + b + c).T}, inputs={}, expected={"y": a + b + c}, factors={})
+    assert "hint: y is the TRANSPOSE of the right array" in msg
 
 
 # --------------------------------------------------------------------------- not an array

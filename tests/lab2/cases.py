@@ -300,9 +300,10 @@ def _dx_terms(key: str, wrong_means: tuple[str, ...], group: str) -> Terms:
     or of dL/dx_hat = gamma * dy), then std and gamma per feature."""
     variants = tuple(v for wrong in wrong_means for v in (wrong, wrong))
     return Terms(DX_FORMULA, (
-        Term("the direct term gamma/std * dy"),
-        Term("the mean term -gamma/std * mean_n(dy) (the mean path)", variants),
-        Term("the variance term -gamma/std * x_hat * mean_n(dy * x_hat) (the variance path)", variants),
+        Term("the direct term gamma/std * dy", short="direct term"),
+        Term("the mean term -gamma/std * mean_n(dy) (the mean path)", variants, short="mean term"),
+        Term("the variance term -gamma/std * x_hat * mean_n(dy * x_hat) (the variance path)", variants,
+             short="variance term"),
     ), instructor(key), group_axis=1, group=group, group_factors=("std = sqrt(var + eps)", "gamma"))
 
 
