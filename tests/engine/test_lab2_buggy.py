@@ -69,6 +69,9 @@ SWAPPED = "gamma and beta swapped"
 NO_SCALING = "no inverted-dropout scaling"
 RAISED = "your code raised an error"
 TWO_AT_ONCE = "matches two known mistakes at once"
+TWICE = "correction applied twice to running_var"
+FORWARD_TOO = "so your FORWARD differs from the reference as well"
+FOLLOWS = "so the forward (or a convention) differs from the reference, and backward follows it"
 TERMS = "fitted term by term to dx = gamma/std * (dy - mean_n(dy) - x_hat * mean_n(dy * x_hat))"
 
 
@@ -82,32 +85,33 @@ BUGS = [
     bug("eps-outside-sqrt", {BN: [(STD, "std = np.sqrt(var) + self.eps")]}, {
         "bn1d_train_forward": ["BatchNorm1d.forward (training): output y", EPS_OUTSIDE],
         "bn1d_batch_sizes": [EPS_OUTSIDE],
-        # The staged backward differentiates sqrt(var + eps): it no longer matches this forward.
-        "bn1d_backward_dx": [GRAD_DISAGREES],
-        "bn1d_backward_params": ["weight.grad (dL/dgamma): does not match the reference"],
+        # The staged backward differentiates sqrt(var + eps): it no longer matches this forward, and the
+        # numerical gradient of the forward is not the reference's: the forward is named as the one to fix.
+        "bn1d_backward_dx": [GRAD_DISAGREES, FORWARD_TOO],
+        "bn1d_backward_params": ["weight.grad (dL/dgamma): does not match the reference", FOLLOWS],
         "bn1d_gradients_accumulate": ["weight.grad after two forward/backward passes"],
         "bn2d_train_forward": [EPS_OUTSIDE],
-        "bn2d_backward": [GRAD_DISAGREES],
+        "bn2d_backward": [GRAD_DISAGREES, FORWARD_TOO],
     }),
     bug("unbiased-variance-to-normalise", {BN: [(VAR, "var = (xc**2).sum(axis=0) / (n - 1)")]}, {
         "bn1d_train_forward": [UNBIASED_NORM],
         "bn1d_batch_sizes": [UNBIASED_NORM],
         # var feeds the running variance too: it is now corrected twice.
-        "bn1d_running_stats": ["BatchNorm1d.running_var after training steps"],
-        "bn1d_eval_forward": ["BatchNorm1d.forward in eval mode"],
-        "bn1d_backward_dx": [GRAD_DISAGREES],
-        "bn1d_backward_params": ["BatchNorm1d.backward: weight.grad (dL/dgamma)"],
+        "bn1d_running_stats": ["BatchNorm1d.running_var after training steps", TWICE],
+        "bn1d_eval_forward": ["BatchNorm1d.forward in eval mode", TWICE],
+        "bn1d_backward_dx": [GRAD_DISAGREES, FORWARD_TOO],
+        "bn1d_backward_params": ["BatchNorm1d.backward: weight.grad (dL/dgamma)", FOLLOWS],
         "bn1d_gradients_accumulate": ["weight.grad after two forward/backward passes"],
-        "bn2d_train_forward": ["BatchNorm2d.forward (training): output y"],
-        "bn2d_running_stats_and_eval": ["BatchNorm2d.running_var after training steps"],
-        "bn2d_backward": [GRAD_DISAGREES],
+        "bn2d_train_forward": ["BatchNorm2d.forward (training): output y", UNBIASED_NORM],
+        "bn2d_running_stats_and_eval": ["BatchNorm2d.running_var after training steps", TWICE],
+        "bn2d_backward": [GRAD_DISAGREES, FORWARD_TOO],
     }),
     bug("gamma-beta-swapped", {BN: [(FWD_OUT, "return self.bias.data * x_hat + self.weight.data")]}, {
         "bn1d_train_forward": [SWAPPED],
         "bn1d_batch_sizes": [SWAPPED],
         "bn1d_backward_dx": [GRAD_DISAGREES],
         "bn1d_backward_params": [GRAD_DISAGREES],
-        "bn2d_train_forward": ["BatchNorm2d.forward (training): output y"],
+        "bn2d_train_forward": ["BatchNorm2d.forward (training): output y", SWAPPED],
         "bn2d_backward": [GRAD_DISAGREES],
     }),
     # ---------------------------------------------------------------- running statistics and eval

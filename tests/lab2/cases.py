@@ -210,6 +210,10 @@ KERAS = ("the Keras convention: momentum weighting the OLD value (running = mome
 BIASED_RUNNING = ("running_var updated with the BIASED batch variance (divide by N); it takes the UNBIASED one "
                   "(divide by N - 1), as PyTorch does, because it estimates the population variance")
 NOT_UPDATED = "running statistics never updated in training (still 0 and 1)"
+TWICE = ("the N / (N - 1) correction applied twice to running_var: the batch variance it starts from is "
+         "already the UNBIASED one, i.e. the forward normalises with the unbiased variance; normalise with the "
+         "biased one (divide by N) and correct only the running statistic")
+TWICE_2D = TWICE.replace("N / (N - 1)", "M / (M - 1)").replace("(divide by N)", "(divide by M = N * H * W)")
 
 
 def _running_mistakes(which: int) -> tuple[Mistake, ...]:
@@ -218,7 +222,8 @@ def _running_mistakes(which: int) -> tuple[Mistake, ...]:
     mistakes = [Mistake(KERAS, instructor(f"bn1d_running.{stat}.keras")),
                 Mistake(NOT_UPDATED, lambda i, e: np.full(len(i["gamma"]), float(which)))]
     if which == 1:
-        mistakes += [Mistake(BIASED_RUNNING, instructor("bn1d_running.var.biased")),
+        mistakes += [Mistake(TWICE, instructor("bn1d_running.var.twice")),
+                     Mistake(BIASED_RUNNING, instructor("bn1d_running.var.biased")),
                      Mistake(f"{KERAS}; and {BIASED_RUNNING}", instructor("bn1d_running.var.keras_biased"))]
     return tuple(mistakes)
 
@@ -247,8 +252,10 @@ def bn1d_running_stats(lab, **inputs):
                 instructor("bn1d_eval.never_updated")),
         Mistake(f"eval with running statistics from {KERAS}", instructor("bn1d_eval.keras")),
         Mistake(f"eval with {BIASED_RUNNING}", instructor("bn1d_eval.biased")),
+        Mistake(f"eval with running statistics from training with {TWICE}", instructor("bn1d_eval.twice")),
     ), explain="In eval mode: y = weight * (x - running_mean) / sqrt(running_var + eps) + bias."),
     Close("stats_after_eval", "BatchNorm1d: running_mean and running_var (concatenated) after an EVAL forward",
+          mistakes=(Mistake(f"running statistics from training with {TWICE}", instructor("bn1d_eval_stats.twice")),),
           explain="An eval forward must not change the running statistics (only training forwards update them)."),
 ])
 def bn1d_eval_forward(lab, **inputs):
@@ -419,6 +426,9 @@ BN2D_MISTAKES = (
     Mistake(f"statistics over axes (0, 1) (N and C); {AXES_2D}", instructor("bn2d_y.axes01")),
     Mistake(FLAT_RESHAPE, instructor("bn2d_y.flat_reshape")),
     Mistake("eps outside the square root: (x - mean) / (sqrt(var) + eps)", instructor("bn2d_y.eps_outside")),
+    Mistake("normalising with the UNBIASED variance (divide by M - 1, M = N * H * W); normalise with the biased "
+            "one, keep M / (M - 1) for running_var only", instructor("bn2d_y.unbiased")),
+    Mistake("gamma and beta swapped: y = beta * x_hat + gamma", instructor("bn2d_y.swapped")),
 )
 
 
@@ -447,6 +457,7 @@ def _batches2d(i: Arrays) -> list[np.ndarray]:
         Mistake(KERAS, instructor("bn2d_running.var.keras")),
         Mistake(BIASED_RUNNING, instructor("bn2d_running.var.biased")),
         Mistake(NOT_UPDATED, lambda i, e: np.ones(len(i["gamma"]))),
+        Mistake(TWICE_2D, instructor("bn2d_running.var.twice")),
     ), explain=PYTORCH_MOMENTUM),
     Close("running_mean", "BatchNorm2d.running_mean after training steps", mistakes=(
         Mistake(KERAS, instructor("bn2d_running.mean.keras")),
@@ -455,6 +466,7 @@ def _batches2d(i: Arrays) -> list[np.ndarray]:
     Close("y_eval", "BatchNorm2d.forward in eval mode after the training steps", mistakes=(
         Mistake("eval still normalising with the BATCH statistics; after eval() it must use the running ones",
                 instructor("bn2d_eval.batch_stats")),
+        Mistake(f"eval with running statistics from training with {TWICE_2D}", instructor("bn2d_eval.twice")),
     )),
 ])
 def bn2d_running_stats_and_eval(lab, **inputs):

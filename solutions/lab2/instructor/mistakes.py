@@ -44,15 +44,18 @@ def _affine(xhat: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _running(batches: list[np.ndarray], momentum: float, *, keras: bool = False, biased: bool = False,
-             axes: tuple[int, ...] = (0,), count: Callable[[np.ndarray], int] | None = None
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """Running (mean, var) after training steps on ``batches``, under a (possibly wrong) convention."""
+             axes: tuple[int, ...] = (0,), count: Callable[[np.ndarray], int] | None = None,
+             twice: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Running (mean, var) after training steps on ``batches``, under a (possibly wrong) convention
+    (``twice``: the unbiased correction applied to an already unbiased variance)."""
     d = batches[0].shape[1]
     rm, rv = np.zeros(d), np.ones(d)
     for x in batches:
         mu, var = x.mean(axis=axes), x.var(axis=axes)
         m = count(x) if count else int(np.prod([x.shape[a] for a in axes]))
         if not biased:
+            var = var * m / (m - 1)
+        if twice:
             var = var * m / (m - 1)
         w_old, w_new = (momentum, 1 - momentum) if keras else (1 - momentum, momentum)
         rm, rv = w_old * rm + w_new * mu, w_old * rv + w_new * var
@@ -237,3 +240,24 @@ PREDICTORS["bn1d_dx.terms"] = lambda i, e: np.stack(_dx_terms(i["x"], i["gamma"]
                                                               ((1,), None)))
 PREDICTORS["bn2d_dx.terms"] = lambda i, e: np.stack(_dx_terms(i["x"], i["gamma"], i["dout"], _eps(i), (0, 2, 3),
                                                               ((1,), None, (0,))))
+
+
+# ----------------------------------------------------------------------------- the unbiased variance used to normalise
+# Its footprint beyond the forward: the running variance gets the N / (N - 1) correction twice, and eval uses it.
+
+PREDICTORS["bn1d_running.var.twice"] = _running_1d(1, twice=True)
+PREDICTORS["bn1d_eval.twice"] = lambda i, e: _eval_with(i, twice=True)
+PREDICTORS["bn1d_eval_stats.twice"] = lambda i, e: np.concatenate(_running(_batches(i), float(i["momentum"]),
+                                                                           twice=True))
+PREDICTORS["bn2d_y.unbiased"] = lambda i, e: _y2d(i, (0, 2, 3), ddof=True)
+PREDICTORS["bn2d_y.swapped"] = lambda i, e: _affine(_normalise(i["x"], _eps(i), (0, 2, 3)), i["beta"], i["gamma"])
+PREDICTORS["bn2d_running.var.twice"] = lambda i, e: _running2d(i, twice=True)[1]
+
+
+def _eval2d_with(i: Arrays, **kw: Any) -> np.ndarray:
+    rm, rv = _running2d(i, **kw)
+    shape = (1, -1, 1, 1)
+    return _affine((i["x"] - rm.reshape(shape)) / np.sqrt(rv.reshape(shape) + _eps(i)), i["gamma"], i["beta"])
+
+
+PREDICTORS["bn2d_eval.twice"] = lambda i, e: _eval2d_with(i, twice=True)
