@@ -429,9 +429,11 @@ def _accuracy(check: Accuracy, pred: np.ndarray, labels: np.ndarray) -> str | No
         return f"{check.what}: expected predictions of shape {labels.shape}, got {pred.shape}"
     if pred.dtype.kind in "fc" and not np.all(np.isfinite(pred)):  # would crash int(); it scores this case 0
         bad = int(np.sum(~np.isfinite(pred)))
-        return (f"{check.what}: {bad} of {pred.size} predictions are NaN or inf; predictions must be class "
-                "indices 0-9 (a diverged training gives NaN logits: learning rate, a missing 1/N, an "
-                "unstable softmax?)")
+        first = int(np.flatnonzero(~np.isfinite(pred.reshape(-1)))[0])
+        return (f"{check.what}: {bad} of {pred.size} predictions are NaN or inf (the first: prediction {first}); "
+                "predictions must be class indices 0-9, and a non-finite one means the model's output is "
+                "NaN or inf there: print the training loss in fit_mnist to see where it stops being finite "
+                "(the handout's MNIST checklist)")
     acc = float(np.mean(pred == labels))
     if acc >= check.threshold:
         return None
@@ -447,8 +449,8 @@ def _accuracy(check: Accuracy, pred: np.ndarray, labels: np.ndarray) -> str | No
         only = int(pred.reshape(-1)[0])
         text += f"\n  hint: every prediction is class {only}"
         if only == 0:  # argmax of a row of NaNs is 0: evidence of a diverged training
-            text += (", which is also what argmax gives for NaN logits: did the loss become NaN "
-                     "(a diverging training: learning rate, a missing 1/N, an unstable softmax)?")
+            text += (", which is also what argmax gives for NaN logits: check whether the training loss "
+                     "became NaN (print it in fit_mnist)")
     return text
 
 

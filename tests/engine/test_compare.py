@@ -444,6 +444,14 @@ def test_accuracy_wrong_shape() -> None:
     assert msg == "fit + predict: expected predictions of shape (20,), got (20, 1)"
 
 
+def test_accuracy_nan_predictions_say_where_and_list_no_causes() -> None:
+    pred = LABELS.astype(np.float64)
+    pred[7] = np.nan
+    msg = acc_msg(pred)
+    assert "1 of 20 predictions are NaN or inf (the first: prediction 7)" in msg
+    assert "learning rate" not in msg and "softmax" not in msg and "1/N" not in msg
+
+
 # --------------------------------------------------------------------------- evaluate
 
 
