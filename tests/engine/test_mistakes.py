@@ -258,3 +258,15 @@ def test_terms_travel_like_predictions_stored_public_live_hidden_absent_in_a_rel
     monkeypatch.setenv("GRADELAB_ROOT", str(release))
     public = grade(load_cases("lab2", paths.tests_dir()), root, isolated=False, only=["bn1d_backward_dx"])
     assert sign in public.cases[0].output
+
+
+def test_lab1_tanh_terms_name_an_unlisted_sign_error(patched_reference) -> None:
+    """Lab 1 declares Tanh's dL/dx = grad_output * (1 - y**2) as two terms (computed from the inputs, no
+    instructor module): a sign error no known mistake lists is said in those terms."""
+    root = patched_reference("tanh-plus", {"layers.py": [("return grad_output * (1.0 - self._y**2)",
+                                                          "return grad_output * (1.0 + self._y**2)")]})
+    (case,) = grade(load_cases("lab1", paths.tests_dir()), root, isolated=False, only=["tanh_backward"]).cases
+    assert ("hint: fitted term by term to dx = grad_output * (1 - y**2): dx is right except the term "
+            "-grad_output * y**2, which has the wrong sign") in case.output
+    assert "note: the numerical gradient of your forward equals the reference's gradient, so your forward is " \
+           "right here: the error is in backward" in case.output
