@@ -215,7 +215,7 @@ BUGS = [
         (UNROWS_BWD, "return dx.reshape(n, c, h, w)"),
     ]}, {
         "bn2d_train_forward": [FLAT, "x.transpose(0, 2, 3, 1).reshape(-1, C)"],
-        "bn2d_running_stats_and_eval": ["BatchNorm2d.running_var after training steps"],
+        "bn2d_running_stats_and_eval": ["BatchNorm2d.running_var after training steps", FLAT],
         "bn2d_backward": [FLAT],
     }),
     bug("2d-stats-over-axis-0-only", {BN: [

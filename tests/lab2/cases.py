@@ -458,15 +458,18 @@ def _batches2d(i: Arrays) -> list[np.ndarray]:
         Mistake(BIASED_RUNNING, instructor("bn2d_running.var.biased")),
         Mistake(NOT_UPDATED, lambda i, e: np.ones(len(i["gamma"]))),
         Mistake(TWICE_2D, instructor("bn2d_running.var.twice")),
+        Mistake(FLAT_RESHAPE, instructor("bn2d_running.var.flat_reshape")),
     ), explain=PYTORCH_MOMENTUM),
     Close("running_mean", "BatchNorm2d.running_mean after training steps", mistakes=(
         Mistake(KERAS, instructor("bn2d_running.mean.keras")),
         Mistake(NOT_UPDATED, lambda i, e: np.zeros(len(i["gamma"]))),
+        Mistake(FLAT_RESHAPE, instructor("bn2d_running.mean.flat_reshape")),
     )),
     Close("y_eval", "BatchNorm2d.forward in eval mode after the training steps", mistakes=(
         Mistake("eval still normalising with the BATCH statistics; after eval() it must use the running ones",
                 instructor("bn2d_eval.batch_stats")),
         Mistake(f"eval with running statistics from training with {TWICE_2D}", instructor("bn2d_eval.twice")),
+        Mistake(f"eval with {FLAT_RESHAPE}", instructor("bn2d_eval.flat_reshape")),
     )),
 ])
 def bn2d_running_stats_and_eval(lab, **inputs):

@@ -261,3 +261,25 @@ def _eval2d_with(i: Arrays, **kw: Any) -> np.ndarray:
 
 
 PREDICTORS["bn2d_eval.twice"] = lambda i, e: _eval2d_with(i, twice=True)
+
+
+# ----------------------------------------------------------------------------- BatchNorm2d's reshape without transpose
+# Its footprint in the running statistics and eval: every statistic is over the rows of x.reshape(-1, C).
+
+def _flat(x: np.ndarray) -> np.ndarray:
+    return x.reshape(-1, x.shape[1])
+
+
+def _running_flat(i: Arrays) -> tuple[np.ndarray, np.ndarray]:
+    return _running([_flat(x) for x in _batches2d(i)], float(i["momentum"]))
+
+
+def _eval2d_flat(i: Arrays) -> np.ndarray:
+    rm, rv = _running_flat(i)
+    rows = _affine((_flat(i["x"]) - rm) / np.sqrt(rv + _eps(i)), i["gamma"], i["beta"])
+    return rows.reshape(i["x"].shape)
+
+
+PREDICTORS["bn2d_running.mean.flat_reshape"] = lambda i, e: _running_flat(i)[0]
+PREDICTORS["bn2d_running.var.flat_reshape"] = lambda i, e: _running_flat(i)[1]
+PREDICTORS["bn2d_eval.flat_reshape"] = lambda i, e: _eval2d_flat(i)
