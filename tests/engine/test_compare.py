@@ -265,12 +265,16 @@ def test_mistake_that_does_not_match_or_raises_is_silent() -> None:
     assert "(= N (the batch size))" in msg
 
 
-def test_a_mistake_that_makes_no_difference_here_is_never_named() -> None:
-    """A weight-decay term with decay 0 predicts the right answer: an array that misses the tolerance
-    for another reason (here by 5e-7 relative) must not be told it "matches" that mistake."""
-    wd = 0.0
-    mistakes = (Mistake("accumulated WITHOUT the weight-decay term", lambda i, e: e["dx"] - wd * e["dx"]),)
-    msg = close_msg(REF * (1 + 5e-7), mistakes=mistakes)
+@pytest.mark.parametrize("mistake", [
+    # a weight-decay term with decay 0 predicts exactly the right answer
+    Mistake("accumulated WITHOUT the weight-decay term", lambda i, e: e["dx"] - 0.0 * e["dx"]),
+    # an eps placement that changes nothing beyond the tolerance on these inputs (1e-9 relative)
+    Mistake("eps inside the square root", lambda i, e: e["dx"] * (1 + 1e-9)),
+])
+def test_a_mistake_that_makes_no_difference_here_is_never_named(mistake) -> None:
+    """An array that misses the tolerance for another reason (here by 5e-7 relative) must not be told
+    it "matches" a mistake that makes no difference on these inputs (the old 1e-6 rule said it did)."""
+    msg = close_msg(REF * (1 + 5e-7), mistakes=(mistake,))
     assert msg is not None and "known mistake" not in msg
 
 
