@@ -208,8 +208,8 @@ def nonfinite_hint(got: np.ndarray, ref: np.ndarray, inputs: Arrays, own_name: s
         text += "; the inputs there: " + ", ".join(f"{k} = {v:.6g}" for k, v in there.items())
     overflow = [k for k, v in there.items() if abs(v) > 709.78]
     if overflow:
-        text += (f" ({overflow[0]} is beyond exp()'s float64 range, |x| > 709.78: exp() of it overflows; "
-                 "shift by the max, or use a form that never exponentiates a large positive number)")
+        text += (f" ({overflow[0]} is beyond exp()'s float64 range there: exp(x) or exp(-x) overflows for "
+                 "|x| > 709.78; shift by the max, or use a form that never exponentiates a large positive number)")
     others = []
     for name, value in (outputs or {}).items():
         if name == own_name:

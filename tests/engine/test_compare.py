@@ -213,7 +213,7 @@ def test_nan_hint_names_exp_overflow_only_with_evidence() -> None:
     check = Close("y", "Thing.forward: y")
     msg = check_one(check, {"y": got, "dx": np.full(3, np.nan)}, inputs={"x": x}, expected={"y": REF}, factors={})
     assert "the first (in index order) is 'y'[0, 1] = inf where -2 is expected; the inputs there: x = 800" in msg
-    assert "x is beyond exp()'s float64 range, |x| > 709.78: exp() of it overflows" in msg
+    assert "x is beyond exp()'s float64 range there: exp(x) or exp(-x) overflows for |x| > 709.78" in msg
     assert "also non-finite: 'dx'" in msg
 
 
