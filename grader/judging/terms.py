@@ -160,7 +160,7 @@ def explain(got: np.ndarray, ref: np.ndarray, stack: np.ndarray, terms: Terms, o
             columns = [*base[:j], stack[position], *base[j + 1:]]
             position += 1
             coef = _fit(columns, got64, rtol, atol)
-            if coef is None:
+            if coef is None or abs(coef[j]) <= _COEF:  # the variant must be there to be named
                 continue
             word = _word(float(coef[j]), factors)
             head = f"{term.name}, which is {variant}" + (f" and {word}" if word else "")
