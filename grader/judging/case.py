@@ -130,12 +130,74 @@ class Mistake:
 
 
 @dataclass(frozen=True)
+class Term:
+    """One term of a formula that a lab declares as a sum of terms (see ``Terms``).
+
+    ``name`` is how a message names it ("the mean term -gamma/std * mean_n(dy)"); ``variants``
+    describe wrong forms of the term that the lab's ``compute`` also returns (e.g. "taken over
+    axis 1 instead of over the batch"), in that order.
+    """
+
+    name: str
+    variants: tuple[str, ...] = ()
+    short: str = ""  # a short name for lists ("mean term"); ``name`` when empty
+
+
+@dataclass(frozen=True)
+class Terms:
+    """A formula as a sum of terms, so that a wrong array can be explained in the formula's own terms.
+
+    ``compute(inputs, expected)`` returns one array stacking, along a new first axis, each term of
+    ``terms`` in order (they must add up to the expected value) and then each term's variants in
+    order. It may be ``instructor(key)``: terms usually need the solution's math, so they are
+    computed by the instructor module and stored in the fixtures like a mistake's prediction.
+
+    When no known mistake matches, grader/judging/terms.py fits the student's array as a
+    combination of the terms (least squares) and, only when the fit reproduces the array within
+    the check's tolerance, says which term's coefficient is off, missing or of the wrong sign, which
+    term has the form of one of its variants (a wrong axis), or that the array is transposed.
+    ``group_axis`` lets coefficients differ along that axis (per feature or channel: a wrong
+    per-feature prefactor), named ``group`` in messages; ``group_factors`` name per-group
+    quantities (e.g. "std = sqrt(var + eps)"), which ``compute`` returns last, each as an array of
+    the output's shape, so that a wrong per-group prefactor can be named by them.
+    """
+
+    formula: str
+    terms: tuple[Term, ...]
+    compute: Predictor | Instructor
+    group_axis: int | None = None
+    group: str = "feature"
+    group_factors: tuple[str, ...] = ()
+
+    @property
+    def instructor_key(self) -> str | None:
+        return self.compute.key if isinstance(self.compute, Instructor) else None
+
+    def stack(self, inputs: Arrays, expected: Arrays,
+              stored: Mapping[str, np.ndarray] | None = None) -> np.ndarray | None:
+        """The stacked terms and variants, or None when they cannot be computed here."""
+        if isinstance(self.compute, Instructor):
+            value = (stored or {}).get(self.compute.key)
+        else:
+            value = self.compute(inputs, expected)
+        if value is None:
+            return None
+        value = np.asarray(value, dtype=np.float64)
+        n_variants = sum(len(t.variants) for t in self.terms)
+        expected_len = len(self.terms) + n_variants + len(self.group_factors)
+        return value if value.ndim >= 1 and len(value) == expected_len else None
+
+
+@dataclass(frozen=True)
 class Close:
     """The output must match the reference's output for the same inputs.
 
     Passes where ``|got - expected| <= atol + rtol * |expected|`` for every entry.
     ``explain`` is added to the message on failure (what this check is about);
-    ``mistakes`` are tested against the student's array to name a known bug.
+    ``mistakes`` are tested against the student's array to name a known bug (a mistake applies
+    only where its prediction differs from the expected value by more than this tolerance, and the
+    student's array matches the prediction within it; pairs of mistakes are tried too);
+    ``terms`` (optional) declare the formula's terms, to explain an error no mistake matches.
     """
 
     output: str
@@ -145,6 +207,7 @@ class Close:
     explain: str = ""
     mistakes: tuple[Mistake, ...] = ()
     exact: bool = False  # e.g. "the input was not modified": any difference fails
+    terms: Terms | None = None  # the formula's terms, to explain an error no known mistake matches
 
     @property
     def needs_reference(self) -> bool:
@@ -282,6 +345,7 @@ class Case:
     def instructor_keys(self) -> tuple[str, ...]:
         """The keys of every instructor prediction the case's Close checks name, each once."""
         keys = [m.instructor_key for c in self.checks if isinstance(c, Close) for m in c.mistakes]
+        keys += [c.terms.instructor_key for c in self.checks if isinstance(c, Close) and c.terms]
         return tuple(dict.fromkeys(k for k in keys if k))
 
     def public_inputs(self, inputs: Arrays) -> Arrays:

@@ -3,8 +3,14 @@
 Every failure message says which check failed, how large the error is and where, shows
 expected and got around that index, and adds hints when the error has a recognisable shape:
 transposed, off by a constant factor (the batch size N, -1, 2, ...), all zeros, equal to
-another array of the case (the wrong variable returned), NaN/inf, float32, or a known
-mistake the case names.
+another array of the case (the wrong variable returned), float32, or a known mistake the case
+names; where NaN/inf appear first and what the inputs are there.
+
+A hint must discriminate: a known mistake is named only when its prediction differs from the
+expected value by more than the check's own tolerance and the student's array equals the
+prediction within that same tolerance; when no single mistake matches, pairs of mistakes are
+tried (their errors added), then the formula's declared terms (grader/judging/terms.py). A cause
+is stated only where the numbers show it.
 """
 
 from __future__ import annotations
@@ -14,7 +20,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .case import Accuracy, Arrays, Case, Check, Close, GradCheck, Metric, MetricPackage, Mistake, split_predictions
+from .case import (
+    Accuracy,
+    Arrays,
+    Case,
+    Check,
+    Close,
+    GradCheck,
+    Metric,
+    MetricPackage,
+    Mistake,
+    Terms,
+    split_predictions,
+)
+from .terms import explain as explain_terms
 
 _MAX_LIST = 8  # indices listed in "differences only in rows ..."
 
@@ -97,35 +116,146 @@ def _factor_hint(got: np.ndarray, ref: np.ndarray, factors: Mapping[str, float],
     return f"{text}: off by a constant factor"
 
 
-def _mistake_hints(got: np.ndarray, mistakes: tuple[Mistake, ...], inputs: Arrays, expected: Arrays,
-                   outputs: Mapping[str, object], stored: Mapping[str, np.ndarray] | None = None) -> list[str]:
-    """'matches a known mistake: ...' for every prediction the student's array equals (``stored``:
-    the instructor predictions by key, from the fixtures or computed live)."""
-    hints = []
+@dataclass(frozen=True)
+class Tolerance:
+    """A check's own tolerance, which also decides whether a known mistake's prediction applies."""
+
+    rtol: float
+    atol: float
+
+    def same(self, a: np.ndarray, b: np.ndarray) -> bool:
+        return a.shape == b.shape and find_mismatch(a, b, self.rtol, self.atol) is None
+
+
+# An exact check (e.g. "y must equal x") still matches a mistake's prediction within this: the
+# prediction may compute the same wrong value in another order of operations.
+_EXACT_MATCH = Tolerance(1e-7, 1e-10)
+
+
+def _predictions(got: np.ndarray, ref: np.ndarray, mistakes: tuple[Mistake, ...], inputs: Arrays,
+                 expected: Arrays, outputs: Mapping[str, object], stored: Mapping[str, np.ndarray] | None,
+                 tol: Tolerance) -> list[tuple[Mistake, np.ndarray]]:
+    """The mistakes whose prediction can be told from the right answer here: a numeric array of
+    ``got``'s shape that differs from the expected ``ref`` by more than the check's tolerance (a
+    mistake that makes no difference on these inputs, e.g. a weight-decay term with decay 0, can
+    never be what went wrong)."""
+    usable = []
     for m in mistakes:
         try:
             with np.errstate(all="ignore"):
                 predicted = m.prediction(inputs, expected, outputs, stored)
         except Exception:  # noqa: BLE001 - a hint must never break grading
             continue
-        if predicted is not None and predicted.shape == got.shape and predicted.dtype.kind in "biuf" \
-                and find_mismatch(got, predicted, 1e-6, 1e-9) is None:
-            hints.append(f"matches a known mistake: {m.description}")
-    return hints
+        if predicted is None or predicted.shape != got.shape or predicted.dtype.kind not in "biuf":
+            continue
+        if tol.same(predicted, ref):
+            continue
+        usable.append((m, predicted.astype(np.float64)))
+    return usable
+
+
+def _mistake_hints(got: np.ndarray, ref: np.ndarray, mistakes: tuple[Mistake, ...], inputs: Arrays,
+                   expected: Arrays, outputs: Mapping[str, object], stored: Mapping[str, np.ndarray] | None = None,
+                   tol: Tolerance = _EXACT_MATCH) -> list[str]:
+    """'matches a known mistake: ...' for every prediction the student's array equals within the
+    check's own tolerance (``stored``: the instructor predictions by key, from the fixtures or
+    computed live); predictions equal to the right answer are never offered.
+
+    When no single mistake matches, pairs are tried: two mistakes in different parts of a formula
+    add their errors (prediction_a - expected) + (prediction_b - expected), which is exact whenever
+    the two parts enter the result linearly (e.g. two swapped factors on two paths of a backward).
+    An array equal to that sum within the tolerance is evidence of both mistakes at once.
+    """
+    usable = _predictions(got, ref, mistakes, inputs, expected, outputs, stored, tol)
+    hints = [f"matches a known mistake: {m.description}" for m, p in usable if tol.same(got, p)]
+    if hints or ref.shape != got.shape:
+        return hints
+    ref64 = ref.astype(np.float64)
+    for a in range(len(usable)):
+        for b in range(a + 1, len(usable)):
+            (ma, pa), (mb, pb) = usable[a], usable[b]
+            if ma.description == mb.description:
+                continue
+            with np.errstate(all="ignore"):
+                both = pa + pb - ref64
+            if not (tol.same(both, pa) or tol.same(both, pb) or tol.same(both, ref64)) and tol.same(got, both):
+                hints.append(f"matches two known mistakes at once: {ma.description}; AND {mb.description}")
+    return hints if len(hints) <= 1 else []  # two different pairs fit: no evidence for either
+
+
+def nonfinite_hint(got: np.ndarray, ref: np.ndarray, inputs: Arrays, own_name: str,
+                   outputs: Mapping[str, object] | None = None) -> str:
+    """Where NaN/inf first appear and what the inputs are there; a cause only with evidence.
+
+    "First" is in index order, which for an output laid out step by step (a trajectory, an
+    accumulation over batches) is the earliest step. The inputs of the same shape are shown at
+    that index; the only cause named is one the values prove: an input beyond exp()'s float64
+    range (|x| > 709.78) where the output went non-finite. Other outputs of the case that are
+    non-finite too are listed in the order the case returned them.
+    """
+    got64 = got.astype(np.float64)
+    bad = ~np.isfinite(got64)
+    n_nan, n_inf = int(np.isnan(got64).sum()), int(np.isinf(got64).sum())
+    index = tuple(int(i) for i in np.argwhere(bad)[0]) if got.ndim else ()
+    where = f"'{own_name}'{list(index) if index else ''}"
+    kinds = " and ".join(f"{k} {word}" for k, word in ((n_nan, "NaN"), (n_inf, "inf")) if k)
+    text = f"{kinds} entries; the first (in index order) is {where} = {got64[index]}"
+    if ref.shape == got.shape:
+        text += f" where {float(ref.astype(np.float64)[index]):.6g} is expected"
+    there = {k: float(np.asarray(v)[index]) for k, v in inputs.items()
+             if np.shape(v) == got.shape and np.asarray(v).dtype.kind in "biuf" and got.ndim}
+    if there:
+        text += "; the inputs there: " + ", ".join(f"{k} = {v:.6g}" for k, v in there.items())
+    overflow = [k for k, v in there.items() if abs(v) > 709.78]
+    if overflow:
+        text += (f" ({overflow[0]} is beyond exp()'s float64 range there: exp(x) or exp(-x) overflows for "
+                 "|x| > 709.78; shift by the max, or use a form that never exponentiates a large positive number)")
+    others = []
+    for name, value in (outputs or {}).items():
+        if name == own_name:
+            continue
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            continue
+        if arr.size and not np.all(np.isfinite(arr)):
+            others.append(f"'{name}'")
+    if others:
+        text += f"; also non-finite: {', '.join(others)}"
+    return text
+
+
+def _terms_hint(got: np.ndarray, ref: np.ndarray, terms: Terms, *, inputs: Arrays, expected: Arrays,
+                stored: Mapping[str, np.ndarray] | None, own_name: str, tol: Tolerance,
+                factors: Mapping[str, float]) -> str | None:
+    """The error in the formula's own terms (grader/judging/terms.py), or None."""
+    try:
+        with np.errstate(all="ignore"):
+            stack = terms.stack(inputs, expected, stored)
+            if stack is None:
+                return None
+            return explain_terms(got, ref, stack, terms, own_name, rtol=tol.rtol, atol=tol.atol, factors=factors)
+    except Exception:  # noqa: BLE001 - a hint must never break grading
+        return None
 
 
 def _hints(got: np.ndarray, ref: np.ndarray, mismatch: Mismatch | None, *, inputs: Arrays,
            expected: Arrays, own_name: str, mistakes: tuple[Mistake, ...],
            factors: Mapping[str, float], ref_label: str, outputs: Mapping[str, object],
-           stored: Mapping[str, np.ndarray] | None = None) -> list[str]:
-    hints: list[str] = _mistake_hints(got, mistakes, inputs, expected, outputs, stored)
+           stored: Mapping[str, np.ndarray] | None = None, tol: Tolerance = _EXACT_MATCH,
+           terms: Terms | None = None) -> list[str]:
+    hints: list[str] = _mistake_hints(got, ref, mistakes, inputs, expected, outputs, stored, tol)
     if got.dtype.kind in "iub" and ref.dtype.kind == "f":
         hints.append(f"got an integer/boolean array ({got.dtype}) where real numbers are expected")
     if mismatch and mismatch.n_nonfinite:
-        hints.append(f"{mismatch.n_nonfinite} entries are NaN or inf: usually exp() overflowing "
-                     "or log(0); shift by the max before exp, or use a stable formula")
+        hints.append(nonfinite_hint(got, ref, inputs, own_name, outputs))
     if got.size and not np.any(got) and np.any(ref):
         hints.append("got is all zeros")
+    if not hints and terms is not None and mismatch:
+        found = _terms_hint(got, ref, terms, inputs=inputs, expected=expected, stored=stored, own_name=own_name,
+                            tol=tol, factors=factors)
+        if found:
+            hints.append(found)
     if hints:  # a named mistake says more than the generic hints below
         return hints
     named = {**{f"the expected '{k}'": v for k, v in expected.items() if k != own_name},
@@ -168,11 +298,12 @@ def _compare(got: np.ndarray, ref: np.ndarray, *, rtol: float, atol: float, exac
              header: str, ref_label: str, inputs: Arrays, expected: Arrays, own_name: str,
              mistakes: tuple[Mistake, ...], factors: Mapping[str, float],
              outputs: Mapping[str, object] | None = None,
-             stored: Mapping[str, np.ndarray] | None = None) -> str | None:
+             stored: Mapping[str, np.ndarray] | None = None, terms: Terms | None = None) -> str | None:
     outputs = outputs if outputs is not None else {}
     shape = _shape_problem(got, ref)
     if shape:
-        named = _mistake_hints(got, mistakes, inputs, expected, outputs, stored)
+        named = _mistake_hints(got, ref, mistakes, inputs, expected, outputs, stored,
+                               _EXACT_MATCH if exact else Tolerance(rtol, atol))
         return f"{header}\n  {shape}" + "".join(f"\n  hint: {h}" for h in named)
     if ref.dtype == np.float64 and got.dtype.kind == "f" and got.dtype.itemsize < 8:
         # A convention, not a tolerance question: float32 often lands within rtol by luck.
@@ -198,7 +329,8 @@ def _compare(got: np.ndarray, ref: np.ndarray, *, rtol: float, atol: float, exac
     lines.append(f"  {'got':<{width}}{label} = {got_vals}")
     lines += [f"  hint: {h}" for h in _hints(got, ref, mismatch, inputs=inputs, expected=expected,
                                              own_name=own_name, mistakes=mistakes, factors=factors,
-                                             ref_label=ref_label, outputs=outputs, stored=stored)]
+                                             ref_label=ref_label, outputs=outputs, stored=stored,
+                                             tol=_EXACT_MATCH if exact else Tolerance(rtol, atol), terms=terms)]
     return "\n".join(lines)
 
 
@@ -248,7 +380,7 @@ def check_one(check: Check, got: Mapping[str, object], *, inputs: Arrays, expect
         msg = _compare(value, ref, rtol=check.rtol, atol=check.atol, exact=check.exact,
                        header=f"{check.what}: does not match the reference", ref_label="expected",
                        inputs=inputs, expected=expected, own_name=check.output,
-                       mistakes=check.mistakes, factors=factors, outputs=got, stored=stored)
+                       mistakes=check.mistakes, factors=factors, outputs=got, stored=stored, terms=check.terms)
         return f"{msg}\n  {check.explain}" if msg and check.explain else msg
     if isinstance(check, GradCheck):
         numeric = _as_numeric(got.get(check.numeric))
@@ -297,9 +429,11 @@ def _accuracy(check: Accuracy, pred: np.ndarray, labels: np.ndarray) -> str | No
         return f"{check.what}: expected predictions of shape {labels.shape}, got {pred.shape}"
     if pred.dtype.kind in "fc" and not np.all(np.isfinite(pred)):  # would crash int(); it scores this case 0
         bad = int(np.sum(~np.isfinite(pred)))
-        return (f"{check.what}: {bad} of {pred.size} predictions are NaN or inf; predictions must be class "
-                "indices 0-9 (a diverged training gives NaN logits: learning rate, a missing 1/N, an "
-                "unstable softmax?)")
+        first = int(np.flatnonzero(~np.isfinite(pred.reshape(-1)))[0])
+        return (f"{check.what}: {bad} of {pred.size} predictions are NaN or inf (the first: prediction {first}); "
+                "predictions must be class indices 0-9, and a non-finite one means the model's output is "
+                "NaN or inf there: print the training loss in fit_mnist to see where it stops being finite "
+                "(the handout's MNIST checklist)")
     acc = float(np.mean(pred == labels))
     if acc >= check.threshold:
         return None
@@ -315,9 +449,29 @@ def _accuracy(check: Accuracy, pred: np.ndarray, labels: np.ndarray) -> str | No
         only = int(pred.reshape(-1)[0])
         text += f"\n  hint: every prediction is class {only}"
         if only == 0:  # argmax of a row of NaNs is 0: evidence of a diverged training
-            text += (", which is also what argmax gives for NaN logits: did the loss become NaN "
-                     "(a diverging training: learning rate, a missing 1/N, an unstable softmax)?")
+            text += (", which is also what argmax gives for NaN logits: check whether the training loss "
+                     "became NaN (print it in fit_mnist)")
     return text
+
+
+def _which_side(check: GradCheck, got: Mapping[str, object], expected: Arrays) -> str:
+    """When backward disagrees both with the numerical gradient of the student's forward and with the
+    reference's gradient: is the forward right? The numerical gradient of the student's forward equals
+    the reference's gradient (within the gradient check's tolerance) exactly when, around these inputs,
+    the forward computes the reference's function; then the error is in backward alone. Otherwise the
+    forward differs too, and it is the one to fix first."""
+    numeric = got.get(check.numeric)
+    reference = split_predictions(expected)[0].get(check.analytic)
+    if isinstance(numeric, str) or numeric is None or reference is None:
+        return ""
+    numeric, reference = np.asarray(numeric), np.asarray(reference)
+    if numeric.dtype.kind not in "biuf" or numeric.shape != reference.shape or not np.all(np.isfinite(numeric)):
+        return ""
+    if find_mismatch(numeric, reference, check.rtol, check.atol) is None:
+        return ("\n  note: the numerical gradient of your forward equals the reference's gradient, so your forward "
+                "is right here: the error is in backward")
+    return ("\n  note: the numerical gradient of your forward differs from the reference's gradient too, so your "
+            "FORWARD differs from the reference as well (see the forward's case): fix it first, then check backward")
 
 
 def evaluate(case: Case, inputs: Arrays, got: Mapping[str, object], expected: Arrays,
@@ -342,6 +496,8 @@ def evaluate(case: Case, inputs: Arrays, got: Mapping[str, object], expected: Ar
     for check, msg in results:
         if not msg:
             continue
+        if isinstance(check, GradCheck) and closes.get(check.analytic):
+            msg += _which_side(check, got, expected)
         if isinstance(check, GradCheck) and check.analytic in closes and closes[check.analytic] is None:
             lines = [line for line in msg.splitlines() if not line.startswith("  hint:")]
             lines[0] = (f"{check.what}: your backward equals the reference's, but not the numerical gradient "

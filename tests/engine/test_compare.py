@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grader.judging.case import Accuracy, Case, Close, GradCheck, Mistake
+from grader.judging.case import Accuracy, Case, Close, GradCheck, Mistake, Term, Terms
 from grader.judging.compare import Invalid, check_one, evaluate, find_mismatch
 
 REF = np.array([[1.5, -2.0, 3.25], [0.5, 4.0, -1.75]])  # (2, 3), no zeros, no constant structure
@@ -193,14 +193,28 @@ def test_integer_hint() -> None:
     assert "got an integer/boolean array (int64) where real numbers are expected" in msg
 
 
-def test_nan_hint() -> None:
+def test_nan_hint_says_where_and_no_cause_without_evidence() -> None:
     got = REF.copy()
     got[1, 0] = np.nan
     got[0, 2] = np.inf
-    msg = close_msg(got)
+    msg = close_msg(got, inputs={"x": REF * 2, "w": np.ones(3)}, expected={"other": REF})
     assert "2 of 6 entries differ" in msg
-    assert "hint: 2 entries are NaN or inf: usually exp() overflowing or log(0); shift by the max" in msg
+    assert ("hint: 1 NaN and 1 inf entries; the first (in index order) is 'dx'[0, 2] = inf where 3.25 is "
+            "expected; the inputs there: x = 6.5") in msg
+    # no fixed list of "usual causes": nothing in the numbers shows one
+    assert "usually" not in msg and "exp()" not in msg and "log(0)" not in msg
     assert "got = expected x" not in msg
+
+
+def test_nan_hint_names_exp_overflow_only_with_evidence() -> None:
+    x = np.array([[0.5, 800.0, -1.0], [2.0, 0.0, 1.0]])
+    got = REF.copy()
+    got[0, 1] = np.inf
+    check = Close("y", "Thing.forward: y")
+    msg = check_one(check, {"y": got, "dx": np.full(3, np.nan)}, inputs={"x": x}, expected={"y": REF}, factors={})
+    assert "the first (in index order) is 'y'[0, 1] = inf where -2 is expected; the inputs there: x = 800" in msg
+    assert "x is beyond exp()'s float64 range there: exp(x) or exp(-x) overflows for |x| > 709.78" in msg
+    assert "also non-finite: 'dx'" in msg
 
 
 def test_got_equals_an_input() -> None:
@@ -249,6 +263,101 @@ def test_mistake_that_does_not_match_or_raises_is_silent() -> None:
     msg = close_msg(REF * 4, factors=N_FACTOR, mistakes=mistakes)
     assert "known mistake" not in msg
     assert "(= N (the batch size))" in msg
+
+
+@pytest.mark.parametrize("mistake", [
+    # a weight-decay term with decay 0 predicts exactly the right answer
+    Mistake("accumulated WITHOUT the weight-decay term", lambda i, e: e["dx"] - 0.0 * e["dx"]),
+    # an eps placement that changes nothing beyond the tolerance on these inputs (1e-9 relative)
+    Mistake("eps inside the square root", lambda i, e: e["dx"] * (1 + 1e-9)),
+])
+def test_a_mistake_that_makes_no_difference_here_is_never_named(mistake) -> None:
+    """An array that misses the tolerance for another reason (here by 5e-7 relative) must not be told
+    it "matches" a mistake that makes no difference on these inputs (the old 1e-6 rule said it did)."""
+    msg = close_msg(REF * (1 + 5e-7), mistakes=(mistake,))
+    assert msg is not None and "known mistake" not in msg
+
+
+def test_a_mistake_is_named_only_within_the_checks_own_tolerance() -> None:
+    """An eps placement that changes the result by 3e-7 (relative) is a real difference at rtol=1e-7, but
+    an array 4e-7 away from that prediction is not that mistake (the old 1e-6 matched it)."""
+    eps_inside = REF * (1 + 3e-7)
+    mistakes = (Mistake("eps inside the square root", lambda i, e: eps_inside),)
+    assert "known mistake" not in close_msg(REF * (1 + 7e-7), mistakes=mistakes)
+    named = hints(close_msg(eps_inside.copy(), mistakes=mistakes))
+    assert named == ["matches a known mistake: eps inside the square root"]
+
+
+def test_two_known_mistakes_at_once_are_named_together() -> None:
+    """Each mistake changes its own term; an array with both changes is their combination."""
+    a, b, c = REF, REF[::-1] * 0.5, np.full_like(REF, 0.25)
+    mistakes = (Mistake("the first term doubled", lambda i, e: 2 * a + b + c),
+                Mistake("the second term with the wrong sign", lambda i, e: a - b + c),
+                Mistake("the third term missing", lambda i, e: a + b))
+    msg = close_msg(2 * a - b + c, a + b + c, mistakes=mistakes)
+    assert hints(msg) == ["matches two known mistakes at once: the first term doubled; AND the second term with "
+                          "the wrong sign"]
+    # a single mistake is still named alone, and an unrelated error names neither
+    assert hints(close_msg(a + b, a + b + c, mistakes=mistakes)) == ["matches a known mistake: the third term missing"]
+    assert "known mistake" not in close_msg(a + 3 * b + c, a + b + c, mistakes=mistakes)
+
+
+# --------------------------------------------------------------------------- residual analysis (Terms)
+
+_RNG = np.random.default_rng(3)
+T1, T2, T3, V2 = (_RNG.standard_normal((8, 3)) for _ in range(4))
+SCALE = np.array([0.5, 2.0, 3.0])  # a per-column quantity, e.g. std
+TERMS = Terms("y = a + b + c", (Term("the term a"), Term("the term b", ("summed over the wrong axis",)),
+                                 Term("the term c")),
+              lambda i, e: np.stack([T1, T2, T3, V2, np.broadcast_to(SCALE, T1.shape)]),
+              group_axis=1, group="column", group_factors=("s",))
+
+
+def terms_hints(got, ref=T1 + T2 + T3, **kw) -> list[str]:
+    check = Close("y", "Thing.forward: y", terms=TERMS, **kw)
+    return hints(check_one(check, {"y": got}, inputs={}, expected={"y": ref}, factors=N_FACTOR))
+
+
+@pytest.mark.parametrize(("got", "says"), [
+    (T1 - T2 + T3, "y is right except the term b, which has the wrong sign"),
+    (T1 + T3, "y is right except the term b, which is missing"),
+    (T1 + T2 + 4 * T3, "y is right except the term c, which has an extra factor N (the batch size)"),
+    (T1 + V2 + T3, "y is right except the term b, which is summed over the wrong axis"),
+    ((T1 + T2 + T3) * SCALE, "every term is right up to a factor that differs per column (0.5, 2, 3): the common "
+                             "prefactor is wrong: an extra factor s"),
+])
+def test_terms_name_the_wrong_term(got, says) -> None:
+    (hint,) = terms_hints(got)
+    assert hint.startswith("fitted term by term to y = a + b + c") and says in hint, hint
+
+
+def test_terms_say_nothing_without_evidence() -> None:
+    noise = _RNG.standard_normal(T1.shape) * 1e-3
+    assert terms_hints(T1 + T2 + T3 + noise) == []  # fits no combination of the terms
+    # a constant factor is left to the factor hint, in plainer words
+    assert terms_hints(2 * (T1 + T2 + T3)) == ["got = expected x 2 everywhere: off by a constant factor"]
+    # too few entries to believe a fit of three coefficients
+    few = Terms("y = a + b + c", TERMS.terms, lambda i, e: np.stack([T1[:1, :1], T2[:1, :1], T3[:1, :1], V2[:1, :1],
+                                                                      SCALE[:1, None]]), group_factors=("s",))
+    check = Close("y", "y", terms=few)
+    msg = check_one(check, {"y": (T1 - T2 + T3)[:1, :1]}, inputs={}, expected={"y": (T1 + T2 + T3)[:1, :1]}, factors={})
+    assert "fitted" not in msg
+    # terms that do not add up to the expected value are not trusted
+    assert terms_hints(T1 - T2 + T3, ref=T1 + T2 + T3 + 1.0) == []
+
+
+def test_a_matching_mistake_comes_before_the_terms() -> None:
+    check = Close("y", "y", terms=TERMS, mistakes=(Mistake("b negated", lambda i, e: T1 - T2 + T3),))
+    msg = check_one(check, {"y": T1 - T2 + T3}, inputs={}, expected={"y": T1 + T2 + T3}, factors={})
+    assert hints(msg) == ["matches a known mistake: b negated"]
+
+
+def test_terms_see_a_transposed_square_array() -> None:
+    a, b, c = (_RNG.standard_normal((4, 4)) for _ in range(3))
+    terms = Terms("y = a + b + c", (Term("a"), Term("b"), Term("c")), lambda i, e: np.stack([a, b, c]))
+    check = Close("y", "y", terms=terms)
+    msg = check_one(check, {"y": (a + b + c).T}, inputs={}, expected={"y": a + b + c}, factors={})
+    assert "hint: y is the TRANSPOSE of the right array" in msg
 
 
 # --------------------------------------------------------------------------- not an array
@@ -337,6 +446,14 @@ def test_accuracy_every_prediction_is_one_class() -> None:
 def test_accuracy_wrong_shape() -> None:
     msg = acc_msg(LABELS.reshape(20, 1))
     assert msg == "fit + predict: expected predictions of shape (20,), got (20, 1)"
+
+
+def test_accuracy_nan_predictions_say_where_and_list_no_causes() -> None:
+    pred = LABELS.astype(np.float64)
+    pred[7] = np.nan
+    msg = acc_msg(pred)
+    assert "1 of 20 predictions are NaN or inf (the first: prediction 7)" in msg
+    assert "learning rate" not in msg and "softmax" not in msg and "1/N" not in msg
 
 
 # --------------------------------------------------------------------------- evaluate

@@ -38,6 +38,9 @@ DISTD = "distd = (dx_hat * xc).sum(axis=0)"
 DXC1 = "dxc = dx_hat * istd "
 DVAR_PATH = "dxc = dxc + 2.0 * xc * dvar / n"
 DMU = "dmu = -dxc.sum(axis=0)"
+DSTD = "dstd = -distd / std**2"
+DVAR = "dvar = 0.5 * dstd / std"
+DX_HAT = "dx_hat = grad_output * self.weight.data"
 DX_RET = "return dxc + dmu / n "
 ROWS_FWD = "rows = x.transpose(0, 2, 3, 1).reshape(-1, c)"
 UNROWS_FWD = "return y.reshape(n, h, w, c).transpose(0, 3, 1, 2)"
@@ -65,6 +68,11 @@ UNBIASED_NORM = "normalising with the UNBIASED variance"
 SWAPPED = "gamma and beta swapped"
 NO_SCALING = "no inverted-dropout scaling"
 RAISED = "your code raised an error"
+TWO_AT_ONCE = "matches two known mistakes at once"
+TWICE = "correction applied twice to running_var"
+FORWARD_TOO = "so your FORWARD differs from the reference as well"
+FOLLOWS = "so the forward (or a convention) differs from the reference, and backward follows it"
+TERMS = "fitted term by term to dx = gamma/std * (dy - mean_n(dy) - x_hat * mean_n(dy * x_hat))"
 
 
 def bug(bug_id: str, patches: dict[str, list[tuple[str, str]]], fails: dict[str, list[str]]):
@@ -77,32 +85,33 @@ BUGS = [
     bug("eps-outside-sqrt", {BN: [(STD, "std = np.sqrt(var) + self.eps")]}, {
         "bn1d_train_forward": ["BatchNorm1d.forward (training): output y", EPS_OUTSIDE],
         "bn1d_batch_sizes": [EPS_OUTSIDE],
-        # The staged backward differentiates sqrt(var + eps): it no longer matches this forward.
-        "bn1d_backward_dx": [GRAD_DISAGREES],
-        "bn1d_backward_params": ["weight.grad (dL/dgamma): does not match the reference"],
+        # The staged backward differentiates sqrt(var + eps): it no longer matches this forward, and the
+        # numerical gradient of the forward is not the reference's: the forward is named as the one to fix.
+        "bn1d_backward_dx": [GRAD_DISAGREES, FORWARD_TOO],
+        "bn1d_backward_params": ["weight.grad (dL/dgamma): does not match the reference", FOLLOWS],
         "bn1d_gradients_accumulate": ["weight.grad after two forward/backward passes"],
         "bn2d_train_forward": [EPS_OUTSIDE],
-        "bn2d_backward": [GRAD_DISAGREES],
+        "bn2d_backward": [GRAD_DISAGREES, FORWARD_TOO],
     }),
     bug("unbiased-variance-to-normalise", {BN: [(VAR, "var = (xc**2).sum(axis=0) / (n - 1)")]}, {
         "bn1d_train_forward": [UNBIASED_NORM],
         "bn1d_batch_sizes": [UNBIASED_NORM],
         # var feeds the running variance too: it is now corrected twice.
-        "bn1d_running_stats": ["BatchNorm1d.running_var after training steps"],
-        "bn1d_eval_forward": ["BatchNorm1d.forward in eval mode"],
-        "bn1d_backward_dx": [GRAD_DISAGREES],
-        "bn1d_backward_params": ["BatchNorm1d.backward: weight.grad (dL/dgamma)"],
+        "bn1d_running_stats": ["BatchNorm1d.running_var after training steps", TWICE],
+        "bn1d_eval_forward": ["BatchNorm1d.forward in eval mode", TWICE],
+        "bn1d_backward_dx": [GRAD_DISAGREES, FORWARD_TOO],
+        "bn1d_backward_params": ["BatchNorm1d.backward: weight.grad (dL/dgamma)", FOLLOWS],
         "bn1d_gradients_accumulate": ["weight.grad after two forward/backward passes"],
-        "bn2d_train_forward": ["BatchNorm2d.forward (training): output y"],
-        "bn2d_running_stats_and_eval": ["BatchNorm2d.running_var after training steps"],
-        "bn2d_backward": [GRAD_DISAGREES],
+        "bn2d_train_forward": ["BatchNorm2d.forward (training): output y", UNBIASED_NORM],
+        "bn2d_running_stats_and_eval": ["BatchNorm2d.running_var after training steps", TWICE],
+        "bn2d_backward": [GRAD_DISAGREES, FORWARD_TOO],
     }),
     bug("gamma-beta-swapped", {BN: [(FWD_OUT, "return self.bias.data * x_hat + self.weight.data")]}, {
         "bn1d_train_forward": [SWAPPED],
         "bn1d_batch_sizes": [SWAPPED],
         "bn1d_backward_dx": [GRAD_DISAGREES],
         "bn1d_backward_params": [GRAD_DISAGREES],
-        "bn2d_train_forward": ["BatchNorm2d.forward (training): output y"],
+        "bn2d_train_forward": ["BatchNorm2d.forward (training): output y", SWAPPED],
         "bn2d_backward": [GRAD_DISAGREES],
     }),
     # ---------------------------------------------------------------- running statistics and eval
@@ -159,6 +168,32 @@ BUGS = [
         "bn1d_backward_dx": ["std is used where 1/std belongs"],
         "bn2d_backward": ["std is used where 1/std belongs"],
     }),
+    # Two known mistakes at once (a real student's backward: 1/std and std swapped everywhere): each alone
+    # is listed, their combination is named by adding their errors.
+    bug("std-and-1-over-std-swapped-everywhere", {BN: [(DXC1, "dxc = dx_hat * std "),
+                                                       (DSTD, "dstd = -distd * std**2")]}, {
+        "bn1d_backward_dx": [TWO_AT_ONCE, "std is used where 1/std belongs", "1/std and std are swapped"],
+        "bn2d_backward": [TWO_AT_ONCE, "std is used where 1/std belongs", "1/std and std are swapped"],
+    }),
+    # Errors no known mistake describes, said in the terms of dx = gamma/std * (dy - mean(dy) - x_hat * ...).
+    bug("mean-term-with-the-wrong-sign", {BN: [(DX_RET, "return dxc - dmu / n ")]}, {
+        "bn1d_backward_dx": [TERMS, "except the mean term", "which has the wrong sign"],
+        "bn2d_backward": [TERMS, "except the mean term", "which has the wrong sign"],
+    }),
+    bug("variance-term-doubled", {BN: [(DVAR, "dvar = dstd / std")]}, {
+        "bn1d_backward_dx": [TERMS, "except the variance term", "which is multiplied by 2"],
+        "bn2d_backward": [TERMS, "except the variance term", "which is multiplied by 2"],
+    }),
+    bug("compact-mean-over-axis-1", {BN: [(DX_HAT, f"{DX_HAT}\n        return istd * (dx_hat - dx_hat.mean(axis=1, "
+                                                  "keepdims=True) - x_hat * (dx_hat * x_hat).mean(axis=0))\n")]}, {
+        "bn1d_backward_dx": [TERMS, "the mean term", "taken over axis 1 (each sample's features)"],
+        "bn2d_backward": [TERMS, "the mean term", "taken over axis 1 (each pixel's channels)"],
+    }),
+    bug("compact-prefactor-gamma-over-var", {BN: [(DX_HAT, f"{DX_HAT}\n        return istd**2 * (dx_hat - dx_hat.mean("
+                                                          "axis=0) - x_hat * (dx_hat * x_hat).mean(axis=0))\n")]}, {
+        "bn1d_backward_dx": [TERMS, "the common prefactor is wrong: a division by std = sqrt(var + eps) too many"],
+        "bn2d_backward": [TERMS, "the common prefactor is wrong: a division by std = sqrt(var + eps) too many"],
+    }),
     bug("dgamma-uses-x-not-xhat", {BN: [(CACHE, f"{CACHE}\n        self._x = x"),
                                         (DGAMMA, "self.weight.grad += (grad_output * self._x).sum(axis=0)")]}, {
         "bn1d_backward_params": [GRAD_DISAGREES, DGAMMA_X],
@@ -180,7 +215,7 @@ BUGS = [
         (UNROWS_BWD, "return dx.reshape(n, c, h, w)"),
     ]}, {
         "bn2d_train_forward": [FLAT, "x.transpose(0, 2, 3, 1).reshape(-1, C)"],
-        "bn2d_running_stats_and_eval": ["BatchNorm2d.running_var after training steps"],
+        "bn2d_running_stats_and_eval": ["BatchNorm2d.running_var after training steps", FLAT],
         "bn2d_backward": [FLAT],
     }),
     bug("2d-stats-over-axis-0-only", {BN: [

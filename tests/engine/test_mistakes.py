@@ -202,3 +202,71 @@ def test_a_lab_object_with_instructor_keys_lists_each_once() -> None:
         return {"a": x, "b": x}
 
     assert lab.get("c").instructor_keys == ("k1", "k2")
+
+
+# ----------------------------------------------------------------------------- hints that discriminate
+
+
+def test_a_mistake_equal_to_the_right_answer_on_these_inputs_is_never_named() -> None:
+    """Lab 4's Adagrad case has no weight decay in its public inputs, so "accumulated WITHOUT the weight-decay
+    term" predicts exactly the reference there. A trajectory that misses the tolerance for another reason
+    (here it drifts by 5e-7 relative from the first step: another order of floating-point operations over
+    an ill-conditioned update) must not be told it matches that mistake; the old rule (1e-6 around the
+    prediction) said it did."""
+    lab4 = load_cases("lab4", paths.tests_dir())
+    case = lab4.get("adagrad")
+    inputs = exp.make_inputs(case, 0)
+    assert float(inputs["weight_decay"]) == 0.0
+    expected = exp.FixtureExpected("lab4")(case, 0, inputs)
+    stored = {k[len(MISTAKE_PREFIX):]: v for k, v in expected.items() if k.startswith(MISTAKE_PREFIX)}
+    no_wd = [k for k in stored if "sum_without_wd" in k]
+    assert no_wd and all(np.allclose(stored[k], expected[k.rsplit(".", 1)[-1]], rtol=1e-12) for k in no_wd)
+    got = {k: v * (1 + 5e-7) for k, v in expected.items() if not k.startswith(MISTAKE_PREFIX)}
+    messages = evaluate(case, inputs, got, expected)
+    assert messages, "the drifted trajectory must fail"
+    assert not any("WITHOUT the weight-decay term" in m for m in messages), messages
+
+
+def test_the_real_students_two_swaps_are_named_together(patched_reference) -> None:
+    """A real student's BatchNorm backward had 1/std and std swapped everywhere: each swap is a known
+    mistake, their combination reproduces his dx (to ~1e-15), and the message names both."""
+    patches = {BN: [("dxc = dx_hat * istd ", "dxc = dx_hat * std "),
+                    ("dstd = -distd / std**2", "dstd = -distd * std**2")]}
+    result = grade(LAB, patched_reference("two-swaps", patches, lab="lab2"), isolated=False, only=["bn1d_backward_dx"])
+    out = result.cases[0].output
+    assert "matches two known mistakes at once: in the staged backward, std is used where 1/std belongs" in out
+    assert "AND in the staged backward, 1/std and std are swapped" in out
+
+
+def test_terms_travel_like_predictions_stored_public_live_hidden_absent_in_a_release(
+        solutions, patched_reference, tmp_path: Path, monkeypatch) -> None:
+    """BatchNorm's dx terms need the solution's math: the public seed's terms come from the fixtures, the
+    hidden variants' are computed live; a release (no solutions/) still explains the public case."""
+    case = LAB.get("bn1d_backward_dx")
+    assert "bn1d_dx.terms" in case.instructor_keys
+    with np.load(exp.fixture_path("lab2")) as npz:
+        assert f"bn1d_backward_dx/0/{MISTAKE_PREFIX}bn1d_dx.terms" in npz.files
+    root = patched_reference("mean-sign", {BN: [("return dxc + dmu / n ", "return dxc - dmu / n ")]}, lab="lab2")
+    sign = "dx is right except the mean term -gamma/std * mean_n(dy) (the mean path), which has the wrong sign"
+    buggy = load_package(root, "lab2")
+    expected_fn = exp.ReferenceExpected(reference("lab2"))
+    for variant in (0, 1):
+        inputs = exp.make_inputs(case, 12345, variant)
+        messages = evaluate(case, inputs, case.call(buggy, inputs), expected_fn(case, 12345, inputs))
+        assert any(sign in m for m in messages), messages
+    release = _release_like(tmp_path)
+    monkeypatch.setenv("GRADELAB_ROOT", str(release))
+    public = grade(load_cases("lab2", paths.tests_dir()), root, isolated=False, only=["bn1d_backward_dx"])
+    assert sign in public.cases[0].output
+
+
+def test_lab1_tanh_terms_name_an_unlisted_sign_error(patched_reference) -> None:
+    """Lab 1 declares Tanh's dL/dx = grad_output * (1 - y**2) as two terms (computed from the inputs, no
+    instructor module): a sign error no known mistake lists is said in those terms."""
+    root = patched_reference("tanh-plus", {"layers.py": [("return grad_output * (1.0 - self._y**2)",
+                                                          "return grad_output * (1.0 + self._y**2)")]})
+    (case,) = grade(load_cases("lab1", paths.tests_dir()), root, isolated=False, only=["tanh_backward"]).cases
+    assert ("hint: fitted term by term to dx = grad_output * (1 - y**2): dx is right except the term "
+            "-grad_output * y**2, which has the wrong sign") in case.output
+    assert "note: the numerical gradient of your forward equals the reference's gradient, so your forward is " \
+           "right here: the error is in backward" in case.output

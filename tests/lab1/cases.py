@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.judging.case import Accuracy, Arrays, Close, GradCheck, Lab, Mistake
+from grader.judging.case import Accuracy, Arrays, Close, GradCheck, Lab, Mistake, Term, Terms
 from grader.judging.casekit import ConventionError, batch_factor, mnist_inputs, numerically_stable, param_loss
 from grader.judging.gradcheck import away_from_zero, directional_loss, numerical_gradient
 
@@ -317,6 +317,14 @@ def tanh_forward(lab, x, dout):
         return {"y": lab.Tanh()(x)}
 
 
+# dL/dx of Tanh as its two terms, to say an error no known mistake matches in the formula's words
+# (grader/judging/terms.py); the handout gives the formula, and y = tanh(x) is no solution code.
+TANH_DX_TERMS = Terms("dx = grad_output * (1 - y**2)", (
+    Term("the term grad_output"),
+    Term("the term -grad_output * y**2", ("-grad_output * y (y not squared)",)),
+), lambda i, e: np.stack([i["dout"], -i["dout"] * np.tanh(i["x"]) ** 2, -i["dout"] * np.tanh(i["x"])]))
+
+
 @LAB.case(points=3, inputs=activation_inputs((3, 5)),
           hidden_inputs=(activation_inputs((3, 5)), activation_inputs((6, 2))), checks=[
     GradCheck("dx", "dx_numeric", "Tanh.backward: dL/dx"),
@@ -324,7 +332,7 @@ def tanh_forward(lab, x, dout):
         Mistake("1 - y instead of 1 - y**2", lambda i, e: i["dout"] * (1 - np.tanh(i["x"]))),
         Mistake("1 - x**2 (the input) instead of 1 - y**2 (the output)",
                 lambda i, e: i["dout"] * (1 - i["x"] ** 2)),
-    )),
+    ), terms=TANH_DX_TERMS),
 ])
 def tanh_backward(lab, x, dout):
     """Tanh.backward: dL/dx = grad_output * (1 - y**2)."""

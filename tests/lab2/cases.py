@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.judging.case import Accuracy, Arrays, Close, GradCheck, Lab, Mistake, instructor
+from grader.judging.case import Accuracy, Arrays, Close, GradCheck, Lab, Mistake, Term, Terms, instructor
 from grader.judging.casekit import ConventionError, mnist_inputs, param_loss
 from grader.judging.gradcheck import directional_loss, numerical_gradient
 
@@ -210,6 +210,10 @@ KERAS = ("the Keras convention: momentum weighting the OLD value (running = mome
 BIASED_RUNNING = ("running_var updated with the BIASED batch variance (divide by N); it takes the UNBIASED one "
                   "(divide by N - 1), as PyTorch does, because it estimates the population variance")
 NOT_UPDATED = "running statistics never updated in training (still 0 and 1)"
+TWICE = ("the N / (N - 1) correction applied twice to running_var: the batch variance it starts from is "
+         "already the UNBIASED one, i.e. the forward normalises with the unbiased variance; normalise with the "
+         "biased one (divide by N) and correct only the running statistic")
+TWICE_2D = TWICE.replace("N / (N - 1)", "M / (M - 1)").replace("(divide by N)", "(divide by M = N * H * W)")
 
 
 def _running_mistakes(which: int) -> tuple[Mistake, ...]:
@@ -218,7 +222,8 @@ def _running_mistakes(which: int) -> tuple[Mistake, ...]:
     mistakes = [Mistake(KERAS, instructor(f"bn1d_running.{stat}.keras")),
                 Mistake(NOT_UPDATED, lambda i, e: np.full(len(i["gamma"]), float(which)))]
     if which == 1:
-        mistakes += [Mistake(BIASED_RUNNING, instructor("bn1d_running.var.biased")),
+        mistakes += [Mistake(TWICE, instructor("bn1d_running.var.twice")),
+                     Mistake(BIASED_RUNNING, instructor("bn1d_running.var.biased")),
                      Mistake(f"{KERAS}; and {BIASED_RUNNING}", instructor("bn1d_running.var.keras_biased"))]
     return tuple(mistakes)
 
@@ -247,8 +252,10 @@ def bn1d_running_stats(lab, **inputs):
                 instructor("bn1d_eval.never_updated")),
         Mistake(f"eval with running statistics from {KERAS}", instructor("bn1d_eval.keras")),
         Mistake(f"eval with {BIASED_RUNNING}", instructor("bn1d_eval.biased")),
+        Mistake(f"eval with running statistics from training with {TWICE}", instructor("bn1d_eval.twice")),
     ), explain="In eval mode: y = weight * (x - running_mean) / sqrt(running_var + eps) + bias."),
     Close("stats_after_eval", "BatchNorm1d: running_mean and running_var (concatenated) after an EVAL forward",
+          mistakes=(Mistake(f"running statistics from training with {TWICE}", instructor("bn1d_eval_stats.twice")),),
           explain="An eval forward must not change the running statistics (only training forwards update them)."),
 ])
 def bn1d_eval_forward(lab, **inputs):
@@ -290,10 +297,37 @@ DX_MISTAKES = (
 )
 
 
+DX_FORMULA = "dx = gamma/std * (dy - mean_n(dy) - x_hat * mean_n(dy * x_hat))"
+
+
+def _dx_terms(key: str, wrong_means: tuple[str, ...], group: str) -> Terms:
+    """dL/dx as its three terms, so that an error no known mistake matches is said in their words. The
+    terms need the solution's math: the instructor module computes them (``<key>``), stacked, then the
+    mean and variance terms' variants (each wrong mean_n of ``wrong_means``, written two ways: of dy,
+    or of dL/dx_hat = gamma * dy), then std and gamma per feature."""
+    variants = tuple(v for wrong in wrong_means for v in (wrong, wrong))
+    return Terms(DX_FORMULA, (
+        Term("the direct term gamma/std * dy", short="direct term"),
+        Term("the mean term -gamma/std * mean_n(dy) (the mean path)", variants, short="mean term"),
+        Term("the variance term -gamma/std * x_hat * mean_n(dy * x_hat) (the variance path)", variants,
+             short="variance term"),
+    ), instructor(key), group_axis=1, group=group, group_factors=("std = sqrt(var + eps)", "gamma"))
+
+
+BN1D_DX_TERMS = _dx_terms("bn1d_dx.terms", (
+    "taken over axis 1 (each sample's features) instead of over the batch (axis 0)",
+    "taken over every entry instead of per feature over the batch"), "feature")
+BN2D_DX_TERMS = _dx_terms("bn2d_dx.terms", (
+    "taken over axis 1 (each pixel's channels) instead of per channel over N, H and W",
+    "taken over every entry instead of per channel",
+    "taken over axis 0 only (per channel AND pixel) instead of over N, H and W"), "channel")
+
+
 @LAB.case(points=12, inputs=bn1d_inputs(5, 4),
           hidden_inputs=(bn1d_inputs(3, 2), bn1d_inputs(16, 3, eps=1e-3)), checks=[
     GradCheck("dx", "dx_numeric", "BatchNorm1d.backward: dL/dx (its return value)"),
     Close("dx", "BatchNorm1d.backward: dL/dx (its return value)", rtol=1e-6, atol=1e-9, mistakes=DX_MISTAKES,
+          terms=BN1D_DX_TERMS,
           explain="dL/dx = gamma / sqrt(var + eps) * (dy - mean_n(dy) - x_hat * mean_n(dy * x_hat)); "
                   "the handout derives it both ways (staged and compact)."),
     Close("dout_after", "BatchNorm1d.backward: grad_output after the call", exact=True, explain=UNCHANGED),
@@ -392,6 +426,9 @@ BN2D_MISTAKES = (
     Mistake(f"statistics over axes (0, 1) (N and C); {AXES_2D}", instructor("bn2d_y.axes01")),
     Mistake(FLAT_RESHAPE, instructor("bn2d_y.flat_reshape")),
     Mistake("eps outside the square root: (x - mean) / (sqrt(var) + eps)", instructor("bn2d_y.eps_outside")),
+    Mistake("normalising with the UNBIASED variance (divide by M - 1, M = N * H * W); normalise with the biased "
+            "one, keep M / (M - 1) for running_var only", instructor("bn2d_y.unbiased")),
+    Mistake("gamma and beta swapped: y = beta * x_hat + gamma", instructor("bn2d_y.swapped")),
 )
 
 
@@ -420,14 +457,19 @@ def _batches2d(i: Arrays) -> list[np.ndarray]:
         Mistake(KERAS, instructor("bn2d_running.var.keras")),
         Mistake(BIASED_RUNNING, instructor("bn2d_running.var.biased")),
         Mistake(NOT_UPDATED, lambda i, e: np.ones(len(i["gamma"]))),
+        Mistake(TWICE_2D, instructor("bn2d_running.var.twice")),
+        Mistake(FLAT_RESHAPE, instructor("bn2d_running.var.flat_reshape")),
     ), explain=PYTORCH_MOMENTUM),
     Close("running_mean", "BatchNorm2d.running_mean after training steps", mistakes=(
         Mistake(KERAS, instructor("bn2d_running.mean.keras")),
         Mistake(NOT_UPDATED, lambda i, e: np.zeros(len(i["gamma"]))),
+        Mistake(FLAT_RESHAPE, instructor("bn2d_running.mean.flat_reshape")),
     )),
     Close("y_eval", "BatchNorm2d.forward in eval mode after the training steps", mistakes=(
         Mistake("eval still normalising with the BATCH statistics; after eval() it must use the running ones",
                 instructor("bn2d_eval.batch_stats")),
+        Mistake(f"eval with running statistics from training with {TWICE_2D}", instructor("bn2d_eval.twice")),
+        Mistake(f"eval with {FLAT_RESHAPE}", instructor("bn2d_eval.flat_reshape")),
     )),
 ])
 def bn2d_running_stats_and_eval(lab, **inputs):
@@ -444,7 +486,7 @@ def bn2d_running_stats_and_eval(lab, **inputs):
     GradCheck("dx", "dx_numeric", "BatchNorm2d.backward: dL/dx (its return value)"),
     Close("dx", "BatchNorm2d.backward: dL/dx (its return value)", rtol=1e-6, atol=1e-9, mistakes=(
         Mistake(FLAT_RESHAPE, instructor("bn2d_dx.flat_reshape")),
-        *DX_MISTAKES[:-1])),
+        *DX_MISTAKES[:-1]), terms=BN2D_DX_TERMS),
     Close("dgamma", "BatchNorm2d.backward: weight.grad (dL/dgamma, summed over N, H, W)", mistakes=(
         Mistake("dL/dgamma = sum dy * x; it is sum dy * x_hat (the normalised x)",
                 lambda i, e: (i["dout"] * i["x"]).sum(axis=(0, 2, 3))),

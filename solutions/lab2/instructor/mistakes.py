@@ -44,15 +44,18 @@ def _affine(xhat: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _running(batches: list[np.ndarray], momentum: float, *, keras: bool = False, biased: bool = False,
-             axes: tuple[int, ...] = (0,), count: Callable[[np.ndarray], int] | None = None
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """Running (mean, var) after training steps on ``batches``, under a (possibly wrong) convention."""
+             axes: tuple[int, ...] = (0,), count: Callable[[np.ndarray], int] | None = None,
+             twice: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Running (mean, var) after training steps on ``batches``, under a (possibly wrong) convention
+    (``twice``: the unbiased correction applied to an already unbiased variance)."""
     d = batches[0].shape[1]
     rm, rv = np.zeros(d), np.ones(d)
     for x in batches:
         mu, var = x.mean(axis=axes), x.var(axis=axes)
         m = count(x) if count else int(np.prod([x.shape[a] for a in axes]))
         if not biased:
+            var = var * m / (m - 1)
+        if twice:
             var = var * m / (m - 1)
         w_old, w_new = (momentum, 1 - momentum) if keras else (1 - momentum, momentum)
         rm, rv = w_old * rm + w_new * mu, w_old * rv + w_new * var
@@ -203,3 +206,80 @@ PREDICTORS["bn2d_eval.batch_stats"] = lambda i, e: _y2d(i, (0, 2, 3))
 PREDICTORS["bn2d_dx.flat_reshape"] = lambda i, e: _bn2d_dx(i["x"], i["gamma"], i["dout"], _eps(i), flat_reshape=True)
 PREDICTORS["bn2d_dgamma.flat_reshape"] = lambda i, e: (i["dout"].reshape(-1, len(i["gamma"])) * _normalise(
     i["x"].reshape(-1, len(i["gamma"])), _eps(i))).sum(axis=0)
+
+
+# ----------------------------------------------------------------------------- the terms of dL/dx
+# tests/lab2/cases.py declares dL/dx = gamma/std * (dy - mean(dy) - x_hat * mean(dy * x_hat)) as three terms
+# (Terms(..., instructor("bn1d_dx.terms")) and "bn2d_dx.terms"); these return them stacked, then each term's
+# variants in the order cases.py describes them. The engine fits a wrong dx against them (grader/judging/terms.py).
+
+
+def _dx_terms(x: np.ndarray, g: np.ndarray, dy: np.ndarray, eps: float, axes: tuple[int, ...],
+              variant_axes: tuple[tuple[int, ...] | None, ...]) -> list[np.ndarray]:
+    """The three terms (statistics over ``axes``), then the mean term's and the variance term's variants:
+    for each of ``variant_axes`` (None: every entry) in place of ``axes``, the mean taken of dy (then times
+    gamma/std) and of dL/dx_hat = gamma * dy (then times 1/std), the two ways the formula is written; last,
+    the per-group quantities std and gamma, broadcast to x's shape."""
+    gamma = _per_channel(g, x.ndim)
+    mu = x.mean(axis=axes, keepdims=True)
+    std = np.sqrt(((x - mu) ** 2).mean(axis=axes, keepdims=True) + eps)
+    xhat = (x - mu) / std
+
+    def mean(v: np.ndarray, over: tuple[int, ...] | None) -> np.ndarray:
+        return np.broadcast_to(v.mean(axis=over, keepdims=True), v.shape)
+
+    means, variances = [], []
+    for over in variant_axes:
+        means += [-gamma / std * mean(dy, over), -1.0 / std * mean(gamma * dy, over)]
+        variances += [-gamma / std * xhat * mean(dy * xhat, over), -1.0 / std * xhat * mean(gamma * dy * xhat, over)]
+    return [gamma / std * dy, -gamma / std * mean(dy, axes), -gamma / std * xhat * mean(dy * xhat, axes),
+            *means, *variances, np.broadcast_to(std, x.shape), np.broadcast_to(gamma, x.shape)]
+
+
+PREDICTORS["bn1d_dx.terms"] = lambda i, e: np.stack(_dx_terms(i["x"], i["gamma"], i["dout"], _eps(i), (0,),
+                                                              ((1,), None)))
+PREDICTORS["bn2d_dx.terms"] = lambda i, e: np.stack(_dx_terms(i["x"], i["gamma"], i["dout"], _eps(i), (0, 2, 3),
+                                                              ((1,), None, (0,))))
+
+
+# ----------------------------------------------------------------------------- the unbiased variance used to normalise
+# Its footprint beyond the forward: the running variance gets the N / (N - 1) correction twice, and eval uses it.
+
+PREDICTORS["bn1d_running.var.twice"] = _running_1d(1, twice=True)
+PREDICTORS["bn1d_eval.twice"] = lambda i, e: _eval_with(i, twice=True)
+PREDICTORS["bn1d_eval_stats.twice"] = lambda i, e: np.concatenate(_running(_batches(i), float(i["momentum"]),
+                                                                           twice=True))
+PREDICTORS["bn2d_y.unbiased"] = lambda i, e: _y2d(i, (0, 2, 3), ddof=True)
+PREDICTORS["bn2d_y.swapped"] = lambda i, e: _affine(_normalise(i["x"], _eps(i), (0, 2, 3)), i["beta"], i["gamma"])
+PREDICTORS["bn2d_running.var.twice"] = lambda i, e: _running2d(i, twice=True)[1]
+
+
+def _eval2d_with(i: Arrays, **kw: Any) -> np.ndarray:
+    rm, rv = _running2d(i, **kw)
+    shape = (1, -1, 1, 1)
+    return _affine((i["x"] - rm.reshape(shape)) / np.sqrt(rv.reshape(shape) + _eps(i)), i["gamma"], i["beta"])
+
+
+PREDICTORS["bn2d_eval.twice"] = lambda i, e: _eval2d_with(i, twice=True)
+
+
+# ----------------------------------------------------------------------------- BatchNorm2d's reshape without transpose
+# Its footprint in the running statistics and eval: every statistic is over the rows of x.reshape(-1, C).
+
+def _flat(x: np.ndarray) -> np.ndarray:
+    return x.reshape(-1, x.shape[1])
+
+
+def _running_flat(i: Arrays) -> tuple[np.ndarray, np.ndarray]:
+    return _running([_flat(x) for x in _batches2d(i)], float(i["momentum"]))
+
+
+def _eval2d_flat(i: Arrays) -> np.ndarray:
+    rm, rv = _running_flat(i)
+    rows = _affine((_flat(i["x"]) - rm) / np.sqrt(rv + _eps(i)), i["gamma"], i["beta"])
+    return rows.reshape(i["x"].shape)
+
+
+PREDICTORS["bn2d_running.mean.flat_reshape"] = lambda i, e: _running_flat(i)[0]
+PREDICTORS["bn2d_running.var.flat_reshape"] = lambda i, e: _running_flat(i)[1]
+PREDICTORS["bn2d_eval.flat_reshape"] = lambda i, e: _eval2d_flat(i)
