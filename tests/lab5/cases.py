@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from grader.data import canvases as dd
-from grader.judging.case import Arrays, Close, GradCheck, Lab, Metric, Mistake, instructor
+from grader.judging.case import Arrays, Close, Given, GradCheck, Lab, Metric, Mistake, instructor
 from grader.judging.casekit import ConventionError
 from grader.judging.gradcheck import numerical_gradient
 
@@ -320,6 +320,17 @@ def build_targets_assignment(lab, boxes, labels, image_index, n_images, grid, st
 # ----------------------------------------------------------------------------- NMS
 
 
+def _given_iou(key: str) -> Given:
+    """Judged given the student's own box_iou: its IoU matrix on the case's boxes is returned as
+    ``iou_used``, and a wrong box_iou is charged in box_iou's cases only (grader/judging/given.py)."""
+    return Given("box_iou", ("iou_used",), key)
+
+
+def _iou_used(lab: Any, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The student's box_iou(a, b): what their nms / mAP computes through."""
+    return _np(lab.box_iou(_t(a), _t(b)), "box_iou").astype(np.float64)
+
+
 def _nms_mistakes(key: str = "keep") -> tuple[Mistake, ...]:
     return (
         Mistake("the boxes are visited in index order, not by decreasing score", instructor("nms.index_order")),
@@ -340,12 +351,13 @@ def nms_inputs(m: int, clusters: int, thr: float):
 
 
 @LAB.case(points=6, inputs=nms_inputs(30, 5, 0.5),
-          hidden_inputs=(nms_inputs(17, 3, 0.3), nms_inputs(40, 6, 0.7)), checks=[
+          hidden_inputs=(nms_inputs(17, 3, 0.3), nms_inputs(40, 6, 0.7)), given=_given_iou("given.nms"), checks=[
     Close("keep", "nms: the kept indices, in the order kept", exact=True, mistakes=_nms_mistakes()),
 ])
 def nms_random(lab, boxes, scores, iou_threshold):
     """nms on 30 boxes jittered around 5 centres, threshold 0.5 (hidden: other sizes and thresholds)."""
-    return {"keep": _index_array(lab.nms(_t(boxes), _t(scores), float(iou_threshold)), "nms")}
+    return {"keep": _index_array(lab.nms(_t(boxes), _t(scores), float(iou_threshold)), "nms"),
+            "iou_used": _iou_used(lab, boxes, boxes)}
 
 
 # Edge cases: two identical boxes with equal scores (the lower index wins), a third identical one
@@ -363,7 +375,7 @@ def nms_edge_inputs(rng: np.random.Generator) -> Arrays:
     return {"boxes": EDGE_BOXES[perm] * scale + shift, "scores": EDGE_SCORES[perm], "iou_threshold": np.array(0.5)}
 
 
-@LAB.case(points=5, inputs=nms_edge_inputs, hidden_inputs=(nms_edge_inputs,), checks=[
+@LAB.case(points=5, inputs=nms_edge_inputs, hidden_inputs=(nms_edge_inputs,), given=_given_iou("given.nms"), checks=[
     Close("keep", "nms on edge cases (identical boxes, equal scores, zero-area, IoU exactly at the "
                   "threshold, contained, disjoint)", exact=True, mistakes=_nms_mistakes(),
           explain="Ties in score are visited by increasing index (a stable sort of -scores); a box is "
@@ -371,7 +383,8 @@ def nms_edge_inputs(rng: np.random.Generator) -> Arrays:
 ])
 def nms_edge_cases(lab, boxes, scores, iou_threshold):
     """nms on hand-made edge cases in a random order."""
-    return {"keep": _index_array(lab.nms(_t(boxes), _t(scores), float(iou_threshold)), "nms")}
+    return {"keep": _index_array(lab.nms(_t(boxes), _t(scores), float(iou_threshold)), "nms"),
+            "iou_used": _iou_used(lab, boxes, boxes)}
 
 
 def batched_inputs(m: int, clusters: int, n_classes: int, thr: float):
@@ -382,7 +395,8 @@ def batched_inputs(m: int, clusters: int, n_classes: int, thr: float):
 
 
 @LAB.case(points=5, inputs=batched_inputs(24, 4, 3, 0.5),
-          hidden_inputs=(batched_inputs(9, 2, 2, 0.4), batched_inputs(35, 5, 6, 0.6)), checks=[
+          hidden_inputs=(batched_inputs(9, 2, 2, 0.4), batched_inputs(35, 5, 6, 0.6)),
+          given=_given_iou("given.batched_nms"), checks=[
     Close("keep", "batched_nms: the kept indices, by decreasing score", exact=True, mistakes=(
         Mistake("the categories are ignored (plain nms over every box): boxes of different "
                 "categories must never suppress each other", instructor("batched.no_categories")),
@@ -395,7 +409,7 @@ def batched_inputs(m: int, clusters: int, n_classes: int, thr: float):
 def batched_nms_categories(lab, boxes, scores, idxs, iou_threshold):
     """batched_nms with 3 categories over clustered boxes."""
     return {"keep": _index_array(lab.batched_nms(_t(boxes), _t(scores), _t(idxs), float(iou_threshold)),
-                                 "batched_nms")}
+                                 "batched_nms"), "iou_used": _iou_used(lab, boxes, boxes)}
 
 
 # ----------------------------------------------------------------------------- GIoU loss
@@ -587,7 +601,8 @@ def map_inputs(n_images: int, n_classes: int):
     return make
 
 
-@LAB.case(points=5, inputs=map_inputs(8, 5), hidden_inputs=(map_inputs(1, 3), map_inputs(12, 6)), checks=[
+@LAB.case(points=5, inputs=map_inputs(8, 5), hidden_inputs=(map_inputs(1, 3), map_inputs(12, 6)),
+          given=_given_iou("given.map"), checks=[
     Close("ap_per_class", "mean_average_precision: AP per class (-1 here for a class without ground truth)",
           mistakes=(
               Mistake("a ground-truth box is matched more than once: a duplicate detection of a "
@@ -608,7 +623,7 @@ def map_fixed_predictions(lab, boxes, scores, labels, image_index, gt_boxes, gt_
                                         _t(gt_labels), _t(gt_index), 0.5, int(num_classes))
     aps = _np(aps, "mean_average_precision (AP per class)").astype(np.float64)
     return {"map": np.array(float(m.item() if hasattr(m, "item") else m)),
-            "ap_per_class": np.where(np.isnan(aps), -1.0, aps)}
+            "ap_per_class": np.where(np.isnan(aps), -1.0, aps), "iou_used": _iou_used(lab, boxes, gt_boxes)}
 
 
 # ----------------------------------------------------------------------------- training: parts A and B

@@ -88,10 +88,12 @@ def _targets(i: Arrays, rule: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, thr: float, *, by_score: bool = True,
-         suppress: Callable[[np.ndarray, float], np.ndarray] = lambda iou, t: iou > t) -> np.ndarray:
-    """Greedy NMS with switchable mistakes: visiting order and suppression rule."""
+         suppress: Callable[[np.ndarray, float], np.ndarray] = lambda iou, t: iou > t,
+         iou: np.ndarray | None = None) -> np.ndarray:
+    """Greedy NMS with switchable mistakes: visiting order and suppression rule (``iou``: a given
+    IoU matrix, the student's own, instead of the true one)."""
     order = np.argsort(-scores, kind="stable") if by_score else np.arange(len(boxes))
-    iou = _iou(boxes, boxes)
+    iou = _iou(boxes, boxes) if iou is None else iou
     keep, dead = [], np.zeros(len(boxes), dtype=bool)
     for k in order:
         if dead[k]:
@@ -100,6 +102,17 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, thr: float, *, by_score: bool = 
         dead |= suppress(iou[k], thr)
         dead[k] = True
     return np.array(keep, dtype=np.int64)
+
+
+def _batched_given(i: Arrays, iou: np.ndarray) -> np.ndarray:
+    """The reference batched_nms applied to a given (M, M) IoU matrix: NMS per category, kept
+    indices by decreasing score (ties by increasing index)."""
+    keep = np.zeros(len(i["boxes"]), dtype=bool)
+    for c in np.unique(i["idxs"]):
+        m = np.flatnonzero(i["idxs"] == c)
+        keep[m[_nms(i["boxes"][m], i["scores"][m], _THR(i), iou=iou[np.ix_(m, m)])]] = True
+    kept = np.flatnonzero(keep)
+    return kept[np.argsort(-i["scores"][kept], kind="stable")].astype(np.int64)
 
 
 def _batched_grouped(boxes: np.ndarray, scores: np.ndarray, idxs: np.ndarray, thr: float) -> np.ndarray:
@@ -195,8 +208,10 @@ def _aps(i: Arrays, mode: str) -> np.ndarray:
     return np.array([_ap(t, int(n), mode) for t, n in zip(i["tp"], i["n_gt"], strict=True)])
 
 
-def _map_aps(i: Arrays, *, rematch: bool = False, ignore_class: bool = False) -> np.ndarray:
-    """AP per class (-1 without ground truth) under greedy matching, with switchable mistakes."""
+def _map_aps(i: Arrays, *, rematch: bool = False, ignore_class: bool = False,
+             iou: np.ndarray | None = None) -> np.ndarray:
+    """AP per class (-1 without ground truth) under greedy matching, with switchable mistakes
+    (``iou``: a given (detections, ground truth) IoU matrix, the student's own, instead of the true one)."""
     aps = []
     labels = np.zeros_like(i["labels"]) if ignore_class else i["labels"]
     for c in range(int(i["num_classes"])):
@@ -212,7 +227,10 @@ def _map_aps(i: Arrays, *, rematch: bool = False, ignore_class: bool = False) ->
         for r, d in enumerate(order):
             cand = np.flatnonzero((i["gt_index"][gt] == idx[d]) & (rematch | ~used))
             if len(cand):
-                ious = _iou(b[d:d + 1], i["gt_boxes"][gt][cand])[0]
+                if iou is None:
+                    ious = _iou(b[d:d + 1], i["gt_boxes"][gt][cand])[0]
+                else:
+                    ious = iou[np.flatnonzero(det)[d]][np.flatnonzero(gt)[cand]]
                 if ious.max() >= 0.5:
                     used[cand[int(np.argmax(ious))]] = True
                     tp[r] = 1
@@ -264,3 +282,19 @@ PREDICTORS: dict[str, Predictor] = {
     "map_ap.ignore_class": lambda i, e: _map_aps(i, ignore_class=True),
     "map.rematch": lambda i, e: _mean_of(_map_aps(i, rematch=True)),
 }
+
+# ----------------------------------------------------------------------------- given the student's box_iou
+# ``Given(earlier, outputs, key)`` in cases.py: the reference's later function applied to the student's own
+# results of the earlier one, ``(inputs, given) -> {output: expected}`` (grader/judging/given.py).
+
+
+def _given_map(i: Arrays, g: Arrays) -> Arrays:
+    aps = _map_aps(i, iou=g["iou_used"])
+    return {"ap_per_class": aps, "map": _mean_of(aps)}
+
+
+PREDICTORS.update({
+    "given.nms": lambda i, g: {"keep": _nms(i["boxes"], i["scores"], _THR(i), iou=g["iou_used"])},
+    "given.batched_nms": lambda i, g: {"keep": _batched_given(i, g["iou_used"])},
+    "given.map": _given_map,
+})
