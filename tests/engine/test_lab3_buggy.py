@@ -49,7 +49,9 @@ STRIDE = "the stride ignored in backward"
 MAX_OVERWRITE = "overwriting (=) where overlapping windows must add (+=)"
 RAISED = "your code raised an error"
 EVERY_ENTRY = "to every entry of the window instead of only to its maximum"
-FWD_CASES = ("conv_forward", "conv_forward_strided", "conv_forward_batch_of_one")
+FWD_CASES = ("conv_forward", "conv_forward_strided", "conv_forward_batch_of_one", "conv_forward_twice")
+FWD_IM2COL = "cols = im2col(x, self.kernel_size, self.stride, self.padding)"
+STALE = "the second forward returned the first one's output"
 
 
 def bug(bug_id: str, patches: dict[str, list[tuple[str, str]]], fails: dict[str, list[str]]):
@@ -58,24 +60,28 @@ def bug(bug_id: str, patches: dict[str, list[tuple[str, str]]], fails: dict[str,
 
 
 BUGS = [
+    # Conv2d's forward and weight gradient are judged given the student's own im2col: an im2col bug is
+    # charged in im2col's cases, and in dL/dx, where col2im (right) is not the adjoint of the buggy im2col.
     bug("padding-one-side", {"conv.py": [(IM2COL_PAD, "    xp = np.zeros((n, c, h + 2 * padding, w + 2 * padding))\n"
                                                       "    xp[:, :, :h, :w] = x\n    cols = np.empty(")]}, {
         "im2col": ["im2col(x, kernel_size, stride, padding)", ONE_SIDE],
-        **{case: ["Conv2d.forward: output y", ONE_SIDE, "xp[:, :, P:P+H, P:P+W] = x"] for case in FWD_CASES},
         "conv_backward_input": ["Conv2d.backward: dL/dx", FWD_ELSEWHERE],
-        "conv_backward_weight": ["Conv2d.backward: weight.grad"],
-        "conv_gradients_accumulate": ["Conv2d(..., bias=False).forward"],
     }),
     bug("im2col-patch-order-uvc", {"conv.py": [
         (IM2COL_ALLOC, "cols = np.empty((n, kh, kw, c, ho, wo), dtype=x.dtype)"),
         (IM2COL_COPY, "cols[:, u, v] = xp["),
     ]}, {
-        "im2col": [UVC, "channel first"],
-        **{case: [UVC] for case in FWD_CASES},
+        "im2col": [UVC, "channel first"], "im2col_strided": [UVC, "channel first"],
         "conv_backward_input": [FWD_ELSEWHERE],
         "conv_backward_input_nonoverlapping": [FWD_ELSEWHERE],
-        "conv_backward_weight": ["Conv2d.backward: weight.grad"],
-        "conv_gradients_accumulate": ["weight.grad after two backward passes"],
+    }),
+    bug("conv-forward-reuses-stale-columns", {"conv.py": [
+        (FWD_IM2COL, "cols = self._cols if self._cols is not None else " + FWD_IM2COL.removeprefix("cols = "))]}, {
+        "conv_forward_twice": [STALE],
+    }),
+    bug("maxpool-backward-raises", {"pooling.py": [(MAX_BWD, MAX_BWD.replace("self._argmax", "self._arg_max"))]}, {
+        # forward's own case keeps its points: it never calls backward
+        "maxpool_backward": [RAISED], "maxpool_overlapping": [RAISED],
     }),
     bug("output-reshape-order", {"conv.py": [
         (FWD_MATMUL, "out = np.matmul(cols.transpose(0, 2, 1), self.weight.data.reshape(self.out_channels, -1).T)"),
@@ -91,10 +97,12 @@ BUGS = [
     }),
     bug("col2im-overwrites", {"conv.py": [(COL2IM_ADD, COL2IM_ADD.replace("+=", "="))]}, {
         "col2im": ["col2im(cols, x_shape, kernel_size, stride, padding)", OVERWRITE],
+        "col2im_no_padding": [OVERWRITE],
         "conv_backward_input": ["Conv2d.backward: dL/dx", OVERWRITE, "overlapping patches"],
     }),
     bug("col2im-ignores-stride", {"conv.py": [
         (COL2IM_ADD, "xp[:, :, u:u + ho, v:v + wo] += cols[:, :, u, v]")]}, {
+        "col2im_no_padding": [STRIDE],  # public at stride 2 since col2im's stride-1 case cannot see it
         "conv_backward_input": [STRIDE],
         "conv_backward_input_nonoverlapping": [STRIDE],
     }),
@@ -145,17 +153,19 @@ BUGS = [
         "avgpool_backward": [FWD_ELSEWHERE],
     }),
     bug("naive-flips-kernel", {"conv.py": [(NAIVE_SUM, NAIVE_SUM.replace("weight[k]", "weight[k, :, ::-1, ::-1]"))]}, {
-        "conv2d_naive": ["conv2d_naive(x, weight, bias, stride, padding)", "flipping the kernel (a true convolution)"],
+        **{case: ["conv2d_naive(x, weight, bias, stride, padding)", "flipping the kernel (a true convolution)"]
+           for case in ("conv2d_naive", "conv2d_naive_strided")},
     }),
     bug("naive-without-bias", {"conv.py": [(NAIVE_BIAS, "")]}, {
-        "conv2d_naive": ["leaving out the bias"],
+        "conv2d_naive": ["leaving out the bias"], "conv2d_naive_strided": ["leaving out the bias"],
     }),
     bug("output-size-ceil", {"conv.py": [(OUT_SIZE, "return -(-(size + 2 * padding - kernel) // stride) + 1")]}, {
         "conv_output_size": ["rounding up (ceil) instead of down"],
         # the other cases see the wrong size as an error inside the student's own code
         # (only where the stride does not divide H + 2P - k does ceil differ from floor)
         "conv_forward_strided": [RAISED], "conv_backward_input": [RAISED], "maxpool_forward": [RAISED],
-        "avgpool_backward": [RAISED],
+        "avgpool_backward": [RAISED], "avgpool_forward": [RAISED], "maxpool_overlapping": [RAISED],
+        "col2im_no_padding": [RAISED],
     }),
 ]
 

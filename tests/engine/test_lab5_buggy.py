@@ -95,7 +95,8 @@ BUGS = [
         (NMS_ORDER, "    order = torch.arange(len(boxes))\n    iou = box_iou(boxes, boxes)")]}, {
         # nms judged given the student's +1 IoU still fails, for its own order, and says box_iou was not the cause.
         "box_iou_random": [PLUS_ONE], "box_iou_edge_cases": [PLUS_ONE],
-        "nms_random": [IOU_GIVEN_NOTE.format("nms_random")], "nms_edge_cases": [IOU_GIVEN_NOTE.format("nms_edge_cases")],
+        "nms_random": [IOU_GIVEN_NOTE.format("nms_random")],
+        "nms_edge_cases": [IOU_GIVEN_NOTE.format("nms_edge_cases")],
         "batched_nms_categories": [IOU_GIVEN_NOTE.format("batched_nms_categories")],
     }),
     bug("iou-boxes-read-as-xywh", {BX: [(IOU_LT, (
