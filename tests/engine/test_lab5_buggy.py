@@ -66,6 +66,10 @@ NO_UPSTREAM = "grad_output is ignored"
 IOU_LOSS = "1 - IoU: the enclosing-box term"
 OBJ_MEAN = "the objectness BCE is averaged over all cells"
 GRAD = "numerical gradient"
+FIRST_WINS = "the first box wins regardless of area"
+SMALLER_WINS = "the SMALLER box wins"
+STRICT = "a detection matched only when IoU > 0.5"
+MATCH_RULE = "if ious[best] >= iou_threshold:"
 PLUS_ONE = "the +1 pixel convention"
 IOU_GIVEN_NOTE = "judged given your own box_iou's results, so the failure above is in {}'s own logic"
 
@@ -144,6 +148,15 @@ BUGS = [
                                                                 "cells[..., 1].to(offsets.dtype)")]}, {
         "decode_round_trip": [DECODE_SWAP, "decode must invert encode exactly"],
         "detection_loss_gradient": ["detection_loss"],
+    }),
+    bug("targets-first-box-wins", {CO: [(ASSIGN, "order = range(len(boxes) - 1, -1, -1)")]}, {
+        "build_targets_assignment": [FIRST_WINS],
+    }),
+    bug("targets-smaller-box-wins", {CO: [(ASSIGN, ASSIGN.replace("(float(area[k]), -k)", "(-float(area[k]), -k)"))]}, {
+        "build_targets_assignment": [SMALLER_WINS],
+    }),
+    bug("map-matches-only-above-threshold", {ME: [(MATCH_RULE, MATCH_RULE.replace(">=", ">"))]}, {
+        "map_fixed_predictions": [STRICT],
     }),
     bug("targets-later-box-wins", {CO: [(ASSIGN, "order = range(len(boxes))")]}, {
         "build_targets_assignment": [LAST_WINS],

@@ -286,6 +286,12 @@ def targets_inputs(n: int, grid: int, stride: int, m: int):
             d = np.where(boxes[2, 2:] + 0.25 <= canvas, 0.25, -0.25)
             boxes[3] = boxes[2] + np.tile(d, 2)
             index[3] = index[2]
+        if m >= 6:  # boxes 4 and 5 share a centre, box 4 larger (box 4 must win): "first box wins" and
+            # "smaller box wins" then predict different targets (on the pair 0, 1 both give box 0)
+            c4 = (boxes[4, :2] + boxes[4, 2:]) / 2
+            half = 0.6 * (c4 - boxes[4, :2])
+            boxes[5] = np.concatenate([c4 - half, c4 + half])
+            index[5] = index[4]
         return {"boxes": boxes, "labels": rng.integers(0, 10, size=m), "image_index": index,
                 "n_images": np.array(n), "grid": np.array(grid), "stride": np.array(stride)}
     return make
@@ -301,16 +307,21 @@ def targets_inputs(n: int, grid: int, stride: int, m: int):
                 "then the lower index", instructor("targets.last.cls")),
         Mistake("when two boxes share a cell, the first box wins regardless of area; the rule is: "
                 "the larger area, then the lower index", instructor("targets.first.cls")),
+        Mistake("when two boxes share a cell, the SMALLER box wins; the rule is: the larger area, then the "
+                "lower index", instructor("targets.smaller.cls")),
         Mistake("the grid indexed [col, row] instead of [row, col]",
                 lambda i, e: np.swapaxes(e["cls"], 1, 2)),)),
     Close("tbox", "build_targets: tbox (the assigned box, xyxy)", mistakes=(
         Mistake("when two boxes share a cell, the later box wins; the rule is: the larger area, "
                 "then the lower index", instructor("targets.last.tbox")),
         Mistake("when two boxes share a cell, the first box wins regardless of area",
-                instructor("targets.first.tbox")),)),
+                instructor("targets.first.tbox")),
+        Mistake("when two boxes share a cell, the SMALLER box wins; the rule is: the larger area, then the "
+                "lower index", instructor("targets.smaller.tbox")),)),
 ])
 def build_targets_assignment(lab, boxes, labels, image_index, n_images, grid, stride):
-    """build_targets on 3 canvases, with two boxes sharing a cell (larger wins) and an equal-area pair."""
+    """build_targets on 3 canvases: two pairs sharing a cell (the larger wins; once first, once second) and an
+    equal-area pair (the lower index wins)."""
     obj, cls, tbox = lab.build_targets(_t(boxes), _t(labels), _t(image_index), int(n_images), int(grid), int(stride))
     return {"obj": _np(obj, "build_targets (obj)").astype(np.float64),
             "cls": _np(cls, "build_targets (cls)").astype(np.float64),
@@ -576,6 +587,10 @@ def average_precision_interpolation(lab, tp, n_gt):
     return {"ap": np.array(out)}
 
 
+STRICT_MATCH = ("a detection matched only when IoU > 0.5: the rule is IoU >= iou_threshold (a detection with "
+                "IoU exactly 0.5 is a true positive)")
+
+
 def map_inputs(n_images: int, n_classes: int):
     def make(rng: np.random.Generator) -> Arrays:
         gt_index = np.repeat(np.arange(n_images), rng.integers(1, 5, size=n_images))
@@ -594,7 +609,17 @@ def map_inputs(n_images: int, n_classes: int):
             index.append(int(rng.integers(0, n_images)))
         boxes_arr = np.array(boxes).reshape(-1, 4)
         boxes_arr[:, 2:] = np.maximum(boxes_arr[:, 2:], boxes_arr[:, :2] + 1.0)
-        return {"boxes": boxes_arr, "scores": rng.uniform(0, 1, size=len(boxes_arr)),
+        # A detection with IoU exactly 0.5 (16 / 32, exact in floating point) with a ground-truth box away from
+        # the others, scored highest: it is a match (IoU >= threshold), so `>` instead of `>=` is visible.
+        half_gt = np.array([[100.0, 100.0, 106.0, 104.0]])
+        gt_boxes = np.concatenate([gt_boxes, half_gt])
+        gt_labels = np.append(gt_labels, 0)
+        gt_index = np.append(gt_index, 0)
+        boxes_arr = np.concatenate([boxes_arr, half_gt + [2.0, 0.0, 2.0, 0.0]])
+        labels.append(0)
+        index.append(0)
+        scores = np.append(rng.uniform(0, 0.99, size=len(boxes_arr) - 1), 0.995)
+        return {"boxes": boxes_arr, "scores": scores,
                 "labels": np.array(labels, dtype=np.int64), "image_index": np.array(index, dtype=np.int64),
                 "gt_boxes": gt_boxes, "gt_labels": gt_labels, "gt_index": gt_index,
                 "num_classes": np.array(n_classes)}
@@ -609,12 +634,14 @@ def map_inputs(n_images: int, n_classes: int):
                       "matched object is a false positive", instructor("map_ap.rematch")),
               Mistake("the class is ignored when matching detections to ground truth",
                       instructor("map_ap.ignore_class")),
+              Mistake(STRICT_MATCH, instructor("map_ap.strict")),
           )),
     Close("map", "mean_average_precision: mAP@0.5 (mean over classes with ground truth)", mistakes=(
         Mistake("a ground-truth box is matched more than once: a duplicate detection of a matched "
                 "object is a false positive", instructor("map.rematch")),
         Mistake("classes without ground truth count as AP 0 in the mean; leave them out",
                 lambda i, e: np.array(np.where(e["ap_per_class"] < 0, 0.0, e["ap_per_class"]).mean())),
+        Mistake(STRICT_MATCH, instructor("map.strict")),
     )),
 ])
 def map_fixed_predictions(lab, boxes, scores, labels, image_index, gt_boxes, gt_labels, gt_index, num_classes):

@@ -77,7 +77,8 @@ def _targets(i: Arrays, rule: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     cells, _ = _encode(boxes, float(i["stride"]))
     obj, cls, tbox = np.zeros((n, grid, grid)), np.full((n, grid, grid), -1.0), np.zeros((n, grid, grid, 4))
     order = {"larger": sorted(range(len(boxes)), key=lambda k: (_area(boxes)[k], -k)),
-             "last": list(range(len(boxes))), "first": list(range(len(boxes)))[::-1]}[rule]
+             "last": list(range(len(boxes))), "first": list(range(len(boxes)))[::-1],
+             "smaller": sorted(range(len(boxes)), key=lambda k: (-_area(boxes)[k], -k))}[rule]
     for k in order:  # later writes win
         r, c = int(cells[k, 0]), int(cells[k, 1])
         obj[index[k], r, c], cls[index[k], r, c], tbox[index[k], r, c] = 1, labels[k], boxes[k]
@@ -209,7 +210,7 @@ def _aps(i: Arrays, mode: str) -> np.ndarray:
 
 
 def _map_aps(i: Arrays, *, rematch: bool = False, ignore_class: bool = False,
-             iou: np.ndarray | None = None) -> np.ndarray:
+             iou: np.ndarray | None = None, strict: bool = False) -> np.ndarray:
     """AP per class (-1 without ground truth) under greedy matching, with switchable mistakes
     (``iou``: a given (detections, ground truth) IoU matrix, the student's own, instead of the true one)."""
     aps = []
@@ -231,7 +232,7 @@ def _map_aps(i: Arrays, *, rematch: bool = False, ignore_class: bool = False,
                     ious = _iou(b[d:d + 1], i["gt_boxes"][gt][cand])[0]
                 else:
                     ious = iou[np.flatnonzero(det)[d]][np.flatnonzero(gt)[cand]]
-                if ious.max() >= 0.5:
+                if ious.max() > 0.5 if strict else ious.max() >= 0.5:
                     used[cand[int(np.argmax(ious))]] = True
                     tp[r] = 1
         aps.append(_ap(tp, int(gt.sum())))
@@ -259,6 +260,8 @@ PREDICTORS: dict[str, Predictor] = {
     "targets.first.cls": lambda i, e: _targets(i, "first")[1],
     "targets.last.tbox": lambda i, e: _targets(i, "last")[2],
     "targets.first.tbox": lambda i, e: _targets(i, "first")[2],
+    "targets.smaller.cls": lambda i, e: _targets(i, "smaller")[1],
+    "targets.smaller.tbox": lambda i, e: _targets(i, "smaller")[2],
     "nms.index_order": lambda i, e: _nms(i["boxes"], i["scores"], _THR(i), by_score=False),
     "nms.ge": lambda i, e: _nms(i["boxes"], i["scores"], _THR(i), suppress=lambda iou, t: iou >= t),
     "nms.reversed": lambda i, e: _nms(i["boxes"], i["scores"], _THR(i), suppress=lambda iou, t: iou <= t),
@@ -281,6 +284,8 @@ PREDICTORS: dict[str, Predictor] = {
     "map_ap.rematch": lambda i, e: _map_aps(i, rematch=True),
     "map_ap.ignore_class": lambda i, e: _map_aps(i, ignore_class=True),
     "map.rematch": lambda i, e: _mean_of(_map_aps(i, rematch=True)),
+    "map_ap.strict": lambda i, e: _map_aps(i, strict=True),
+    "map.strict": lambda i, e: _mean_of(_map_aps(i, strict=True)),
 }
 
 # ----------------------------------------------------------------------------- given the student's box_iou
