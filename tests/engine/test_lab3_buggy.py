@@ -248,3 +248,38 @@ def test_isolated_grading_runs_the_hidden_variants_and_names_the_same_bug(patche
     assert failed(result) == {"col2im", "conv_backward_input"}, out
     assert OVERWRITE in out["col2im"] and OVERWRITE in out["conv_backward_input"]
     assert result.score == FAST_MAX - POINTS["col2im"] - POINTS["conv_backward_input"]
+
+
+# ----------------------------------------------------------------------------- the trained model's structure
+
+
+def test_mnist_case_fails_a_linear_model_and_passes_a_nonlinear_one() -> None:
+    """The structural check of mnist_accuracy, on real models without training: an affine model (no
+    nonlinearity, e.g. a CNN whose ReLUs were left out, with average pooling) fails it with a message that
+    says so, whatever its accuracy; the reference architecture, untrained, passes it."""
+    import numpy as np
+
+    from grader.data import mnist
+    from grader.judging.compare import evaluate
+    from grader.runner import reference
+
+    if not (paths.solutions_dir() / "lab3").is_dir():
+        pytest.skip("no solutions/ (student release)")
+    lab3 = reference("lab3")
+    case = LAB.get(MNIST)
+    split = mnist.load_mnist()
+    x = lab3.preprocess(split.test_images[:32])
+    rng = np.random.default_rng(0)
+    linear = lab3.Sequential(lab3.Conv2d(1, 4, 3, padding=1, rng=rng), lab3.AvgPool2d(2), lab3.Flatten(),
+                             lab3.Linear(4 * 14 * 14, 10, rng))
+    cnn = lab3.build_cnn(np.random.default_rng(0))
+    inputs = {"test_labels": split.test_labels}
+    perfect = {"predictions": split.test_labels}
+    from_case = case.run.__globals__["_nonlinearity"]  # the measure the case's run applies to the trained model
+    for model, passes in ((linear, False), (cnn, True)):
+        model.eval()
+        messages = evaluate(case, inputs, {**perfect, "nonlinearity": np.array(from_case(model, x))}, {})
+        assert (messages == []) is passes, messages
+        if not passes:
+            [msg] = messages
+            assert "your trained model is linear (affine) in its input" in msg and "put a ReLU" in msg, msg

@@ -28,7 +28,18 @@ from typing import Any
 
 import numpy as np
 
-from grader.judging.case import Accuracy, Arrays, Close, Given, GradCheck, Lab, Mistake, described, instructor
+from grader.judging.case import (
+    Accuracy,
+    Arrays,
+    Close,
+    Given,
+    GradCheck,
+    Lab,
+    Metric,
+    Mistake,
+    described,
+    instructor,
+)
 from grader.judging.casekit import ConventionError, mnist_inputs, param_loss
 from grader.judging.gradcheck import directional_loss, numerical_gradient
 
@@ -609,12 +620,46 @@ def flatten(lab, x, dout):
 # ----------------------------------------------------------------------------- MNIST
 
 
+# A CNN with no nonlinearity at all (an affine map of the pixels) reached 0.9550 in a measurement, at the
+# threshold: the accuracy alone cannot tell it from a CNN, so the trained model's structure is checked too.
+# An affine f has f(a + b) - f(a) - f(b) + f(0) = 0 up to rounding (~1e-15 relative); a ReLU CNN's is of
+# the order of its logits. The check fails below 1e-6 relative.
+LINEARITY_TOL = 1e-6
+
+
+def _nonlinearity(model: Any, x: np.ndarray) -> float:
+    """max |f(a + b) - f(a) - f(b) + f(0)| / max |f(a)| over pairs (a, b) of held-out digits."""
+    a, b = x[: len(x) // 2], x[len(x) // 2:]
+
+    def f(v: np.ndarray) -> np.ndarray:
+        return np.asarray(model(v), dtype=np.float64)
+
+    fa = f(a)
+    residual = f(a + b) - fa - f(b) + f(np.zeros_like(a))
+    return float(np.abs(residual).max() / max(float(np.abs(fa).max()), 1e-300))
+
+
+def _is_nonlinear(i: Arrays, o: Arrays) -> float:
+    return float(float(o["nonlinearity"]) > LINEARITY_TOL)
+
+
+def _linearity_detail(i: Arrays, o: Arrays) -> str:
+    return (f"max |f(a+b) - f(a) - f(b) + f(0)| is {float(o['nonlinearity']):.2e} of max |f(a)| on held-out digits: "
+            "your trained model is linear (affine) in its input, so it is not the CNN the lab asks for; put a ReLU "
+            "after each Conv2d and after the hidden Linear layer")
+
+
 # timeout: the reference trains in about 26 s of CPU time, but wall times up to 170 s were measured on the shared
 # 2-core machine under heavy load; fit_mnist itself stops code that is far too slow, with a message.
 @LAB.case(points=12, inputs=mnist_inputs, private=["test_labels"], hidden=False, timeout=480, slow=True,
           checks=[Accuracy("predictions", "test_labels", ACCURACY_THRESHOLD,
-                           "fit_mnist + predict (the CNN) on the held-out split", reference=REFERENCE_ACCURACY)])
+                           "fit_mnist + predict (the CNN) on the held-out split", reference=REFERENCE_ACCURACY),
+                  Metric("nonlinearity", _is_nonlinear, 1.0,
+                         "the trained model is not linear in its input (1: f(a+b) != f(a) + f(b) - f(0))",
+                         describe=_linearity_detail)])
 def mnist_accuracy(lab, train_images, train_labels, test_images):
     """Train the CNN with fit_mnist (within its time budget) on the training split; predict the held-out digits."""
     model = lab.fit_mnist(train_images, train_labels, seed=0)
-    return {"predictions": lab.predict(model, test_images)}
+    predictions = lab.predict(model, test_images)
+    nonlinearity = _nonlinearity(model, lab.preprocess(test_images[:32]))
+    return {"predictions": predictions, "nonlinearity": np.array(nonlinearity)}
