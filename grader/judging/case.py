@@ -255,7 +255,8 @@ class Given:
     student's IoU matrix; the reference's are stored like any expected value), and when they differ
     from the reference's, the case's checks are judged a second time against the reference's
     later function applied to the student's results: ``key`` names the instructor-only function
-    ``(inputs, given) -> {output: expected}`` (solutions/<lab>/instructor/mistakes.py, as for
+    ``(inputs, got) -> {output: expected}``, ``got`` the student's numeric outputs (the earlier
+    function's among them) (solutions/<lab>/instructor/mistakes.py, as for
     ``instructor(key)``; cases.py is released and holds no solution code). The case passes when
     either judgement passes (code that does not call the earlier function keeps full marks).
     Without an instructor module (a student's release) the failure says to fix ``earlier`` first.

@@ -65,10 +65,11 @@ def judge_given(case: Case, inputs: Arrays, got: Mapping[str, Any], expected: Ar
                 f"this case's inputs ({where}): fix {given.earlier} first (its own cases say how). Graded, "
                 f"this case is judged given your own {given.earlier}'s results, so that bug costs points "
                 "only in its own cases."]
+    # The function gets every numeric output of the student's run (the earlier function's results among them).
+    mine = {n: np.array(v, copy=True) for n, v in got.items() if not describe_non_numeric(v)}
     try:
         with np.errstate(all="ignore"):
-            alt = fn({k: np.array(v, copy=True) for k, v in inputs.items()},
-                     {n: np.array(got[n], copy=True) for n in given.outputs})
+            alt = fn({k: np.array(v, copy=True) for k, v in inputs.items()}, mine)
     except Exception:  # the instructor's function must never break grading: keep the plain judgement
         return messages
     # Predictions of known mistakes were made with the reference's earlier results: not valid here.

@@ -529,7 +529,8 @@ def loss_inputs(n: int, grid: int, positives: int):
     return make
 
 
-@LAB.case(points=8, inputs=loss_inputs(2, 3, 2), hidden_inputs=(loss_inputs(1, 2, 1), loss_inputs(3, 3, 3)), checks=[
+@LAB.case(points=8, inputs=loss_inputs(2, 3, 2), hidden_inputs=(loss_inputs(1, 2, 1), loss_inputs(3, 3, 3)),
+          given=Given("decode", ("boxes_used",), "given.loss"), checks=[
     Close("loss", "detection_loss: the scalar loss", mistakes=(
         Mistake("the objectness BCE is averaged over all cells; it is summed over the cells and "
                 "divided by the number of canvases N", instructor("loss.obj_mean")),
@@ -551,8 +552,14 @@ def detection_loss_gradient(lab, raw, obj, cls, tbox):
         with tt.no_grad():
             return float(lab.detection_loss(_t(x), _t(obj), _t(cls), _t(tbox)))
 
-    return {"loss": _np(loss, "detection_loss").astype(np.float64), "draw": _np(r.grad, "dL/draw"),
-            "draw_numeric": numerical_gradient(forward, raw)}
+    out = {"loss": _np(loss, "detection_loss").astype(np.float64), "draw": _np(r.grad, "dL/draw"),
+           "draw_numeric": numerical_gradient(forward, raw)}
+    try:  # the boxes your decode gives for this head output (decode_head is provided): judged given them
+        with tt.no_grad():
+            out["boxes_used"] = _np(lab.decode_head(_t(raw))[1], "decode_head").astype(np.float64)
+    except Exception:  # noqa: BLE001 - decode's own cases report its errors
+        pass
+    return out
 
 
 # ----------------------------------------------------------------------------- mAP

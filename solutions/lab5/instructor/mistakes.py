@@ -166,8 +166,10 @@ def _giou_grad(p: np.ndarray, t: np.ndarray, g: np.ndarray, *, mask: bool = True
 # ----------------------------------------------------------------------------- the detection loss
 
 
-def _detection_loss(i: Arrays, obj_mean: bool = False, box_weight: float = 2.0) -> np.ndarray:
-    """The detection loss (see detection_loss's docstring), with switchable mistakes."""
+def _detection_loss(i: Arrays, obj_mean: bool = False, box_weight: float = 2.0,
+                    boxes_given: np.ndarray | None = None) -> np.ndarray:
+    """The detection loss (see detection_loss's docstring), with switchable mistakes (``boxes_given``:
+    the decoded (N, G, G, 4) boxes of the student's own decode instead of the true ones)."""
     raw, obj, cls, tbox = i["raw"], i["obj"], i["cls"], i["tbox"]
     n, g = raw.shape[0], raw.shape[-1]
     z = raw[:, 0]
@@ -182,7 +184,7 @@ def _detection_loss(i: Arrays, obj_mean: bool = False, box_weight: float = 2.0) 
         sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
         off = np.stack([sig(raw[:, 1]), sig(raw[:, 2]), np.clip(raw[:, 3], -4, 4), np.clip(raw[:, 4], -4, 4)], -1)
         cells = np.broadcast_to(np.stack([rows, cols], -1), (n, g, g, 2))
-        boxes = _decode(cells, off, 8.0)[pos]
+        boxes = (_decode(cells, off, 8.0) if boxes_given is None else boxes_given)[pos]
         loss += box_weight * float(np.mean(_giou_loss(boxes, tbox[pos])))
     return np.array(loss)
 
@@ -299,6 +301,9 @@ def _given_map(i: Arrays, g: Arrays) -> Arrays:
 
 
 PREDICTORS.update({
+    # dL/draw through the student's decode: the case's GradCheck already holds it to the numerical gradient
+    # of their own loss, and the loss value is held to the reference's on their decoded boxes.
+    "given.loss": lambda i, g: {"loss": _detection_loss(i, boxes_given=g["boxes_used"]), "draw": g["draw"]},
     "given.nms": lambda i, g: {"keep": _nms(i["boxes"], i["scores"], _THR(i), iou=g["iou_used"])},
     "given.batched_nms": lambda i, g: {"keep": _batched_given(i, g["iou_used"])},
     "given.map": _given_map,
