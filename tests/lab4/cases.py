@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.judging.case import Accuracy, Arrays, Close, Lab, Mistake, instructor
+from grader.judging.case import Accuracy, Arrays, Close, Lab, Mistake, described, instructor
 from grader.judging.casekit import ConventionError, mnist_inputs
 
 LAB = Lab("lab4", "Lab 4: optimizers and learning-rate schedules")
@@ -254,10 +254,19 @@ T_PUBLIC, T_HIDDEN = 32, (36, 40)
 LR_CHANGES = ((12, 0.3), (22, 2.0))
 
 
+def _describe(steps: int, hp: dict[str, float], lr_changes: Sequence[tuple[int, float]] = ()) -> str:
+    """A hidden variant's kind of input, for its failure message: "36 steps, lr=0.02, momentum=0.7"."""
+    shown = ", ".join(f"{k}={v:g}" if not isinstance(v, bool) else f"{k}={v}" for k, v in hp.items()
+                      if v or k == "lr")
+    changes = ", lr changed after steps " + " and ".join(str(t) for t, _ in lr_changes) if lr_changes else ""
+    return f"{steps} steps, {shown}{changes}"
+
+
 def variants(hp: dict[str, float], hidden_hps: Sequence[dict[str, float]], lr_changes=()):
     """Public inputs and the two hidden variants (other shapes, steps and hyperparameters)."""
     public = trajectory_inputs(PUBLIC_SHAPES, T_PUBLIC, hp, lr_changes)
-    hidden = tuple(trajectory_inputs(s, n, h, lr_changes, no_grad=(1, 5, 6, 13, 29))
+    hidden = tuple(described(_describe(n, h, lr_changes),
+                             trajectory_inputs(s, n, h, lr_changes, no_grad=(1, 5, 6, 13, 29)))
                    for s, n, h in zip(HIDDEN_SHAPES, T_HIDDEN, hidden_hps, strict=True))
     return {"inputs": public, "hidden_inputs": hidden}
 
@@ -583,7 +592,7 @@ def schedule_inputs(**hp: float):
     def make(rng: np.random.Generator) -> Arrays:
         return {"base_lr": np.array(float(np.round(rng.uniform(0.05, 0.5), 4))),
                 **{k: np.array(v) for k, v in hp.items()}}
-    return make
+    return described(", ".join(f"{k}={v:g}" for k, v in hp.items()), make)
 
 
 def record_lrs(lab: ModuleType, make_scheduler: Callable[[Any], Any], base_lr: float) -> Arrays:

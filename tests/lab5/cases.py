@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from grader.data import canvases as dd
-from grader.judging.case import Arrays, Close, Given, GradCheck, Lab, Metric, Mistake, instructor
+from grader.judging.case import Arrays, Close, Given, GradCheck, Lab, Metric, Mistake, described, instructor
 from grader.judging.casekit import ConventionError
 from grader.judging.gradcheck import numerical_gradient
 
@@ -107,7 +107,7 @@ def area_inputs(m: int):
         boxes = random_boxes(rng, m)
         boxes[: max(1, m // 4), 2] = boxes[: max(1, m // 4), 0]  # some zero-width boxes
         return {"boxes": boxes}
-    return make
+    return described(f"{m} boxes", make)
 
 
 @LAB.case(points=2, inputs=area_inputs(8), hidden_inputs=(area_inputs(1), area_inputs(13)), checks=[
@@ -138,7 +138,7 @@ def iou_inputs(na: int, nb: int):
     def make(rng: np.random.Generator) -> Arrays:
         return {"a": random_boxes(rng, na, extent=24.0, max_size=20.0),
                 "b": random_boxes(rng, nb, extent=24.0, max_size=20.0)}
-    return make
+    return described(f"A={na}, B={nb} boxes", make)
 
 
 @LAB.case(points=7, inputs=iou_inputs(5, 7), hidden_inputs=(iou_inputs(1, 9), iou_inputs(6, 1)), checks=[
@@ -178,7 +178,7 @@ def convert_inputs(m: int):
     def make(rng: np.random.Generator) -> Arrays:
         return {"xyxy": random_boxes(rng, m), "cxcywh": np.concatenate(
             [rng.uniform(10, 50, size=(m, 2)), rng.uniform(1, 20, size=(m, 2))], axis=1)}
-    return make
+    return described(f"{m} boxes", make)
 
 
 @LAB.case(points=4, inputs=convert_inputs(6), hidden_inputs=(convert_inputs(1), convert_inputs(11)), checks=[
@@ -215,7 +215,7 @@ def canvas_boxes(rng: np.random.Generator, m: int, canvas: int = 64, stride: int
 def encode_inputs(m: int, stride: int):
     def make(rng: np.random.Generator) -> Arrays:
         return {"boxes": canvas_boxes(rng, m, 64, stride), "stride": np.array(stride)}
-    return make
+    return described(f"{m} boxes, stride {stride}", make)
 
 
 @LAB.case(points=7, inputs=encode_inputs(9, 8), hidden_inputs=(encode_inputs(1, 16), encode_inputs(12, 4)), checks=[
@@ -250,7 +250,7 @@ def decode_inputs(shape: tuple[int, ...], stride: int):
                 "offsets": np.concatenate([rng.uniform(0.05, 0.95, size=(m, 2)),
                                            rng.uniform(-1.2, 1.2, size=(m, 2))], 1).reshape(*shape, 4),
                 "boxes": canvas_boxes(rng, 7, 64, stride), "stride": np.array(stride)}
-    return make
+    return described(f"codes of shape {shape}, stride {stride}", make)
 
 
 @LAB.case(points=5, inputs=decode_inputs((2, 3), 8), hidden_inputs=(decode_inputs((5,), 16), decode_inputs((1, 1), 8)),
@@ -294,7 +294,7 @@ def targets_inputs(n: int, grid: int, stride: int, m: int):
             index[5] = index[4]
         return {"boxes": boxes, "labels": rng.integers(0, 10, size=m), "image_index": index,
                 "n_images": np.array(n), "grid": np.array(grid), "stride": np.array(stride)}
-    return make
+    return described(f"{n} canvases, {grid}x{grid} grid, stride {stride}, {m} boxes", make)
 
 
 @LAB.case(points=5, inputs=targets_inputs(3, 8, 8, 10),
@@ -358,7 +358,7 @@ def _nms_mistakes(key: str = "keep") -> tuple[Mistake, ...]:
 def nms_inputs(m: int, clusters: int, thr: float):
     def make(rng: np.random.Generator) -> Arrays:
         return {**clustered(rng, m, clusters), "iou_threshold": np.array(thr)}
-    return make
+    return described(f"{m} boxes around {clusters} centres, threshold {thr}", make)
 
 
 @LAB.case(points=6, inputs=nms_inputs(30, 5, 0.5),
@@ -402,7 +402,7 @@ def batched_inputs(m: int, clusters: int, n_classes: int, thr: float):
     def make(rng: np.random.Generator) -> Arrays:
         return {**clustered(rng, m, clusters), "idxs": rng.integers(0, n_classes, size=m),
                 "iou_threshold": np.array(thr)}
-    return make
+    return described(f"{m} boxes, {n_classes} categories, threshold {thr}", make)
 
 
 @LAB.case(points=5, inputs=batched_inputs(24, 4, 3, 0.5),
@@ -526,10 +526,10 @@ def loss_inputs(n: int, grid: int, positives: int):
                 obj[img, r, col], cls[img, r, col] = 1, rng.integers(0, 10)
                 tbox[img, r, col] = np.concatenate([centre - half, centre + half])
         return {"raw": raw, "obj": obj, "cls": cls, "tbox": tbox}
-    return make
+    return described(f"N={n}, {grid}x{grid} grid, {positives} objects per canvas", make)
 
 
-@LAB.case(points=8, inputs=loss_inputs(2, 3, 2), hidden_inputs=(loss_inputs(1, 2, 1), loss_inputs(3, 3, 3)),
+@LAB.case(points=8, inputs=loss_inputs(3, 3, 2), hidden_inputs=(loss_inputs(1, 2, 1), loss_inputs(3, 3, 3)),
           given=Given("decode", ("boxes_used",), "given.loss"), checks=[
     Close("loss", "detection_loss: the scalar loss", mistakes=(
         Mistake("the objectness BCE is averaged over all cells; it is summed over the cells and "
@@ -540,7 +540,7 @@ def loss_inputs(n: int, grid: int, positives: int):
     Close("draw", "detection_loss: dL/d(head output) by autograd through your loss"),
 ])
 def detection_loss_gradient(lab, raw, obj, cls, tbox):
-    """detection_loss and its gradient w.r.t. the raw head output (N=2, 3x3 grid, float64)."""
+    """detection_loss and its gradient w.r.t. the raw head output (N=3, 3x3 grid, the last canvas without objects)."""
     tt = _torch()
     r = _t(raw).clone().requires_grad_(True)
     loss = lab.detection_loss(r, _t(obj), _t(cls), _t(tbox))
@@ -572,7 +572,7 @@ def ap_inputs(s: int, k: int):
         if s > 1:
             tp[1] = 0.0
         return {"tp": tp, "n_gt": tp.sum(1).astype(np.int64) + rng.integers(1, 4, size=s)}
-    return make
+    return described(f"{s} sequences of {k} detections", make)
 
 
 @LAB.case(points=4, inputs=ap_inputs(6, 12), hidden_inputs=(ap_inputs(1, 1), ap_inputs(4, 30)), checks=[
@@ -630,7 +630,7 @@ def map_inputs(n_images: int, n_classes: int):
                 "labels": np.array(labels, dtype=np.int64), "image_index": np.array(index, dtype=np.int64),
                 "gt_boxes": gt_boxes, "gt_labels": gt_labels, "gt_index": gt_index,
                 "num_classes": np.array(n_classes)}
-    return make
+    return described(f"{n_images} canvases, {n_classes} classes", make)
 
 
 @LAB.case(points=5, inputs=map_inputs(8, 5), hidden_inputs=(map_inputs(1, 3), map_inputs(12, 6)),
