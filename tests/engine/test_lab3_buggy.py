@@ -237,7 +237,7 @@ def test_untouched_stubs_score_zero_and_every_case_names_the_missing_function() 
 @pytest.mark.sandbox
 def test_isolated_grading_runs_the_hidden_variants_and_names_the_same_bug(patched_reference, sandbox) -> None:
     """In the sandbox, with the hidden seeds and their other configurations: the reference keeps every
-    point, and col2im overwriting still fails exactly its two cases, named, on every variant."""
+    point, and col2im overwriting still fails exactly its three cases, named, on every variant."""
     reference = grade(LAB, patched_reference("reference-isolated", {}, lab="lab3"), isolated=True, only=FAST)
     assert failed(reference) == set(), outputs(reference)
     assert reference.score == FAST_MAX
@@ -245,9 +245,10 @@ def test_isolated_grading_runs_the_hidden_variants_and_names_the_same_bug(patche
                              lab="lab3")
     result = grade(LAB, root, isolated=True, only=FAST)
     out = outputs(result)
-    assert failed(result) == {"col2im", "conv_backward_input"}, out
+    assert failed(result) == {"col2im", "col2im_no_padding", "conv_backward_input"}, out
     assert OVERWRITE in out["col2im"] and OVERWRITE in out["conv_backward_input"]
-    assert result.score == FAST_MAX - POINTS["col2im"] - POINTS["conv_backward_input"]
+    assert OVERWRITE in out["col2im_no_padding"]
+    assert result.score == FAST_MAX - POINTS["col2im"] - POINTS["col2im_no_padding"] - POINTS["conv_backward_input"]
 
 
 # ----------------------------------------------------------------------------- the trained model's structure
