@@ -285,3 +285,20 @@ def test_mnist_case_fails_a_linear_model_and_passes_a_nonlinear_one() -> None:
         if not passes:
             [msg] = messages
             assert "your trained model is linear (affine) in its input" in msg and "put a ReLU" in msg, msg
+
+
+@pytest.mark.slow
+def test_a_trained_cnn_without_nonlinearity_loses_the_mnist_points_with_a_message_saying_why(patched_reference) -> None:
+    """build_cnn with no ReLU and average pooling: an affine map of the pixels, trained by the real fit_mnist."""
+    root = patched_reference("affine-cnn", {"cnn.py": [(
+        "        Conv2d(1, 8, 3, padding=1, rng=rng), ReLU(), MaxPool2d(2),\n"
+        "        Conv2d(8, 16, 3, padding=1, rng=rng), ReLU(), MaxPool2d(2),\n"
+        "        Flatten(), Linear(16 * 7 * 7, 64, rng), ReLU(), Linear(64, 10, rng),\n",
+        "        Conv2d(1, 8, 3, padding=1, rng=rng), AvgPool2d(2),\n"
+        "        Conv2d(8, 16, 3, padding=1, rng=rng), AvgPool2d(2),\n"
+        "        Flatten(), Linear(16 * 7 * 7, 64, rng), Linear(64, 10, rng),\n"),
+        ("from .pooling import Flatten, MaxPool2d", "from .pooling import AvgPool2d, Flatten, MaxPool2d")]}, lab="lab3")
+    result = grade(LAB, root, isolated=False, only=[MNIST])
+    [case] = result.cases
+    assert not case.passed, case.output
+    assert "your trained model is linear (affine) in its input" in case.output, case.output
