@@ -32,6 +32,7 @@ from grader.isolation.sandbox import Child, Reply, bwrap_available, isolation_na
 from grader.judging.case import Arrays, Case, Close, GradCheck, Lab, Metric, MetricPackage
 from grader.judging.compare import evaluate
 from grader.judging.expected import FixtureError, FixtureExpected, ReferenceExpected, case_timeout, make_inputs
+from grader.judging.given import judge_given
 from grader.judging.guard import FEEDBACK_TAG
 from grader.text import printable as clean
 
@@ -215,6 +216,8 @@ def run_case(case: Case, executor: Executor, expected: ExpectedFn,
     for i, (seed, hidden) in enumerate(seeds):
         k = i - n_public  # hidden seeds follow the public ones
         variant = f"hidden variant {k}" if hidden else f"seed {seed}"
+        kind = case.variant_description(k) if hidden else ""
+        label = f"({variant})" + (f" (inputs: {kind})" if kind else "")  # what kind of input the variant used
         inputs = make_inputs(case, seed, k if hidden else None)
         reply = executor.execute(case, inputs, case_timeout(case) * timeout_scale)
         error, log = reply.error or "", timeout_frames(reply.log)
@@ -226,11 +229,11 @@ def run_case(case: Case, executor: Executor, expected: ExpectedFn,
                               "(with pytest: in the first failed test)",
                               time.perf_counter() - start, import_error=error)
         if reply.outputs is None and error.startswith(FEEDBACK_TAG):
-            failure = f"{case.name} ({variant}) failed:\n{error[len(FEEDBACK_TAG):]}"
+            failure = f"{case.name} {label} failed:\n{error[len(FEEDBACK_TAG):]}"
         elif reply.outputs is None:
             if error.startswith("did not finish within") and log[1]:
                 error += f"; it was executing:\n{log[1]}"
-            failure = f"{case.name} ({variant}): your code raised an error\n{error}"
+            failure = f"{case.name} {label}: your code raised an error\n{error}"
         else:
             try:
                 exp = expected(case, seed, inputs) if case.needs_reference else {}
@@ -239,8 +242,9 @@ def run_case(case: Case, executor: Executor, expected: ExpectedFn,
             else:
                 scorer = scorer or metric_package(case, executor)
                 messages = evaluate(case, inputs, reply.outputs, exp, scorer)
+                messages = judge_given(case, inputs, reply.outputs, exp, messages, scorer)
                 if messages:
-                    failure = f"{case.name} ({variant}) failed:\n" + "\n".join(messages)
+                    failure = f"{case.name} {label} failed:\n" + "\n".join(messages)
         if failure:
             if log[0].strip():  # what the student printed, without a stack dump (reported above if it matters)
                 failure += f"\n--- what your code printed ---\n{log[0].rstrip()}"

@@ -309,6 +309,49 @@ Check = Close | GradCheck | Accuracy | Metric
 
 
 @dataclass(frozen=True)
+class Given:
+    """Judge a function given the student's own results of an earlier one it calls.
+
+    ``nms`` calls ``box_iou``; with a wrong ``box_iou`` the reference's keep list is out of reach
+    of a correct ``nms``, and one IoU bug would cost the points of every case built on it. So the
+    run also returns the earlier function's results on the case's inputs (``outputs``, e.g. the
+    student's IoU matrix; the reference's are stored like any expected value), and when they differ
+    from the reference's, the case's checks are judged a second time against the reference's
+    later function applied to the student's results: ``key`` names the instructor-only function
+    ``(inputs, got) -> {output: expected}``, ``got`` the student's numeric outputs (the earlier
+    function's among them) (solutions/<lab>/instructor/mistakes.py, as for
+    ``instructor(key)``; cases.py is released and holds no solution code). The case passes when
+    either judgement passes (code that does not call the earlier function keeps full marks).
+    Without an instructor module (a student's release) the failure says to fix ``earlier`` first.
+    """
+
+    earlier: str  # the earlier function, as the student knows it: "box_iou"
+    outputs: tuple[str, ...]  # the run's outputs holding its results on this case's inputs
+    key: str
+
+    def __post_init__(self) -> None:
+        if not _KEY.fullmatch(self.key):
+            raise ValueError(f"Given key {self.key!r}: use letters, digits, '_', '.', '-' only")
+
+
+def described(description: str, make: MakeInputs) -> MakeInputs:
+    """A hidden variant's input maker that says what kind of input it makes ("stride 2, no padding").
+
+    A failing hidden variant's message quotes it, so a student knows which regime broke without
+    seeing the inputs; a public case should cover every regime a hidden variant exercises.
+    """
+    def maker(rng: np.random.Generator) -> Arrays:
+        return make(rng)
+    maker.description = description  # type: ignore[attr-defined]
+    return maker
+
+
+def variant_description(make: MakeInputs) -> str:
+    """What ``described`` said about an input maker ("" for an undescribed one)."""
+    return str(getattr(make, "description", ""))
+
+
+@dataclass(frozen=True)
 class Case:
     """One graded unit: inputs, the call into the implementation, the checks, the points."""
 
@@ -329,6 +372,7 @@ class Case:
     # Hidden variant i builds its inputs with hidden_inputs[i % len] (other shapes, other
     # hyperparameters), so code that special-cases the public inputs loses those points.
     hidden_inputs: tuple[MakeInputs, ...] = ()
+    given: Given | None = None  # judged given the student's own results of an earlier function
     lab: str = ""  # the lab's name (set by Lab.case): where the measured timings are found
 
     def inputs_maker(self, variant: int | None) -> MakeInputs:
@@ -336,6 +380,10 @@ class Case:
         if variant is None or not self.hidden_inputs:
             return self.make_inputs
         return self.hidden_inputs[variant % len(self.hidden_inputs)]
+
+    def variant_description(self, variant: int) -> str:
+        """What kind of input hidden variant ``variant`` uses ("" when its maker does not say)."""
+        return variant_description(self.inputs_maker(variant)) if self.hidden_inputs else ""
 
     @property
     def needs_reference(self) -> bool:
@@ -390,11 +438,13 @@ class Lab:
              private: Sequence[str] = (), seeds: Sequence[int] = (0,), hidden: bool = True,
              timeout: float = 60.0, slow: bool = False,
              factors: Callable[[Arrays], dict[str, float]] | None = None,
-             hidden_inputs: Sequence[MakeInputs] = ()) -> Callable[[RunFn], RunFn]:
+             hidden_inputs: Sequence[MakeInputs] = (), given: Given | None = None) -> Callable[[RunFn], RunFn]:
         """Decorator registering ``run`` as a case named after the function.
 
         ``inputs`` makes the public inputs; ``hidden_inputs`` (optional) make those of the hidden
-        variants, which should differ in shapes and hyperparameters, not only in random values.
+        variants, which should differ in shapes and hyperparameters, not only in random values
+        (``described(text, maker)`` names what kind of input a variant makes, for its messages);
+        ``given`` judges the case given the student's own results of an earlier function (``Given``).
         """
 
         def register(run: RunFn) -> RunFn:
@@ -405,7 +455,7 @@ class Lab:
                 name=run.__name__, points=points, description=doc.splitlines()[0] if doc else "",
                 make_inputs=inputs, run=run, checks=tuple(checks), private=frozenset(private),
                 seeds=tuple(seeds), hidden=hidden, timeout=timeout, slow=slow, factors=factors,
-                hidden_inputs=tuple(hidden_inputs), lab=self.name,
+                hidden_inputs=tuple(hidden_inputs), given=given, lab=self.name,
             ))
             return run
 

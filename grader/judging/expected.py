@@ -65,9 +65,10 @@ def inputs_digest(inputs: Arrays) -> str:
 
 
 def reference_outputs(case: Case, reference: ModuleType, inputs: Arrays) -> Arrays:
-    """The reference's arrays for the outputs that ``Close`` checks compare against."""
+    """The reference's arrays for the outputs that ``Close`` checks compare against (and, for a
+    case judged ``given`` an earlier function, the reference's results of that function)."""
     result = case.call(reference, inputs)
-    names = [c.output for c in case.checks if c.needs_reference]
+    names = [c.output for c in case.checks if c.needs_reference] + list(case.given.outputs if case.given else ())
     return {n: np.asarray(result[n]) for n in names}
 
 

@@ -49,7 +49,9 @@ STRIDE = "the stride ignored in backward"
 MAX_OVERWRITE = "overwriting (=) where overlapping windows must add (+=)"
 RAISED = "your code raised an error"
 EVERY_ENTRY = "to every entry of the window instead of only to its maximum"
-FWD_CASES = ("conv_forward", "conv_forward_strided", "conv_forward_batch_of_one")
+FWD_CASES = ("conv_forward", "conv_forward_strided", "conv_forward_batch_of_one", "conv_forward_twice")
+FWD_IM2COL = "cols = im2col(x, self.kernel_size, self.stride, self.padding)"
+STALE = "the second forward returned the first one's output"
 
 
 def bug(bug_id: str, patches: dict[str, list[tuple[str, str]]], fails: dict[str, list[str]]):
@@ -58,24 +60,28 @@ def bug(bug_id: str, patches: dict[str, list[tuple[str, str]]], fails: dict[str,
 
 
 BUGS = [
+    # Conv2d's forward and weight gradient are judged given the student's own im2col: an im2col bug is
+    # charged in im2col's cases, and in dL/dx, where col2im (right) is not the adjoint of the buggy im2col.
     bug("padding-one-side", {"conv.py": [(IM2COL_PAD, "    xp = np.zeros((n, c, h + 2 * padding, w + 2 * padding))\n"
                                                       "    xp[:, :, :h, :w] = x\n    cols = np.empty(")]}, {
         "im2col": ["im2col(x, kernel_size, stride, padding)", ONE_SIDE],
-        **{case: ["Conv2d.forward: output y", ONE_SIDE, "xp[:, :, P:P+H, P:P+W] = x"] for case in FWD_CASES},
         "conv_backward_input": ["Conv2d.backward: dL/dx", FWD_ELSEWHERE],
-        "conv_backward_weight": ["Conv2d.backward: weight.grad"],
-        "conv_gradients_accumulate": ["Conv2d(..., bias=False).forward"],
     }),
     bug("im2col-patch-order-uvc", {"conv.py": [
         (IM2COL_ALLOC, "cols = np.empty((n, kh, kw, c, ho, wo), dtype=x.dtype)"),
         (IM2COL_COPY, "cols[:, u, v] = xp["),
     ]}, {
-        "im2col": [UVC, "channel first"],
-        **{case: [UVC] for case in FWD_CASES},
+        "im2col": [UVC, "channel first"], "im2col_strided": [UVC, "channel first"],
         "conv_backward_input": [FWD_ELSEWHERE],
         "conv_backward_input_nonoverlapping": [FWD_ELSEWHERE],
-        "conv_backward_weight": ["Conv2d.backward: weight.grad"],
-        "conv_gradients_accumulate": ["weight.grad after two backward passes"],
+    }),
+    bug("conv-forward-reuses-stale-columns", {"conv.py": [
+        (FWD_IM2COL, "cols = self._cols if self._cols is not None else " + FWD_IM2COL.removeprefix("cols = "))]}, {
+        "conv_forward_twice": [STALE],
+    }),
+    bug("maxpool-backward-raises", {"pooling.py": [(MAX_BWD, MAX_BWD.replace("self._argmax", "self._arg_max"))]}, {
+        # forward's own case keeps its points: it never calls backward
+        "maxpool_backward": [RAISED], "maxpool_overlapping": [RAISED],
     }),
     bug("output-reshape-order", {"conv.py": [
         (FWD_MATMUL, "out = np.matmul(cols.transpose(0, 2, 1), self.weight.data.reshape(self.out_channels, -1).T)"),
@@ -91,10 +97,12 @@ BUGS = [
     }),
     bug("col2im-overwrites", {"conv.py": [(COL2IM_ADD, COL2IM_ADD.replace("+=", "="))]}, {
         "col2im": ["col2im(cols, x_shape, kernel_size, stride, padding)", OVERWRITE],
+        "col2im_no_padding": [OVERWRITE],
         "conv_backward_input": ["Conv2d.backward: dL/dx", OVERWRITE, "overlapping patches"],
     }),
     bug("col2im-ignores-stride", {"conv.py": [
         (COL2IM_ADD, "xp[:, :, u:u + ho, v:v + wo] += cols[:, :, u, v]")]}, {
+        "col2im_no_padding": [STRIDE],  # public at stride 2 since col2im's stride-1 case cannot see it
         "conv_backward_input": [STRIDE],
         "conv_backward_input_nonoverlapping": [STRIDE],
     }),
@@ -145,17 +153,19 @@ BUGS = [
         "avgpool_backward": [FWD_ELSEWHERE],
     }),
     bug("naive-flips-kernel", {"conv.py": [(NAIVE_SUM, NAIVE_SUM.replace("weight[k]", "weight[k, :, ::-1, ::-1]"))]}, {
-        "conv2d_naive": ["conv2d_naive(x, weight, bias, stride, padding)", "flipping the kernel (a true convolution)"],
+        **{case: ["conv2d_naive(x, weight, bias, stride, padding)", "flipping the kernel (a true convolution)"]
+           for case in ("conv2d_naive", "conv2d_naive_strided")},
     }),
     bug("naive-without-bias", {"conv.py": [(NAIVE_BIAS, "")]}, {
-        "conv2d_naive": ["leaving out the bias"],
+        "conv2d_naive": ["leaving out the bias"], "conv2d_naive_strided": ["leaving out the bias"],
     }),
     bug("output-size-ceil", {"conv.py": [(OUT_SIZE, "return -(-(size + 2 * padding - kernel) // stride) + 1")]}, {
         "conv_output_size": ["rounding up (ceil) instead of down"],
         # the other cases see the wrong size as an error inside the student's own code
         # (only where the stride does not divide H + 2P - k does ceil differ from floor)
         "conv_forward_strided": [RAISED], "conv_backward_input": [RAISED], "maxpool_forward": [RAISED],
-        "avgpool_backward": [RAISED],
+        "avgpool_backward": [RAISED], "avgpool_forward": [RAISED], "maxpool_overlapping": [RAISED],
+        "col2im_no_padding": [RAISED],
     }),
 ]
 
@@ -206,6 +216,7 @@ def test_loop_convolution_is_stopped_by_the_time_budget_with_a_message_to_vector
 
 STUB_FUNCTION = {  # the first unimplemented function each case reaches
     "conv_output_size": "conv_output_size", "im2col": "im2col", "col2im": "col2im",
+    "im2col_strided": "im2col", "col2im_no_padding": "col2im", "conv2d_naive_strided": "conv2d_naive",
     "conv2d_naive": "conv2d_naive", "maxpool_forward": "MaxPool2d.forward", "maxpool_backward": "MaxPool2d.forward",
     "maxpool_overlapping": "MaxPool2d.forward", "avgpool_forward": "AvgPool2d.forward",
     "avgpool_backward": "AvgPool2d.forward", "flatten": "Flatten.forward", MNIST: "build_cnn",
@@ -227,7 +238,7 @@ def test_untouched_stubs_score_zero_and_every_case_names_the_missing_function() 
 @pytest.mark.sandbox
 def test_isolated_grading_runs_the_hidden_variants_and_names_the_same_bug(patched_reference, sandbox) -> None:
     """In the sandbox, with the hidden seeds and their other configurations: the reference keeps every
-    point, and col2im overwriting still fails exactly its two cases, named, on every variant."""
+    point, and col2im overwriting still fails exactly its three cases, named, on every variant."""
     reference = grade(LAB, patched_reference("reference-isolated", {}, lab="lab3"), isolated=True, only=FAST)
     assert failed(reference) == set(), outputs(reference)
     assert reference.score == FAST_MAX
@@ -235,6 +246,59 @@ def test_isolated_grading_runs_the_hidden_variants_and_names_the_same_bug(patche
                              lab="lab3")
     result = grade(LAB, root, isolated=True, only=FAST)
     out = outputs(result)
-    assert failed(result) == {"col2im", "conv_backward_input"}, out
+    assert failed(result) == {"col2im", "col2im_no_padding", "conv_backward_input"}, out
     assert OVERWRITE in out["col2im"] and OVERWRITE in out["conv_backward_input"]
-    assert result.score == FAST_MAX - POINTS["col2im"] - POINTS["conv_backward_input"]
+    assert OVERWRITE in out["col2im_no_padding"]
+    assert result.score == FAST_MAX - POINTS["col2im"] - POINTS["col2im_no_padding"] - POINTS["conv_backward_input"]
+
+
+# ----------------------------------------------------------------------------- the trained model's structure
+
+
+def test_mnist_case_fails_a_linear_model_and_passes_a_nonlinear_one() -> None:
+    """The structural check of mnist_accuracy, on real models without training: an affine model (no
+    nonlinearity, e.g. a CNN whose ReLUs were left out, with average pooling) fails it with a message that
+    says so, whatever its accuracy; the reference architecture, untrained, passes it."""
+    import numpy as np
+
+    from grader.data import mnist
+    from grader.judging.compare import evaluate
+    from grader.runner import reference
+
+    if not (paths.solutions_dir() / "lab3").is_dir():
+        pytest.skip("no solutions/ (student release)")
+    lab3 = reference("lab3")
+    case = LAB.get(MNIST)
+    split = mnist.load_mnist()
+    x = lab3.preprocess(split.test_images[:32])
+    rng = np.random.default_rng(0)
+    linear = lab3.Sequential(lab3.Conv2d(1, 4, 3, padding=1, rng=rng), lab3.AvgPool2d(2), lab3.Flatten(),
+                             lab3.Linear(4 * 14 * 14, 10, rng))
+    cnn = lab3.build_cnn(np.random.default_rng(0))
+    inputs = {"test_labels": split.test_labels}
+    perfect = {"predictions": split.test_labels}
+    from_case = case.run.__globals__["_nonlinearity"]  # the measure the case's run applies to the trained model
+    for model, passes in ((linear, False), (cnn, True)):
+        model.eval()
+        messages = evaluate(case, inputs, {**perfect, "nonlinearity": np.array(from_case(model, x))}, {})
+        assert (messages == []) is passes, messages
+        if not passes:
+            [msg] = messages
+            assert "your trained model is linear (affine) in its input" in msg and "put a ReLU" in msg, msg
+
+
+@pytest.mark.slow
+def test_a_trained_cnn_without_nonlinearity_loses_the_mnist_points_with_a_message_saying_why(patched_reference) -> None:
+    """build_cnn with no ReLU and average pooling: an affine map of the pixels, trained by the real fit_mnist."""
+    root = patched_reference("affine-cnn", {"cnn.py": [(
+        "        Conv2d(1, 8, 3, padding=1, rng=rng), ReLU(), MaxPool2d(2),\n"
+        "        Conv2d(8, 16, 3, padding=1, rng=rng), ReLU(), MaxPool2d(2),\n"
+        "        Flatten(), Linear(16 * 7 * 7, 64, rng), ReLU(), Linear(64, 10, rng),\n",
+        "        Conv2d(1, 8, 3, padding=1, rng=rng), AvgPool2d(2),\n"
+        "        Conv2d(8, 16, 3, padding=1, rng=rng), AvgPool2d(2),\n"
+        "        Flatten(), Linear(16 * 7 * 7, 64, rng), Linear(64, 10, rng),\n"),
+        ("from .pooling import Flatten, MaxPool2d", "from .pooling import AvgPool2d, Flatten, MaxPool2d")]}, lab="lab3")
+    result = grade(LAB, root, isolated=False, only=[MNIST])
+    [case] = result.cases
+    assert not case.passed, case.output
+    assert "your trained model is linear (affine) in its input" in case.output, case.output

@@ -43,6 +43,7 @@ ZERO_GRAD = "p.grad[...] = 0.0"
 STEPLR = "return self.base_lr * self.gamma ** (self.last_epoch // self.step_size)"
 COSINE = "cosine = (1.0 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2.0"
 LINEAR = "progress = min(self.last_epoch, self.total_iters) / self.total_iters"
+ALIASED = "your momentum buffer IS p.grad (buf = g without a copy)"
 SEQUENTIAL = "active.last_epoch = k - (self.milestones[j - 1] if j else 0)"
 
 RAISED = "your code raised an error"
@@ -133,11 +134,13 @@ BUGS = [
          "            g = p.grad + self.weight_decay * p.data if self.weight_decay else p.grad\n            state = "
          'self.state.setdefault(i, {"step": 0, "sum"')]}, {
         "adagrad": [RAISED, "grad is None (it got no gradient): skip that parameter entirely", "optimizer step 3"],
+        "adagrad_weight_decay": [RAISED, "grad is None (it got no gradient): skip that parameter entirely"],
     }),
     # ---------------------------------------------------------------- Adagrad, RMSprop
     bug("adagrad-eps-inside-sqrt", {"optim.py": [
         (ADAGRAD_UPDATE, 'p.data -= self.lr * g / np.sqrt(state["sum"] + self.eps)')]}, {
         "adagrad": [EPS_INSIDE, "Adagrad: p1 (small gradients"],
+        "adagrad_weight_decay": [EPS_INSIDE],
     }),
     bug("rmsprop-eps-inside-sqrt", {"optim.py": [(RMS_DENOM, 'denom = np.sqrt(state["square_avg"] + self.eps)')]}, {
         "rmsprop": [EPS_INSIDE],
@@ -217,6 +220,18 @@ BUGS = [
     }),
     bug("linearlr-not-clamped", {"schedulers.py": [(LINEAR, "progress = self.last_epoch / self.total_iters")]}, {
         "linear_lr": ["not clamped after total_iters", "the first difference is at k 21;"],
+    }),
+    bug("sequential-switches-one-step-late", {"schedulers.py": [
+        ("j = sum(1 for m in self.milestones if m <= k)", "j = sum(1 for m in self.milestones if m < k)")]}, {
+        # visible because the warm-up is cut off before it reaches 1.0 (warm_iters > milestone)
+        "warmup_cosine": ["switching one step late", "the first difference is at k 10;"],
+    }),
+    bug("sgd-momentum-buffer-aliases-grad", {"optim.py": [
+        (SGD_BUF_INIT, 'buf = state["momentum_buffer"] = g')]}, {
+        # visible because the cases hand in gradients as a loop does: zeroed in place, accumulated into p.grad
+        **{case: [ALIASED] for case in ("sgd_momentum", "sgd_momentum_lr_change", "sgd_dampening", "sgd_nesterov")},
+        "state_per_parameter": ["SGD(momentum=0.9) on three parameters"],
+        "state_dict_sgd": ["SGD resumed from state_dict()"],
     }),
     bug("sequential-global-step", {"schedulers.py": [(SEQUENTIAL, "active.last_epoch = k")]}, {
         "warmup_cosine": ["the cosine evaluated at the global step k instead of k - milestone",

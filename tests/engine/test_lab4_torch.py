@@ -139,7 +139,8 @@ def test_schedule_matches_torch_over_100_steps(lab4, torch, name) -> None:
 
 CASES = load_cases("lab4", paths.tests_dir())
 TRAJECTORY_CASES = ["sgd_plain", "sgd_momentum", "sgd_momentum_lr_change", "sgd_dampening", "sgd_nesterov",
-                    "sgd_weight_decay", "adagrad", "rmsprop", "rmsprop_momentum", "adam", "adam_weight_decay", "adamw"]
+                    "sgd_weight_decay", "adagrad", "adagrad_weight_decay",
+                    "rmsprop", "rmsprop_momentum", "adam", "adam_weight_decay", "adamw"]
 
 
 @pytest.mark.parametrize("variant", [None, 0, 1])

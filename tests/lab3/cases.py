@@ -28,7 +28,18 @@ from typing import Any
 
 import numpy as np
 
-from grader.judging.case import Accuracy, Arrays, Close, GradCheck, Lab, Mistake, instructor
+from grader.judging.case import (
+    Accuracy,
+    Arrays,
+    Close,
+    Given,
+    GradCheck,
+    Lab,
+    Metric,
+    Mistake,
+    described,
+    instructor,
+)
 from grader.judging.casekit import ConventionError, mnist_inputs, param_loss
 from grader.judging.gradcheck import directional_loss, numerical_gradient
 
@@ -121,6 +132,31 @@ def make_conv(lab: ModuleType, weight: np.ndarray, bias: np.ndarray | None, stri
     return conv
 
 
+def _cols_used(lab: ModuleType, x: np.ndarray, weight: np.ndarray, stride: Any, padding: Any) -> Arrays:
+    """The student's im2col on the case's input, which their Conv2d computes through ({} if it
+    raises: a Conv2d that does not call im2col is judged on its own; im2col's case reports the error)."""
+    try:
+        return {"cols_used": np.asarray(lab.im2col(x, weight.shape[2:], int(stride), int(padding)), dtype=np.float64)}
+    except Exception:  # noqa: BLE001 - any failure of the earlier function is its own case's business
+        return {}
+
+
+def _given_im2col(key: str) -> Given:
+    """Conv2d judged given the student's own im2col (grader/judging/given.py): a wrong im2col is
+    charged in im2col's cases, and Conv2d's cases pass when Conv2d is right about its columns."""
+    return Given("im2col", ("cols_used",), key)
+
+
+def _describe_conv(stride: int, padding: int, n: int, kernel: tuple[int, int]) -> str:
+    return f"stride {stride}, " + (f"padding {padding}" if padding else "no padding") + \
+        f", N={n}, {kernel[0]}x{kernel[1]} kernel"
+
+
+def conv_variant(n: int, c: int, h: int, w: int, f: int, kernel: tuple[int, int], stride: int, padding: int) -> Maker:
+    """A hidden variant's conv inputs, described for its failure message."""
+    return described(_describe_conv(stride, padding, n, kernel), conv_inputs(n, c, h, w, f, kernel, stride, padding))
+
+
 def _pool(lab: ModuleType, cls: str, kernel: Any, stride: Any) -> Any:
     return getattr(lab, cls)(int(kernel), int(stride))
 
@@ -207,8 +243,12 @@ def im2col_inputs(n: int, c: int, h: int, w: int, kernel: tuple[int, int], strid
     return make
 
 
-@LAB.case(points=6, inputs=im2col_inputs(2, 3, 4, 5, (3, 2), 1, 1),
-          hidden_inputs=(im2col_inputs(1, 2, 6, 5, (3, 3), 2, 0), im2col_inputs(2, 1, 7, 6, (2, 3), 3, 2)), checks=[
+def im2col_variant(n: int, c: int, h: int, w: int, kernel: tuple[int, int], stride: int, padding: int) -> Maker:
+    return described(f"stride {stride}, " + (f"padding {padding}" if padding else "no padding")
+                     + f", {kernel[0]}x{kernel[1]} kernel", im2col_inputs(n, c, h, w, kernel, stride, padding))
+
+
+IM2COL_CHECKS = [
     Close("cols", "im2col(x, kernel_size, stride, padding): the columns (N, C*kh*kw, Ho*Wo)", mistakes=(
         Mistake("ordering a patch's entries (u, v, c) instead of (c, u, v): the layout is channel first, "
                 "cols[n, (c*kh + u)*kw + v, i*Wo + j], as torch.nn.functional.unfold", instructor("im2col.uvc")),
@@ -219,64 +259,148 @@ def im2col_inputs(n: int, c: int, h: int, w: int, kernel: tuple[int, int], strid
                     out_size(i["x"].shape[2], int(i["kernel"][0]), int(i["stride"]), int(i["padding"])), -1)
                 ).transpose(0, 1, 3, 2).reshape(e["cols"].shape)),
     )),
-])
+]
+
+
+@LAB.case(points=3, inputs=im2col_inputs(2, 3, 4, 5, (3, 2), 1, 1),
+          hidden_inputs=(im2col_variant(1, 2, 6, 5, (3, 3), 1, 0), im2col_variant(2, 1, 7, 6, (2, 3), 1, 2)),
+          checks=IM2COL_CHECKS)
 def im2col(lab, x, kernel, stride, padding):
-    """im2col on a non-square input with a rectangular kernel, in torch.nn.functional.unfold's layout."""
+    """im2col at stride 1 with padding, on a non-square input with a rectangular kernel (unfold's layout)."""
     return {"cols": lab.im2col(x, (int(kernel[0]), int(kernel[1])), int(stride), int(padding))}
 
 
-@LAB.case(points=6, inputs=col2im_inputs(2, 3, 5, 6, (3, 3), 1, 1),
-          hidden_inputs=(col2im_inputs(1, 2, 7, 6, (3, 2), 2, 1), col2im_inputs(2, 2, 6, 8, (2, 3), 2, 0)), checks=[
+@LAB.case(points=3, inputs=im2col_inputs(2, 2, 7, 6, (3, 2), 2, 0),
+          hidden_inputs=(im2col_variant(1, 2, 6, 5, (3, 3), 2, 1), im2col_variant(2, 1, 7, 6, (2, 3), 3, 2)),
+          checks=IM2COL_CHECKS)
+def im2col_strided(lab, x, kernel, stride, padding):
+    """im2col at stride 2 without padding, where the stride does not divide H - kh (floor)."""
+    return {"cols": lab.im2col(x, (int(kernel[0]), int(kernel[1])), int(stride), int(padding))}
+
+
+def col2im_variant(n: int, c: int, h: int, w: int, kernel: tuple[int, int], stride: int, padding: int) -> Maker:
+    return described(f"stride {stride}, " + (f"padding {padding}" if padding else "no padding")
+                     + f", {kernel[0]}x{kernel[1]} kernel", col2im_inputs(n, c, h, w, kernel, stride, padding))
+
+
+COL2IM_CHECKS = [
     Close("dx", "col2im(cols, x_shape, kernel_size, stride, padding): (N, C, H, W) with overlapping patches",
           mistakes=(Mistake(OVERWRITE_OFFSETS, instructor("col2im.set_offsets")),
                     Mistake(OVERWRITE_OFFSETS, instructor("col2im.set_patches")),
                     Mistake(STRIDE_IGNORED, instructor("col2im.stride_ignored")))),
-])
+]
+
+
+@LAB.case(points=4, inputs=col2im_inputs(2, 3, 5, 6, (3, 3), 1, 1),
+          hidden_inputs=(col2im_variant(1, 2, 7, 6, (3, 2), 2, 1), col2im_variant(2, 2, 6, 8, (2, 3), 1, 2)),
+          checks=COL2IM_CHECKS)
 def col2im(lab, x, cols, kernel, stride, padding):
-    """col2im adds every column entry back where im2col took it from (the adjoint of im2col)."""
+    """col2im adds every column entry back where im2col took it from (the adjoint of im2col), with padding."""
+    return {"dx": lab.col2im(cols, x.shape, (int(kernel[0]), int(kernel[1])), int(stride), int(padding))}
+
+
+@LAB.case(points=2, inputs=col2im_inputs(2, 2, 7, 8, (3, 3), 2, 0),
+          hidden_inputs=(col2im_variant(1, 3, 6, 7, (3, 2), 1, 0), col2im_variant(2, 2, 8, 6, (2, 3), 2, 0)),
+          checks=COL2IM_CHECKS)
+def col2im_no_padding(lab, x, cols, kernel, stride, padding):
+    """col2im without padding, stride 2 (overlapping 3x3 patches): nothing is cropped away."""
     return {"dx": lab.col2im(cols, x.shape, (int(kernel[0]), int(kernel[1])), int(stride), int(padding))}
 
 
 # ----------------------------------------------------------------------------- Conv2d forward
 
 FORWARD_CHECKS = [Close("y", "Conv2d.forward: output y (N, F, Ho, Wo)", mistakes=CONV_FORWARD_MISTAKES)]
+GIVEN_Y = _given_im2col("given.conv_y")
 
 
-@LAB.case(points=6, inputs=conv_inputs(2, 3, 5, 7, 4, (3, 3), 1, 1),
-          hidden_inputs=(conv_inputs(3, 2, 6, 5, 3, (2, 2), 1, 0), conv_inputs(2, 4, 7, 6, 2, (3, 3), 1, 2)),
-          checks=FORWARD_CHECKS)
+def _conv_forward(lab: ModuleType, x, weight, bias, stride, padding) -> Arrays:
+    return {"y": make_conv(lab, weight, bias, stride, padding)(x), **_cols_used(lab, x, weight, stride, padding)}
+
+
+@LAB.case(points=5, inputs=conv_inputs(2, 3, 5, 7, 4, (3, 3), 1, 1),
+          hidden_inputs=(conv_variant(3, 2, 6, 5, 3, (2, 2), 1, 0), conv_variant(2, 4, 7, 6, 2, (3, 3), 1, 2)),
+          checks=FORWARD_CHECKS, given=GIVEN_Y)
 def conv_forward(lab, x, weight, bias, stride, padding):
     """Conv2d.forward, stride 1 with padding: C_in=3 != C_out=4, H=5 != W=7."""
-    return {"y": make_conv(lab, weight, bias, stride, padding)(x)}
+    return _conv_forward(lab, x, weight, bias, stride, padding)
 
 
-@LAB.case(points=6, inputs=conv_inputs(2, 3, 8, 9, 4, (3, 2), 2, 1),
-          hidden_inputs=(conv_inputs(2, 2, 10, 7, 3, (3, 3), 3, 2), conv_inputs(2, 3, 9, 11, 2, (2, 4), 3, 0)),
-          checks=FORWARD_CHECKS)
+@LAB.case(points=5, inputs=conv_inputs(2, 3, 8, 9, 4, (3, 2), 2, 1),
+          hidden_inputs=(conv_variant(2, 2, 10, 7, 3, (3, 3), 3, 2), conv_variant(2, 3, 9, 11, 2, (2, 4), 3, 0)),
+          checks=FORWARD_CHECKS, given=GIVEN_Y)
 def conv_forward_strided(lab, x, weight, bias, stride, padding):
     """Conv2d.forward with stride 2 and a 3x2 kernel, where the stride does not divide H + 2P - kh (floor)."""
-    return {"y": make_conv(lab, weight, bias, stride, padding)(x)}
+    return _conv_forward(lab, x, weight, bias, stride, padding)
 
 
 @LAB.case(points=3, inputs=conv_inputs(1, 2, 6, 9, 3, (2, 3), 2, 1),
-          hidden_inputs=(conv_inputs(1, 1, 7, 7, 2, (3, 3), 1, 1), conv_inputs(1, 3, 5, 8, 1, (3, 2), 3, 2)),
-          checks=FORWARD_CHECKS)
+          hidden_inputs=(conv_variant(1, 1, 7, 7, 2, (3, 3), 1, 1), conv_variant(1, 3, 5, 8, 1, (3, 2), 3, 2)),
+          checks=FORWARD_CHECKS, given=GIVEN_Y)
 def conv_forward_batch_of_one(lab, x, weight, bias, stride, padding):
     """Conv2d.forward with N=1: nothing may squeeze the batch axis away."""
-    return {"y": make_conv(lab, weight, bias, stride, padding)(x)}
+    return _conv_forward(lab, x, weight, bias, stride, padding)
 
 
-@LAB.case(points=6, inputs=conv_inputs(2, 2, 5, 6, 3, (3, 3), 1, 1),
-          hidden_inputs=(conv_inputs(1, 3, 7, 5, 2, (3, 2), 2, 2), conv_inputs(2, 1, 6, 6, 2, (2, 2), 3, 0)), checks=[
+def twice_inputs(n: int, c: int, h: int, w: int, f: int, kernel: tuple[int, int], stride: int, padding: int) -> Maker:
+    """conv_inputs plus a second input x2 of the same shape."""
+    first = conv_inputs(n, c, h, w, f, kernel, stride, padding)
+
+    def make(rng: np.random.Generator) -> Arrays:
+        return {**first(rng), "x2": rng.standard_normal((n, c, h, w))}
+    return make
+
+
+STALE = ("the second forward returned the first one's output: something computed from the first input (the "
+         "im2col columns, or the output) is kept and reused; every forward must start from its own x")
+
+
+@LAB.case(points=2, inputs=twice_inputs(2, 3, 5, 6, 2, (3, 2), 1, 1),
+          hidden_inputs=(described("stride 2, no padding, N=1", twice_inputs(1, 2, 7, 6, 3, (3, 3), 2, 0)),),
+          given=Given("im2col", ("cols_used", "cols_used2"), "given.conv_y_twice"), checks=[
+    Close("y2", "Conv2d.forward: the second output of one layer, on a new input", mistakes=(
+        Mistake(STALE, lambda i, e: e["y1"]),), explain=(
+        "A layer is called on batch after batch: a forward may keep what its backward needs, but must "
+        "never read anything an earlier forward left behind.")),
+    Close("y1", "Conv2d.forward: the first output", mistakes=_conv_mistakes(output="y1")),
+])
+def conv_forward_twice(lab, x, x2, weight, bias, stride, padding):
+    """Two forwards of one Conv2d on two inputs of one shape: the second output comes from the second input."""
+    conv = make_conv(lab, weight, bias, stride, padding)
+    y1 = np.array(conv(x), copy=True)
+    y2 = conv(x2)
+    second = {f"{k}2": v for k, v in _cols_used(lab, x2, weight, stride, padding).items()}
+    return {"y1": y1, "y2": y2, **_cols_used(lab, x, weight, stride, padding), **second}
+
+
+NAIVE_CHECKS = [
     Close("y", "conv2d_naive(x, weight, bias, stride, padding): equals Conv2d.forward",
           mistakes=_conv_mistakes(with_layout=False)),
-])
+]
+
+
+@LAB.case(points=3, inputs=conv_inputs(2, 2, 5, 6, 3, (3, 3), 1, 1),
+          hidden_inputs=(conv_variant(1, 3, 7, 5, 2, (3, 2), 1, 0), conv_variant(2, 1, 6, 6, 2, (2, 2), 1, 2)),
+          checks=NAIVE_CHECKS)
 def conv2d_naive(lab, x, weight, bias, stride, padding):
-    """conv2d_naive (the definition, with loops) gives Conv2d.forward's output."""
+    """conv2d_naive (the definition, with loops) gives Conv2d.forward's output: stride 1, padding 1."""
+    return {"y": lab.conv2d_naive(x, weight, bias, int(stride), int(padding))}
+
+
+@LAB.case(points=3, inputs=conv_inputs(2, 2, 7, 8, 3, (3, 2), 2, 0),
+          hidden_inputs=(conv_variant(1, 3, 7, 5, 2, (3, 2), 2, 2), conv_variant(2, 1, 8, 7, 2, (2, 2), 3, 1)),
+          checks=NAIVE_CHECKS)
+def conv2d_naive_strided(lab, x, weight, bias, stride, padding):
+    """conv2d_naive at stride 2 without padding, where the stride does not divide H - kh (floor)."""
     return {"y": lab.conv2d_naive(x, weight, bias, int(stride), int(padding))}
 
 
 # ----------------------------------------------------------------------------- Conv2d backward
+
+
+def _fresh_conv(lab: ModuleType, weight, bias, stride, padding) -> Callable[[np.ndarray], np.ndarray]:
+    """Conv2d.forward of a new layer on every call: the numerical gradient of dL/dx does not depend on
+    what a layer keeps between calls (a stale-state bug is charged in conv_forward_twice only)."""
+    return lambda v: make_conv(lab, weight, bias, stride, padding)(v)
 
 
 def _conv_backward(lab: ModuleType, x, weight, bias, dout, stride, padding) -> Any:
@@ -286,34 +410,35 @@ def _conv_backward(lab: ModuleType, x, weight, bias, dout, stride, padding) -> A
 
 
 @LAB.case(points=8, inputs=conv_inputs(2, 2, 7, 6, 3, (3, 3), 2, 1),
-          hidden_inputs=(conv_inputs(1, 3, 6, 7, 2, (3, 2), 1, 2), conv_inputs(2, 2, 8, 5, 3, (2, 3), 1, 0)), checks=[
+          hidden_inputs=(conv_variant(1, 3, 6, 7, 2, (3, 2), 1, 2), conv_variant(2, 2, 8, 5, 3, (2, 3), 1, 0)), checks=[
     GradCheck("dx", "dx_numeric", "Conv2d.backward: dL/dx (its return value), overlapping patches"),
     Close("dx", "Conv2d.backward: dL/dx (its return value), overlapping patches", mistakes=DX_MISTAKES),
 ])
 def conv_backward_input(lab, x, weight, bias, dout, stride, padding):
     """Conv2d.backward returns dL/dx = col2im(W^T G) where patches overlap (stride < kernel)."""
     _, dx = _conv_backward(lab, x, weight, bias, dout, stride, padding)
-    numeric = numerical_gradient(directional_loss(make_conv(lab, weight, bias, stride, padding), dout,
+    numeric = numerical_gradient(directional_loss(_fresh_conv(lab, weight, bias, stride, padding), dout,
                                                   "Conv2d.forward"), x)
     return {"dx": dx, "dx_numeric": numeric}
 
 
 @LAB.case(points=5, inputs=conv_inputs(2, 3, 6, 8, 2, (2, 2), 2, 0),
-          hidden_inputs=(conv_inputs(1, 2, 9, 6, 3, (3, 3), 3, 0), conv_inputs(2, 2, 5, 7, 2, (2, 3), 3, 1)), checks=[
+          hidden_inputs=(conv_variant(1, 2, 9, 6, 3, (3, 3), 3, 0), conv_variant(2, 2, 5, 7, 2, (2, 3), 3, 1)), checks=[
     GradCheck("dx", "dx_numeric", "Conv2d.backward: dL/dx, patches that do not overlap (stride >= kernel)"),
     Close("dx", "Conv2d.backward: dL/dx, patches that do not overlap (stride >= kernel)", mistakes=DX_MISTAKES),
 ])
 def conv_backward_input_nonoverlapping(lab, x, weight, bias, dout, stride, padding):
     """Conv2d.backward's dL/dx with stride = kernel: every pixel in at most one patch."""
     _, dx = _conv_backward(lab, x, weight, bias, dout, stride, padding)
-    numeric = numerical_gradient(directional_loss(make_conv(lab, weight, bias, stride, padding), dout,
+    numeric = numerical_gradient(directional_loss(_fresh_conv(lab, weight, bias, stride, padding), dout,
                                                   "Conv2d.forward"), x)
     return {"dx": dx, "dx_numeric": numeric}
 
 
 @LAB.case(points=8, inputs=conv_inputs(2, 3, 5, 6, 4, (3, 2), 2, 1),
-          hidden_inputs=(conv_inputs(1, 2, 6, 6, 3, (3, 3), 1, 1), conv_inputs(3, 2, 7, 5, 2, (2, 2), 2, 0)),
-          factors=lambda i: {"N (the batch size)": float(len(i["x"]))}, checks=[
+          hidden_inputs=(conv_variant(1, 2, 6, 6, 3, (3, 3), 1, 1), conv_variant(3, 2, 7, 5, 2, (2, 2), 2, 0)),
+          factors=lambda i: {"N (the batch size)": float(len(i["x"]))}, given=_given_im2col("given.conv_dweight"),
+          checks=[
     GradCheck("dweight", "dweight_numeric", "Conv2d.backward: weight.grad (F, C, kh, kw)"),
     Close("dweight", "Conv2d.backward: weight.grad (F, C, kh, kw)", mistakes=(
         Mistake("averaging over the batch (the 1/N belongs to the loss, not to Conv2d)",
@@ -329,11 +454,12 @@ def conv_backward_weight(lab, x, weight, bias, dout, stride, padding):
     """Conv2d.backward adds dL/dW = sum_n G[n] @ cols[n].T, reshaped to (F, C, kh, kw), into weight.grad."""
     conv, _ = _conv_backward(lab, x, weight, bias, dout, stride, padding)
     numeric = numerical_gradient(param_loss(conv, conv.weight, x, dout), weight)
-    return {"dweight": conv.weight.grad.copy(), "dweight_numeric": numeric}
+    return {"dweight": conv.weight.grad.copy(), "dweight_numeric": numeric,
+            **_cols_used(lab, x, weight, stride, padding)}
 
 
 @LAB.case(points=4, inputs=conv_inputs(3, 2, 5, 6, 3, (3, 3), 1, 1),
-          hidden_inputs=(conv_inputs(2, 3, 6, 5, 2, (2, 3), 2, 0), conv_inputs(4, 1, 4, 7, 4, (2, 2), 1, 1)),
+          hidden_inputs=(conv_variant(2, 3, 6, 5, 2, (2, 3), 2, 0), conv_variant(4, 1, 4, 7, 4, (2, 2), 1, 1)),
           factors=lambda i: {"N (the batch size)": float(len(i["x"]))}, checks=[
     GradCheck("dbias", "dbias_numeric", "Conv2d.backward: bias.grad (F,)"),
     Close("dbias", "Conv2d.backward: bias.grad (F,)", mistakes=(
@@ -353,7 +479,8 @@ def conv_backward_bias(lab, x, weight, bias, dout, stride, padding):
 
 
 @LAB.case(points=3, inputs=conv_inputs(2, 2, 5, 6, 3, (3, 2), 1, 1),
-          hidden_inputs=(conv_inputs(1, 3, 6, 6, 2, (3, 3), 2, 1), conv_inputs(2, 1, 7, 5, 2, (2, 2), 1, 0)), checks=[
+          hidden_inputs=(conv_variant(1, 3, 6, 6, 2, (3, 3), 2, 1), conv_variant(2, 1, 7, 5, 2, (2, 2), 1, 0)),
+          given=_given_im2col("given.conv_twice"), checks=[
     Close("dweight_twice", "Conv2d: weight.grad after two backward passes", mistakes=(
         Mistake("overwriting the gradient (grad = ...) instead of accumulating (grad += ...)",
                 lambda i, e: e["dweight_twice"] / 2),),
@@ -374,20 +501,24 @@ def conv_gradients_accumulate(lab, x, weight, bias, dout, stride, padding):
     n_params = len(no_bias.parameters())
     if n_params != 1:
         raise ConventionError(f"Conv2d(..., bias=False).parameters() has {n_params} entries; expected 1 (the weight)")
-    return {"dweight_twice": conv.weight.grad.copy(), "dbias_twice": conv.bias.grad.copy(), "y_no_bias": no_bias(x)}
+    return {"dweight_twice": conv.weight.grad.copy(), "dbias_twice": conv.bias.grad.copy(), "y_no_bias": no_bias(x),
+            **_cols_used(lab, x, weight, stride, padding)}
 
 
 # ----------------------------------------------------------------------------- pooling
 
 
-def _run_pool(lab: ModuleType, cls: str, x, dout, kernel, stride, numeric: bool = True) -> Arrays:
+def _run_pool(lab: ModuleType, cls: str, x, dout, kernel, stride) -> Arrays:
     layer = _pool(lab, cls, kernel, stride)
     y = layer(x)
-    out = {"y": y, "dx": layer.backward(dout)}
-    if numeric:
-        out["dx_numeric"] = numerical_gradient(
-            directional_loss(_pool(lab, cls, kernel, stride), dout, f"{cls}.forward"), x)
-    return out
+    return {"y": y, "dx": layer.backward(dout), "dx_numeric": numerical_gradient(
+        directional_loss(_pool(lab, cls, kernel, stride), dout, f"{cls}.forward"), x)}
+
+
+def pool_variant(n: int, c: int, h: int, w: int, k: int, stride: int) -> Maker:
+    """A hidden variant's pooling inputs, described for its failure message."""
+    kind = "windows that do not overlap" if stride >= k else "overlapping windows"
+    return described(f"kernel {k}, stride {stride} ({kind}), N={n}, {h}x{w}", pool_inputs(n, c, h, w, k, stride))
 
 
 def _k(i: Arrays) -> int:
@@ -408,17 +539,17 @@ POOL_TIES = ("The inputs have no ties; for the record, PyTorch sends a window's 
 
 
 @LAB.case(points=4, inputs=pool_inputs(2, 3, 7, 8, 2, 2),
-          hidden_inputs=(pool_inputs(1, 2, 9, 7, 3, 3), pool_inputs(2, 1, 6, 9, 2, 1)), checks=[
+          hidden_inputs=(pool_variant(1, 2, 9, 7, 3, 3), pool_variant(2, 1, 6, 9, 2, 1)), checks=[
     Close("y", "MaxPool2d.forward: output y (N, C, Ho, Wo)", mistakes=(
         Mistake("the window's mean (average pooling) instead of its max", instructor("maxpool_y.mean")),)),
 ])
 def maxpool_forward(lab, x, dout, kernel, stride):
     """MaxPool2d(2, 2).forward on 7x8 inputs (the last row is dropped: floor)."""
-    return {"y": _run_pool(lab, "MaxPool2d", x, dout, kernel, stride, numeric=False)["y"]}
+    return {"y": _pool(lab, "MaxPool2d", kernel, stride)(x)}  # forward only: backward has its own cases
 
 
 @LAB.case(points=6, inputs=pool_inputs(2, 3, 6, 8, 2, 2),
-          hidden_inputs=(pool_inputs(1, 2, 9, 6, 3, 3), pool_inputs(3, 1, 5, 7, 2, 2)), checks=[
+          hidden_inputs=(pool_variant(1, 2, 9, 6, 3, 3), pool_variant(3, 1, 5, 7, 2, 2)), checks=[
     GradCheck("dx", "dx_numeric", "MaxPool2d.backward: dL/dx, windows that do not overlap"),
     Close("dx", "MaxPool2d.backward: dL/dx, windows that do not overlap", mistakes=MAX_BACKWARD_MISTAKES,
           explain=POOL_TIES),
@@ -429,8 +560,8 @@ def maxpool_backward(lab, x, dout, kernel, stride):
     return {"dx": out["dx"], "dx_numeric": out["dx_numeric"]}
 
 
-@LAB.case(points=5, inputs=pool_inputs(2, 2, 7, 9, 3, 2),
-          hidden_inputs=(pool_inputs(1, 3, 8, 7, 3, 2), pool_inputs(2, 2, 6, 6, 2, 1)), checks=[
+@LAB.case(points=5, inputs=pool_inputs(2, 2, 8, 9, 3, 2),
+          hidden_inputs=(pool_variant(1, 3, 8, 7, 3, 2), pool_variant(2, 2, 6, 6, 2, 1)), checks=[
     Close("y", "MaxPool2d(3, stride=2).forward: output y, overlapping windows"),
     GradCheck("dx", "dx_numeric", "MaxPool2d(3, stride=2).backward: dL/dx, overlapping windows"),
     Close("dx", "MaxPool2d(3, stride=2).backward: dL/dx, overlapping windows", mistakes=MAX_BACKWARD_MISTAKES,
@@ -441,19 +572,19 @@ def maxpool_overlapping(lab, x, dout, kernel, stride):
     return _run_pool(lab, "MaxPool2d", x, dout, kernel, stride)
 
 
-@LAB.case(points=3, inputs=pool_inputs(2, 3, 7, 9, 3, 2),
-          hidden_inputs=(pool_inputs(1, 2, 6, 8, 2, 2), pool_inputs(2, 1, 9, 7, 3, 3)), checks=[
+@LAB.case(points=3, inputs=pool_inputs(2, 3, 8, 9, 3, 2),
+          hidden_inputs=(pool_variant(1, 2, 6, 8, 2, 2), pool_variant(2, 1, 9, 7, 3, 3)), checks=[
     Close("y", "AvgPool2d.forward: output y (N, C, Ho, Wo)", mistakes=(
         Mistake("the window's sum instead of its mean (divide by k*k)", lambda i, e: e["y"] * _k(i) ** 2),
         Mistake("dividing by k instead of k*k", lambda i, e: e["y"] * _k(i)),)),
 ])
 def avgpool_forward(lab, x, dout, kernel, stride):
-    """AvgPool2d(3, stride=2).forward: the mean of each (overlapping) window."""
-    return {"y": _run_pool(lab, "AvgPool2d", x, dout, kernel, stride, numeric=False)["y"]}
+    """AvgPool2d(3, stride=2).forward on 8x9 inputs: the mean of each (overlapping) window; the last row is dropped."""
+    return {"y": _pool(lab, "AvgPool2d", kernel, stride)(x)}  # forward only: backward has its own cases
 
 
 @LAB.case(points=5, inputs=pool_inputs(2, 2, 7, 8, 3, 2),
-          hidden_inputs=(pool_inputs(1, 3, 6, 6, 2, 2), pool_inputs(2, 2, 8, 7, 3, 1)), checks=[
+          hidden_inputs=(pool_variant(1, 3, 6, 6, 2, 2), pool_variant(2, 2, 8, 7, 3, 1)), checks=[
     GradCheck("dx", "dx_numeric", "AvgPool2d.backward: dL/dx"),
     Close("dx", "AvgPool2d.backward: dL/dx", mistakes=(
         Mistake("leaving out the 1/(k*k) of the mean", lambda i, e: e["dx"] * _k(i) ** 2),
@@ -489,12 +620,47 @@ def flatten(lab, x, dout):
 # ----------------------------------------------------------------------------- MNIST
 
 
+# A CNN with no nonlinearity at all (an affine map of the pixels) was reported at 0.9550, the threshold (the
+# reference's CNN without ReLUs, with average pooling: 0.8935, fit_mnist seed 0, tests/engine/test_lab3_buggy.py):
+# accuracy alone cannot tell such a model from a CNN, so the trained model's structure is checked too.
+# An affine f has f(a + b) - f(a) - f(b) + f(0) = 0 up to rounding (~1e-15 relative); a ReLU CNN's is of
+# the order of its logits. The check fails below 1e-6 relative.
+LINEARITY_TOL = 1e-6
+
+
+def _nonlinearity(model: Any, x: np.ndarray) -> float:
+    """max |f(a + b) - f(a) - f(b) + f(0)| / max |f(a)| over pairs (a, b) of held-out digits."""
+    a, b = x[: len(x) // 2], x[len(x) // 2:]
+
+    def f(v: np.ndarray) -> np.ndarray:
+        return np.asarray(model(v), dtype=np.float64)
+
+    fa = f(a)
+    residual = f(a + b) - fa - f(b) + f(np.zeros_like(a))
+    return float(np.abs(residual).max() / max(float(np.abs(fa).max()), 1e-300))
+
+
+def _is_nonlinear(i: Arrays, o: Arrays) -> float:
+    return float(float(o["nonlinearity"]) > LINEARITY_TOL)
+
+
+def _linearity_detail(i: Arrays, o: Arrays) -> str:
+    return (f"max |f(a+b) - f(a) - f(b) + f(0)| is {float(o['nonlinearity']):.2e} of max |f(a)| on held-out digits: "
+            "your trained model is linear (affine) in its input, so it is not the CNN the lab asks for; put a ReLU "
+            "after each Conv2d and after the hidden Linear layer")
+
+
 # timeout: the reference trains in about 26 s of CPU time, but wall times up to 170 s were measured on the shared
 # 2-core machine under heavy load; fit_mnist itself stops code that is far too slow, with a message.
 @LAB.case(points=12, inputs=mnist_inputs, private=["test_labels"], hidden=False, timeout=480, slow=True,
           checks=[Accuracy("predictions", "test_labels", ACCURACY_THRESHOLD,
-                           "fit_mnist + predict (the CNN) on the held-out split", reference=REFERENCE_ACCURACY)])
+                           "fit_mnist + predict (the CNN) on the held-out split", reference=REFERENCE_ACCURACY),
+                  Metric("nonlinearity", _is_nonlinear, 1.0,
+                         "the trained model is not linear in its input (1: f(a+b) != f(a) + f(b) - f(0))",
+                         describe=_linearity_detail)])
 def mnist_accuracy(lab, train_images, train_labels, test_images):
     """Train the CNN with fit_mnist (within its time budget) on the training split; predict the held-out digits."""
     model = lab.fit_mnist(train_images, train_labels, seed=0)
-    return {"predictions": lab.predict(model, test_images)}
+    predictions = lab.predict(model, test_images)
+    nonlinearity = _nonlinearity(model, lab.preprocess(test_images[:32]))
+    return {"predictions": predictions, "nonlinearity": np.array(nonlinearity)}

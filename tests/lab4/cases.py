@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.judging.case import Accuracy, Arrays, Close, Lab, Mistake, instructor
+from grader.judging.case import Accuracy, Arrays, Close, Lab, Mistake, described, instructor
 from grader.judging.casekit import ConventionError, mnist_inputs
 
 LAB = Lab("lab4", "Lab 4: optimizers and learning-rate schedules")
@@ -102,8 +102,18 @@ def _arithmetic(cls: str, step: int):
 
 
 def _set_grads(params: list[Any], inputs: Arrays, t: int) -> None:
+    """This step's gradients, handed in as a real training loop does: zero_grad() zeroes p.grad in place
+    and backward adds into the same array, so an optimizer state that aliases p.grad (a momentum buffer
+    started as ``buf = p.grad`` without a copy) is wiped here as it would be in training."""
     for k, p in enumerate(params):
-        p.grad = inputs[f"g{k}"][t].copy() if inputs[f"has{k}"][t] else None
+        g = inputs[f"g{k}"][t]
+        if not inputs[f"has{k}"][t]:
+            p.grad = None
+        elif isinstance(p.grad, np.ndarray) and p.grad.shape == g.shape and p.grad.flags.writeable:
+            p.grad[...] = 0.0
+            p.grad += g
+        else:
+            p.grad = g.copy()
 
 
 def run_steps(opt: Any, cls: str, params: list[Any], inputs: Arrays, start: int, stop: int,
@@ -208,6 +218,9 @@ VELOCITY = ("v = m*v - lr*g convention (lr inside the buffer): equal to PyTorch'
 EMA_MOMENTUM = "momentum as an average buf = m*buf + (1-m)*g: PyTorch adds the full gradient (1 - dampening)*g"
 DAMP_FIRST = ("dampening applied at the first step (a buffer started at zero): PyTorch starts the buffer "
               "AS the first gradient, buf = g, and dampens only later steps")
+ALIASED_BUFFER = ("your momentum buffer IS p.grad (buf = g without a copy): the training loop zeroes p.grad in "
+                  "place and backward adds the next gradient into the same array, which wipes and rescales your "
+                  "buffer with it; start the buffer as a copy, buf = np.array(g, copy=True)")
 NO_NESTEROV = "nesterov=True ignored: the update used buf, not g + momentum*buf"
 NESTEROV_OLD = "Nesterov look-ahead with the OLD buffer: g + momentum*buf must use the buffer after this step's update"
 SGD_DECOUPLED = ("weight decay decoupled (p *= 1 - lr*wd) where SGD adds wd*p to the gradient BEFORE momentum "
@@ -241,10 +254,19 @@ T_PUBLIC, T_HIDDEN = 32, (36, 40)
 LR_CHANGES = ((12, 0.3), (22, 2.0))
 
 
+def _describe(steps: int, hp: dict[str, float], lr_changes: Sequence[tuple[int, float]] = ()) -> str:
+    """A hidden variant's kind of input, for its failure message: "36 steps, lr=0.02, momentum=0.7"."""
+    shown = ", ".join(f"{k}={v:g}" if not isinstance(v, bool) else f"{k}={v}" for k, v in hp.items()
+                      if v or k == "lr")
+    changes = ", lr changed after steps " + " and ".join(str(t) for t, _ in lr_changes) if lr_changes else ""
+    return f"{steps} steps, {shown}{changes}"
+
+
 def variants(hp: dict[str, float], hidden_hps: Sequence[dict[str, float]], lr_changes=()):
     """Public inputs and the two hidden variants (other shapes, steps and hyperparameters)."""
     public = trajectory_inputs(PUBLIC_SHAPES, T_PUBLIC, hp, lr_changes)
-    hidden = tuple(trajectory_inputs(s, n, h, lr_changes, no_grad=(1, 5, 6, 13, 29))
+    hidden = tuple(described(_describe(n, h, lr_changes),
+                             trajectory_inputs(s, n, h, lr_changes, no_grad=(1, 5, 6, 13, 29)))
                    for s, n, h in zip(HIDDEN_SHAPES, T_HIDDEN, hidden_hps, strict=True))
     return {"inputs": public, "hidden_inputs": hidden}
 
@@ -263,7 +285,7 @@ def sgd_plain(lab, **inputs):
 
 @LAB.case(points=6, **variants(sgd_hp(momentum=0.9), [sgd_hp(lr=0.02, momentum=0.7), sgd_hp(lr=0.1, momentum=0.95)]),
           checks=trajectory_checks("SGD with momentum", "SGD", [
-              (EMA_MOMENTUM, ["ema"]), (SHARED_SGD, ["shared"]),
+              (EMA_MOMENTUM, ["ema"]), (SHARED_SGD, ["shared"]), (ALIASED_BUFFER, ["buffer_aliases_grad"]),
           ]))
 def sgd_momentum(lab, **inputs):
     """SGD with momentum (constant lr): buf = g at the first step, then buf = m*buf + g."""
@@ -273,7 +295,7 @@ def sgd_momentum(lab, **inputs):
 @LAB.case(points=6, **variants(sgd_hp(momentum=0.9), [sgd_hp(lr=0.02, momentum=0.8), sgd_hp(lr=0.1, momentum=0.5)],
                                lr_changes=LR_CHANGES),
           checks=trajectory_checks("SGD with momentum, lr changed after steps 12 and 22", "SGD", [
-              (VELOCITY, ["velocity"]), (EMA_MOMENTUM, ["ema"]),
+              (VELOCITY, ["velocity"]), (EMA_MOMENTUM, ["ema"]), (ALIASED_BUFFER, ["buffer_aliases_grad"]),
           ]))
 def sgd_momentum_lr_change(lab, **inputs):
     """SGD with momentum while lr changes mid-run: separates lr-outside (PyTorch) from v = m*v - lr*g."""
@@ -284,7 +306,7 @@ def sgd_momentum_lr_change(lab, **inputs):
                                [sgd_hp(lr=0.03, momentum=0.6, dampening=0.5),
                                 sgd_hp(lr=0.1, momentum=0.9, dampening=0.1)]),
           checks=trajectory_checks("SGD with momentum and dampening", "SGD", [
-              (DAMP_FIRST, ["damp_first"]), (EMA_MOMENTUM, ["ema"]),
+              (DAMP_FIRST, ["damp_first"]), (EMA_MOMENTUM, ["ema"]), (ALIASED_BUFFER, ["buffer_aliases_grad"]),
           ]))
 def sgd_dampening(lab, **inputs):
     """SGD with dampening: buf = g first, then buf = m*buf + (1 - dampening)*g."""
@@ -297,6 +319,7 @@ def sgd_dampening(lab, **inputs):
                                lr_changes=LR_CHANGES),
           checks=trajectory_checks("SGD with Nesterov momentum", "SGD", [
               (NO_NESTEROV, ["no_nesterov"]), (NESTEROV_OLD, ["nesterov_old"]),
+              (ALIASED_BUFFER, ["buffer_aliases_grad"]),
           ]))
 def sgd_nesterov(lab, **inputs):
     """SGD with Nesterov momentum: p -= lr * (g + m*buf), buf updated first; lr changes mid-run."""
@@ -305,7 +328,7 @@ def sgd_nesterov(lab, **inputs):
 
 @LAB.case(points=5, **variants(sgd_hp(momentum=0.9, weight_decay=0.05),
                                [sgd_hp(lr=0.02, momentum=0.8, weight_decay=0.1),
-                                sgd_hp(lr=0.1, momentum=0.5, weight_decay=0.02, nesterov=True)]),
+                                sgd_hp(lr=0.1, momentum=0.5, weight_decay=0.02)]),
           checks=trajectory_checks("SGD with momentum and weight decay", "SGD", [
               (SGD_DECOUPLED, ["decoupled_wd"]), (SGD_WD_AFTER, ["wd_after_momentum"]),
           ], grads_unchanged=True))
@@ -317,16 +340,26 @@ def sgd_weight_decay(lab, **inputs):
 # ----------------------------------------------------------------------------- Adagrad, RMSprop
 
 
-@LAB.case(points=6, **variants({"lr": 0.05, "eps": 1e-10, "weight_decay": 0.0},
-                               [{"lr": 0.2, "eps": 1e-6, "weight_decay": 0.05},
-                                {"lr": 0.01, "eps": 1e-8, "weight_decay": 0.01}]),
+@LAB.case(points=4, **variants({"lr": 0.05, "eps": 1e-10, "weight_decay": 0.0},
+                               [{"lr": 0.2, "eps": 1e-6, "weight_decay": 0.0},
+                                {"lr": 0.01, "eps": 1e-8, "weight_decay": 0.0}]),
           checks=trajectory_checks("Adagrad", "Adagrad", [
               (EPS_INSIDE, ["eps_inside"]),
-              ("the squared gradient accumulated WITHOUT the weight-decay term: decay g first, then sum += g**2",
-               ["sum_without_wd"]),
           ]))
 def adagrad(lab, **inputs):
-    """Adagrad: sum += g**2; p -= lr * g / (sqrt(sum) + eps); hidden variants add weight decay."""
+    """Adagrad: sum += g**2; p -= lr * g / (sqrt(sum) + eps)."""
+    return run_trajectory(lab, "Adagrad", inputs)
+
+
+@LAB.case(points=2, **variants({"lr": 0.05, "eps": 1e-10, "weight_decay": 0.03},
+                               [{"lr": 0.2, "eps": 1e-6, "weight_decay": 0.05},
+                                {"lr": 0.01, "eps": 1e-8, "weight_decay": 0.01}]),
+          checks=trajectory_checks("Adagrad with weight decay", "Adagrad", [
+              ("the squared gradient accumulated WITHOUT the weight-decay term: decay g first, then sum += g**2",
+               ["sum_without_wd"]), (EPS_INSIDE, ["eps_inside"]),
+          ], grads_unchanged=True))
+def adagrad_weight_decay(lab, **inputs):
+    """Adagrad with weight decay: g = g + wd*p, then sum += g**2; p.grad itself stays unchanged."""
     return run_trajectory(lab, "Adagrad", inputs)
 
 
@@ -334,7 +367,7 @@ def rms_hp(**kw: float) -> dict[str, float]:
     return {"lr": 0.01, "alpha": 0.99, "eps": 1e-8, "momentum": 0.0, "weight_decay": 0.0, **kw}
 
 
-@LAB.case(points=5, **variants(rms_hp(), [rms_hp(lr=0.003, alpha=0.9, eps=1e-6, weight_decay=0.05),
+@LAB.case(points=5, **variants(rms_hp(), [rms_hp(lr=0.003, alpha=0.9, eps=1e-6),
                                           rms_hp(lr=0.02, alpha=0.95)]),
           checks=trajectory_checks("RMSprop", "RMSprop", [
               (EPS_INSIDE, ["eps_inside"]),
@@ -345,15 +378,16 @@ def rmsprop(lab, **inputs):
     return run_trajectory(lab, "RMSprop", inputs)
 
 
-@LAB.case(points=4, **variants(rms_hp(momentum=0.9), [rms_hp(lr=0.003, momentum=0.5, alpha=0.9, weight_decay=0.02),
-                                                      rms_hp(lr=0.02, momentum=0.8, eps=1e-6)]),
-          checks=trajectory_checks("RMSprop with momentum", "RMSprop", [
+@LAB.case(points=4, **variants(rms_hp(momentum=0.9, weight_decay=0.01),
+                               [rms_hp(lr=0.003, momentum=0.5, alpha=0.9, weight_decay=0.02),
+                                rms_hp(lr=0.02, momentum=0.8, eps=1e-6, weight_decay=0.05)]),
+          checks=trajectory_checks("RMSprop with momentum and weight decay", "RMSprop", [
               ("momentum on the raw gradient (buf = m*buf + g; p -= lr*buf/(sqrt(v)+eps)): PyTorch's buffer "
                "accumulates the normalised step g/(sqrt(v)+eps)", ["momentum_before_division"]),
               (EPS_INSIDE, ["eps_inside"]),
           ]))
 def rmsprop_momentum(lab, **inputs):
-    """RMSprop with momentum: buf = m*buf + g/(sqrt(v) + eps); p -= lr * buf."""
+    """RMSprop with momentum and weight decay: g = g + wd*p; buf = m*buf + g/(sqrt(v) + eps); p -= lr * buf."""
     return run_trajectory(lab, "RMSprop", inputs)
 
 
@@ -558,7 +592,7 @@ def schedule_inputs(**hp: float):
     def make(rng: np.random.Generator) -> Arrays:
         return {"base_lr": np.array(float(np.round(rng.uniform(0.05, 0.5), 4))),
                 **{k: np.array(v) for k, v in hp.items()}}
-    return make
+    return described(", ".join(f"{k}={v:g}" for k, v in hp.items()), make)
 
 
 def record_lrs(lab: ModuleType, make_scheduler: Callable[[Any], Any], base_lr: float) -> Arrays:
@@ -608,7 +642,7 @@ def cosine_lr(lab, base_lr, T_max, eta_min):
                       float(base_lr))
 
 
-@LAB.case(points=3, inputs=schedule_inputs(start_factor=0.1, end_factor=1.0, total_iters=20),
+@LAB.case(points=3, inputs=schedule_inputs(start_factor=0.1, end_factor=0.9, total_iters=20),
           hidden_inputs=(schedule_inputs(start_factor=0.5, end_factor=0.8, total_iters=1),
                          schedule_inputs(start_factor=0.25, end_factor=1.0, total_iters=60)),
           checks=schedule_check("LinearLR", [
@@ -623,21 +657,24 @@ def linear_lr(lab, base_lr, start_factor, end_factor, total_iters):
                                                      total_iters=int(total_iters)), float(base_lr))
 
 
-@LAB.case(points=3, inputs=schedule_inputs(start_factor=0.1, milestone=10, eta_min=0.0),
-          hidden_inputs=(schedule_inputs(start_factor=0.3, milestone=1, eta_min=0.001),
-                         schedule_inputs(start_factor=0.05, milestone=37, eta_min=0.0)),
+# The warm-up is cut off by the milestone before it reaches 1.0 (warm_iters > milestone): at the milestone the
+# lr jumps to the cosine's start, so switching one step early or late is visible (it is not when the warm-up
+# ends at 1.0 exactly there).
+@LAB.case(points=3, inputs=schedule_inputs(start_factor=0.1, milestone=10, warm_iters=15, eta_min=0.0),
+          hidden_inputs=(schedule_inputs(start_factor=0.3, milestone=1, warm_iters=4, eta_min=0.001),
+                         schedule_inputs(start_factor=0.05, milestone=37, warm_iters=45, eta_min=0.0)),
           checks=schedule_check("SequentialLR(LinearLR warm-up, CosineAnnealingLR)", [
               ("the cosine evaluated at the global step k instead of k - milestone (it restarts at the milestone)",
                "lr.warmup_cosine.global_k"),
               ("switching one step late (milestone < k instead of milestone <= k)",
                "lr.warmup_cosine.late"),
           ]))
-def warmup_cosine(lab, base_lr, start_factor, milestone, eta_min):
-    """Warm-up then cosine: SequentialLR([LinearLR(total_iters=m), CosineAnnealingLR(T_max=100-m)], [m])."""
+def warmup_cosine(lab, base_lr, start_factor, milestone, warm_iters, eta_min):
+    """Warm-up then cosine: SequentialLR([LinearLR(total_iters=w > m), CosineAnnealingLR(T_max=100-m)], [m])."""
     m = int(milestone)
 
     def make(opt: Any) -> Any:
-        warm = lab.LinearLR(opt, start_factor=float(start_factor), end_factor=1.0, total_iters=m)
+        warm = lab.LinearLR(opt, start_factor=float(start_factor), end_factor=1.0, total_iters=int(warm_iters))
         cos = lab.CosineAnnealingLR(opt, T_max=SCHEDULE_STEPS - m, eta_min=float(eta_min))
         return lab.SequentialLR(opt, [warm, cos], milestones=[m])
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from grader.data import canvases as dd
-from grader.judging.case import Arrays, Close, GradCheck, Lab, Metric, Mistake, instructor
+from grader.judging.case import Arrays, Close, Given, GradCheck, Lab, Metric, Mistake, described, instructor
 from grader.judging.casekit import ConventionError
 from grader.judging.gradcheck import numerical_gradient
 
@@ -107,7 +107,7 @@ def area_inputs(m: int):
         boxes = random_boxes(rng, m)
         boxes[: max(1, m // 4), 2] = boxes[: max(1, m // 4), 0]  # some zero-width boxes
         return {"boxes": boxes}
-    return make
+    return described(f"{m} boxes", make)
 
 
 @LAB.case(points=2, inputs=area_inputs(8), hidden_inputs=(area_inputs(1), area_inputs(13)), checks=[
@@ -138,7 +138,7 @@ def iou_inputs(na: int, nb: int):
     def make(rng: np.random.Generator) -> Arrays:
         return {"a": random_boxes(rng, na, extent=24.0, max_size=20.0),
                 "b": random_boxes(rng, nb, extent=24.0, max_size=20.0)}
-    return make
+    return described(f"A={na}, B={nb} boxes", make)
 
 
 @LAB.case(points=7, inputs=iou_inputs(5, 7), hidden_inputs=(iou_inputs(1, 9), iou_inputs(6, 1)), checks=[
@@ -178,7 +178,7 @@ def convert_inputs(m: int):
     def make(rng: np.random.Generator) -> Arrays:
         return {"xyxy": random_boxes(rng, m), "cxcywh": np.concatenate(
             [rng.uniform(10, 50, size=(m, 2)), rng.uniform(1, 20, size=(m, 2))], axis=1)}
-    return make
+    return described(f"{m} boxes", make)
 
 
 @LAB.case(points=4, inputs=convert_inputs(6), hidden_inputs=(convert_inputs(1), convert_inputs(11)), checks=[
@@ -215,7 +215,7 @@ def canvas_boxes(rng: np.random.Generator, m: int, canvas: int = 64, stride: int
 def encode_inputs(m: int, stride: int):
     def make(rng: np.random.Generator) -> Arrays:
         return {"boxes": canvas_boxes(rng, m, 64, stride), "stride": np.array(stride)}
-    return make
+    return described(f"{m} boxes, stride {stride}", make)
 
 
 @LAB.case(points=7, inputs=encode_inputs(9, 8), hidden_inputs=(encode_inputs(1, 16), encode_inputs(12, 4)), checks=[
@@ -250,7 +250,7 @@ def decode_inputs(shape: tuple[int, ...], stride: int):
                 "offsets": np.concatenate([rng.uniform(0.05, 0.95, size=(m, 2)),
                                            rng.uniform(-1.2, 1.2, size=(m, 2))], 1).reshape(*shape, 4),
                 "boxes": canvas_boxes(rng, 7, 64, stride), "stride": np.array(stride)}
-    return make
+    return described(f"codes of shape {shape}, stride {stride}", make)
 
 
 @LAB.case(points=5, inputs=decode_inputs((2, 3), 8), hidden_inputs=(decode_inputs((5,), 16), decode_inputs((1, 1), 8)),
@@ -286,9 +286,15 @@ def targets_inputs(n: int, grid: int, stride: int, m: int):
             d = np.where(boxes[2, 2:] + 0.25 <= canvas, 0.25, -0.25)
             boxes[3] = boxes[2] + np.tile(d, 2)
             index[3] = index[2]
+        if m >= 6:  # boxes 4 and 5 share a centre, box 4 larger (box 4 must win): "first box wins" and
+            # "smaller box wins" then predict different targets (on the pair 0, 1 both give box 0)
+            c4 = (boxes[4, :2] + boxes[4, 2:]) / 2
+            half = 0.6 * (c4 - boxes[4, :2])
+            boxes[5] = np.concatenate([c4 - half, c4 + half])
+            index[5] = index[4]
         return {"boxes": boxes, "labels": rng.integers(0, 10, size=m), "image_index": index,
                 "n_images": np.array(n), "grid": np.array(grid), "stride": np.array(stride)}
-    return make
+    return described(f"{n} canvases, {grid}x{grid} grid, stride {stride}, {m} boxes", make)
 
 
 @LAB.case(points=5, inputs=targets_inputs(3, 8, 8, 10),
@@ -301,16 +307,21 @@ def targets_inputs(n: int, grid: int, stride: int, m: int):
                 "then the lower index", instructor("targets.last.cls")),
         Mistake("when two boxes share a cell, the first box wins regardless of area; the rule is: "
                 "the larger area, then the lower index", instructor("targets.first.cls")),
+        Mistake("when two boxes share a cell, the SMALLER box wins; the rule is: the larger area, then the "
+                "lower index", instructor("targets.smaller.cls")),
         Mistake("the grid indexed [col, row] instead of [row, col]",
                 lambda i, e: np.swapaxes(e["cls"], 1, 2)),)),
     Close("tbox", "build_targets: tbox (the assigned box, xyxy)", mistakes=(
         Mistake("when two boxes share a cell, the later box wins; the rule is: the larger area, "
                 "then the lower index", instructor("targets.last.tbox")),
         Mistake("when two boxes share a cell, the first box wins regardless of area",
-                instructor("targets.first.tbox")),)),
+                instructor("targets.first.tbox")),
+        Mistake("when two boxes share a cell, the SMALLER box wins; the rule is: the larger area, then the "
+                "lower index", instructor("targets.smaller.tbox")),)),
 ])
 def build_targets_assignment(lab, boxes, labels, image_index, n_images, grid, stride):
-    """build_targets on 3 canvases, with two boxes sharing a cell (larger wins) and an equal-area pair."""
+    """build_targets on 3 canvases: two pairs sharing a cell (the larger wins; once first, once second) and an
+    equal-area pair (the lower index wins)."""
     obj, cls, tbox = lab.build_targets(_t(boxes), _t(labels), _t(image_index), int(n_images), int(grid), int(stride))
     return {"obj": _np(obj, "build_targets (obj)").astype(np.float64),
             "cls": _np(cls, "build_targets (cls)").astype(np.float64),
@@ -318,6 +329,17 @@ def build_targets_assignment(lab, boxes, labels, image_index, n_images, grid, st
 
 
 # ----------------------------------------------------------------------------- NMS
+
+
+def _given_iou(key: str) -> Given:
+    """Judged given the student's own box_iou: its IoU matrix on the case's boxes is returned as
+    ``iou_used``, and a wrong box_iou is charged in box_iou's cases only (grader/judging/given.py)."""
+    return Given("box_iou", ("iou_used",), key)
+
+
+def _iou_used(lab: Any, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The student's box_iou(a, b): what their nms / mAP computes through."""
+    return _np(lab.box_iou(_t(a), _t(b)), "box_iou").astype(np.float64)
 
 
 def _nms_mistakes(key: str = "keep") -> tuple[Mistake, ...]:
@@ -336,16 +358,17 @@ def _nms_mistakes(key: str = "keep") -> tuple[Mistake, ...]:
 def nms_inputs(m: int, clusters: int, thr: float):
     def make(rng: np.random.Generator) -> Arrays:
         return {**clustered(rng, m, clusters), "iou_threshold": np.array(thr)}
-    return make
+    return described(f"{m} boxes around {clusters} centres, threshold {thr}", make)
 
 
 @LAB.case(points=6, inputs=nms_inputs(30, 5, 0.5),
-          hidden_inputs=(nms_inputs(17, 3, 0.3), nms_inputs(40, 6, 0.7)), checks=[
+          hidden_inputs=(nms_inputs(17, 3, 0.3), nms_inputs(40, 6, 0.7)), given=_given_iou("given.nms"), checks=[
     Close("keep", "nms: the kept indices, in the order kept", exact=True, mistakes=_nms_mistakes()),
 ])
 def nms_random(lab, boxes, scores, iou_threshold):
     """nms on 30 boxes jittered around 5 centres, threshold 0.5 (hidden: other sizes and thresholds)."""
-    return {"keep": _index_array(lab.nms(_t(boxes), _t(scores), float(iou_threshold)), "nms")}
+    return {"keep": _index_array(lab.nms(_t(boxes), _t(scores), float(iou_threshold)), "nms"),
+            "iou_used": _iou_used(lab, boxes, boxes)}
 
 
 # Edge cases: two identical boxes with equal scores (the lower index wins), a third identical one
@@ -363,7 +386,7 @@ def nms_edge_inputs(rng: np.random.Generator) -> Arrays:
     return {"boxes": EDGE_BOXES[perm] * scale + shift, "scores": EDGE_SCORES[perm], "iou_threshold": np.array(0.5)}
 
 
-@LAB.case(points=5, inputs=nms_edge_inputs, hidden_inputs=(nms_edge_inputs,), checks=[
+@LAB.case(points=5, inputs=nms_edge_inputs, hidden_inputs=(nms_edge_inputs,), given=_given_iou("given.nms"), checks=[
     Close("keep", "nms on edge cases (identical boxes, equal scores, zero-area, IoU exactly at the "
                   "threshold, contained, disjoint)", exact=True, mistakes=_nms_mistakes(),
           explain="Ties in score are visited by increasing index (a stable sort of -scores); a box is "
@@ -371,18 +394,20 @@ def nms_edge_inputs(rng: np.random.Generator) -> Arrays:
 ])
 def nms_edge_cases(lab, boxes, scores, iou_threshold):
     """nms on hand-made edge cases in a random order."""
-    return {"keep": _index_array(lab.nms(_t(boxes), _t(scores), float(iou_threshold)), "nms")}
+    return {"keep": _index_array(lab.nms(_t(boxes), _t(scores), float(iou_threshold)), "nms"),
+            "iou_used": _iou_used(lab, boxes, boxes)}
 
 
 def batched_inputs(m: int, clusters: int, n_classes: int, thr: float):
     def make(rng: np.random.Generator) -> Arrays:
         return {**clustered(rng, m, clusters), "idxs": rng.integers(0, n_classes, size=m),
                 "iou_threshold": np.array(thr)}
-    return make
+    return described(f"{m} boxes, {n_classes} categories, threshold {thr}", make)
 
 
 @LAB.case(points=5, inputs=batched_inputs(24, 4, 3, 0.5),
-          hidden_inputs=(batched_inputs(9, 2, 2, 0.4), batched_inputs(35, 5, 6, 0.6)), checks=[
+          hidden_inputs=(batched_inputs(9, 2, 2, 0.4), batched_inputs(35, 5, 6, 0.6)),
+          given=_given_iou("given.batched_nms"), checks=[
     Close("keep", "batched_nms: the kept indices, by decreasing score", exact=True, mistakes=(
         Mistake("the categories are ignored (plain nms over every box): boxes of different "
                 "categories must never suppress each other", instructor("batched.no_categories")),
@@ -395,7 +420,7 @@ def batched_inputs(m: int, clusters: int, n_classes: int, thr: float):
 def batched_nms_categories(lab, boxes, scores, idxs, iou_threshold):
     """batched_nms with 3 categories over clustered boxes."""
     return {"keep": _index_array(lab.batched_nms(_t(boxes), _t(scores), _t(idxs), float(iou_threshold)),
-                                 "batched_nms")}
+                                 "batched_nms"), "iou_used": _iou_used(lab, boxes, boxes)}
 
 
 # ----------------------------------------------------------------------------- GIoU loss
@@ -501,10 +526,11 @@ def loss_inputs(n: int, grid: int, positives: int):
                 obj[img, r, col], cls[img, r, col] = 1, rng.integers(0, 10)
                 tbox[img, r, col] = np.concatenate([centre - half, centre + half])
         return {"raw": raw, "obj": obj, "cls": cls, "tbox": tbox}
-    return make
+    return described(f"N={n}, {grid}x{grid} grid, {positives} objects per canvas", make)
 
 
-@LAB.case(points=8, inputs=loss_inputs(2, 3, 2), hidden_inputs=(loss_inputs(1, 2, 1), loss_inputs(3, 3, 3)), checks=[
+@LAB.case(points=8, inputs=loss_inputs(3, 3, 2), hidden_inputs=(loss_inputs(1, 2, 1), loss_inputs(3, 3, 3)),
+          given=Given("decode", ("boxes_used",), "given.loss"), checks=[
     Close("loss", "detection_loss: the scalar loss", mistakes=(
         Mistake("the objectness BCE is averaged over all cells; it is summed over the cells and "
                 "divided by the number of canvases N", instructor("loss.obj_mean")),
@@ -514,7 +540,7 @@ def loss_inputs(n: int, grid: int, positives: int):
     Close("draw", "detection_loss: dL/d(head output) by autograd through your loss"),
 ])
 def detection_loss_gradient(lab, raw, obj, cls, tbox):
-    """detection_loss and its gradient w.r.t. the raw head output (N=2, 3x3 grid, float64)."""
+    """detection_loss and its gradient w.r.t. the raw head output (N=3, 3x3 grid, the last canvas without objects)."""
     tt = _torch()
     r = _t(raw).clone().requires_grad_(True)
     loss = lab.detection_loss(r, _t(obj), _t(cls), _t(tbox))
@@ -526,8 +552,14 @@ def detection_loss_gradient(lab, raw, obj, cls, tbox):
         with tt.no_grad():
             return float(lab.detection_loss(_t(x), _t(obj), _t(cls), _t(tbox)))
 
-    return {"loss": _np(loss, "detection_loss").astype(np.float64), "draw": _np(r.grad, "dL/draw"),
-            "draw_numeric": numerical_gradient(forward, raw)}
+    out = {"loss": _np(loss, "detection_loss").astype(np.float64), "draw": _np(r.grad, "dL/draw"),
+           "draw_numeric": numerical_gradient(forward, raw)}
+    try:  # the boxes your decode gives for this head output (decode_head is provided): judged given them
+        with tt.no_grad():
+            out["boxes_used"] = _np(lab.decode_head(_t(raw))[1], "decode_head").astype(np.float64)
+    except Exception:  # noqa: BLE001 - decode's own cases report its errors
+        pass
+    return out
 
 
 # ----------------------------------------------------------------------------- mAP
@@ -540,7 +572,7 @@ def ap_inputs(s: int, k: int):
         if s > 1:
             tp[1] = 0.0
         return {"tp": tp, "n_gt": tp.sum(1).astype(np.int64) + rng.integers(1, 4, size=s)}
-    return make
+    return described(f"{s} sequences of {k} detections", make)
 
 
 @LAB.case(points=4, inputs=ap_inputs(6, 12), hidden_inputs=(ap_inputs(1, 1), ap_inputs(4, 30)), checks=[
@@ -562,6 +594,10 @@ def average_precision_interpolation(lab, tp, n_gt):
     return {"ap": np.array(out)}
 
 
+STRICT_MATCH = ("a detection matched only when IoU > 0.5: the rule is IoU >= iou_threshold (a detection with "
+                "IoU exactly 0.5 is a true positive)")
+
+
 def map_inputs(n_images: int, n_classes: int):
     def make(rng: np.random.Generator) -> Arrays:
         gt_index = np.repeat(np.arange(n_images), rng.integers(1, 5, size=n_images))
@@ -580,26 +616,39 @@ def map_inputs(n_images: int, n_classes: int):
             index.append(int(rng.integers(0, n_images)))
         boxes_arr = np.array(boxes).reshape(-1, 4)
         boxes_arr[:, 2:] = np.maximum(boxes_arr[:, 2:], boxes_arr[:, :2] + 1.0)
-        return {"boxes": boxes_arr, "scores": rng.uniform(0, 1, size=len(boxes_arr)),
+        # A detection with IoU exactly 0.5 (16 / 32, exact in floating point) with a ground-truth box away from
+        # the others, scored highest: it is a match (IoU >= threshold), so `>` instead of `>=` is visible.
+        half_gt = np.array([[100.0, 100.0, 106.0, 104.0]])
+        gt_boxes = np.concatenate([gt_boxes, half_gt])
+        gt_labels = np.append(gt_labels, 0)
+        gt_index = np.append(gt_index, 0)
+        boxes_arr = np.concatenate([boxes_arr, half_gt + [2.0, 0.0, 2.0, 0.0]])
+        labels.append(0)
+        index.append(0)
+        scores = np.append(rng.uniform(0, 0.99, size=len(boxes_arr) - 1), 0.995)
+        return {"boxes": boxes_arr, "scores": scores,
                 "labels": np.array(labels, dtype=np.int64), "image_index": np.array(index, dtype=np.int64),
                 "gt_boxes": gt_boxes, "gt_labels": gt_labels, "gt_index": gt_index,
                 "num_classes": np.array(n_classes)}
-    return make
+    return described(f"{n_images} canvases, {n_classes} classes", make)
 
 
-@LAB.case(points=5, inputs=map_inputs(8, 5), hidden_inputs=(map_inputs(1, 3), map_inputs(12, 6)), checks=[
+@LAB.case(points=5, inputs=map_inputs(8, 5), hidden_inputs=(map_inputs(1, 3), map_inputs(12, 6)),
+          given=_given_iou("given.map"), checks=[
     Close("ap_per_class", "mean_average_precision: AP per class (-1 here for a class without ground truth)",
           mistakes=(
               Mistake("a ground-truth box is matched more than once: a duplicate detection of a "
                       "matched object is a false positive", instructor("map_ap.rematch")),
               Mistake("the class is ignored when matching detections to ground truth",
                       instructor("map_ap.ignore_class")),
+              Mistake(STRICT_MATCH, instructor("map_ap.strict")),
           )),
     Close("map", "mean_average_precision: mAP@0.5 (mean over classes with ground truth)", mistakes=(
         Mistake("a ground-truth box is matched more than once: a duplicate detection of a matched "
                 "object is a false positive", instructor("map.rematch")),
         Mistake("classes without ground truth count as AP 0 in the mean; leave them out",
                 lambda i, e: np.array(np.where(e["ap_per_class"] < 0, 0.0, e["ap_per_class"]).mean())),
+        Mistake(STRICT_MATCH, instructor("map.strict")),
     )),
 ])
 def map_fixed_predictions(lab, boxes, scores, labels, image_index, gt_boxes, gt_labels, gt_index, num_classes):
@@ -608,7 +657,7 @@ def map_fixed_predictions(lab, boxes, scores, labels, image_index, gt_boxes, gt_
                                         _t(gt_labels), _t(gt_index), 0.5, int(num_classes))
     aps = _np(aps, "mean_average_precision (AP per class)").astype(np.float64)
     return {"map": np.array(float(m.item() if hasattr(m, "item") else m)),
-            "ap_per_class": np.where(np.isnan(aps), -1.0, aps)}
+            "ap_per_class": np.where(np.isnan(aps), -1.0, aps), "iou_used": _iou_used(lab, boxes, gt_boxes)}
 
 
 # ----------------------------------------------------------------------------- training: parts A and B

@@ -199,3 +199,32 @@ PREDICTORS["maxpool_dx.minimum"] = lambda i, e: _pool_scatter(
     i, (lambda w: (w == w.min(axis=(-2, -1), keepdims=True)))(_pool_windows(i)) * i["dout"][..., None, None])
 PREDICTORS["maxpool_y.mean"] = lambda i, e: _pool_windows(i).mean(axis=(-2, -1))
 PREDICTORS["avgpool_dx.set_offsets"] = lambda i, e: _pool_scatter(i, _per_window(i) / _k(i) ** 2, "set_offsets")
+
+# ----------------------------------------------------------------------------- given the student's im2col
+# ``Given("im2col", ("cols_used",), key)`` in cases.py: Conv2d's outputs as the reference computes them from
+# the student's own columns, ``(inputs, given) -> {output: expected}`` (grader/judging/given.py).
+
+
+def _y_from_cols(i: Arrays, cols: np.ndarray, with_bias: bool = True) -> np.ndarray:
+    """y = weight.reshape(F, -1) @ cols + bias, reshaped to (N, F, Ho, Wo)."""
+    w, x = i["weight"], i["x"]
+    ho = _out(x.shape[2], w.shape[2], int(i["stride"]), int(i["padding"]))
+    wo = _out(x.shape[3], w.shape[3], int(i["stride"]), int(i["padding"]))
+    y = np.matmul(w.reshape(len(w), -1), cols)
+    if with_bias:
+        y = y + i["bias"][:, None]
+    return y.reshape(len(x), len(w), ho, wo)
+
+
+def _dweight_from_cols(i: Arrays, cols: np.ndarray) -> np.ndarray:
+    """dL/dW = sum_n G[n] @ cols[n].T, reshaped to (F, C, kh, kw)."""
+    w, g = i["weight"], i["dout"]
+    return np.matmul(g.reshape(len(g), len(w), -1), cols.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
+
+
+PREDICTORS["given.conv_y"] = lambda i, g: {"y": _y_from_cols(i, g["cols_used"])}
+PREDICTORS["given.conv_dweight"] = lambda i, g: {"dweight": _dweight_from_cols(i, g["cols_used"])}
+PREDICTORS["given.conv_twice"] = lambda i, g: {"dweight_twice": 2 * _dweight_from_cols(i, g["cols_used"]),
+                                               "y_no_bias": _y_from_cols(i, g["cols_used"], with_bias=False)}
+PREDICTORS["given.conv_y_twice"] = lambda i, g: {"y1": _y_from_cols(i, g["cols_used"]),
+                                                 "y2": _y_from_cols({**i, "x": i["x2"]}, g["cols_used2"])}

@@ -224,7 +224,45 @@ def _roundtrip(cls: str, k: int, how: str) -> Predictor:
     return predict
 
 
+def _sgd_buffer_aliases_grad(inputs: Arrays) -> list[np.ndarray]:
+    """SGD whose momentum buffer starts AS p.grad (no copy), run with gradients handed in as the cases do
+    (tests/lab4/cases.py, _set_grads): zeroed in place and accumulated into the same array each step, so
+    the buffer is wiped and rescaled with it. Each parameter's trajectory, initial row included."""
+    hp = {**DEFAULTS, **{k: inputs[k].item() for k in DEFAULTS if k in inputs}}
+    m, d, wd = float(hp["momentum"]), float(hp["dampening"]), float(hp["weight_decay"])
+    n = sum(1 for k in inputs if k.startswith("x"))
+    ps = [np.array(inputs[f"x{k}"], dtype=np.float64, copy=True) for k in range(n)]
+    grads: list[np.ndarray | None] = [None] * n
+    bufs: list[np.ndarray | None] = [None] * n
+    traj = [[p.copy()] for p in ps]
+    for t in range(len(inputs["lrs"])):
+        for k in range(n):
+            if not inputs[f"has{k}"][t]:
+                grads[k] = None
+            elif grads[k] is None:
+                grads[k] = inputs[f"g{k}"][t].copy()
+            else:
+                grads[k][...] = 0.0
+                grads[k] += inputs[f"g{k}"][t]
+        for k in range(n):
+            if grads[k] is None:
+                continue
+            g = grads[k] + wd * ps[k] if wd else grads[k]
+            if m:
+                if bufs[k] is None:
+                    bufs[k] = g  # the bug: no copy
+                else:
+                    bufs[k] *= m
+                    bufs[k] += (1.0 - d) * g
+                g = g + m * bufs[k] if hp["nesterov"] else bufs[k]
+            ps[k] -= float(inputs["lrs"][t]) * g
+        for k in range(n):
+            traj[k].append(ps[k].copy())
+    return [np.stack(tr) for tr in traj]
+
+
 for _k in range(N_PARAMS):
+    PREDICTORS[f"traj.SGD.buffer_aliases_grad.p{_k}"] = (lambda k: lambda i, e: _sgd_buffer_aliases_grad(i)[k])(_k)
     for _cls, _bugs in BUGS.items():
         for _bug in _bugs:
             PREDICTORS[f"traj.{_cls}.{_bug}.p{_k}"] = _trajectory(_cls, _k, [_bug])
@@ -261,7 +299,7 @@ def _linear(i: Arrays, k: np.ndarray, clamp: bool = True) -> np.ndarray:
 
 def _warmup_cosine(i: Arrays, shift: float = 1.0, late: bool = False) -> np.ndarray:
     k, m = _k(), float(i["milestone"])
-    warm = _linear({**i, "end_factor": np.array(1.0), "total_iters": i["milestone"]}, k)
+    warm = _linear({**i, "end_factor": np.array(1.0), "total_iters": i.get("warm_iters", i["milestone"])}, k)
     cos = _cosine({**i, "T_max": np.array(SCHEDULE_STEPS - m)}, k - m * shift)
     return np.where(k > m if late else k >= m, cos, warm)
 

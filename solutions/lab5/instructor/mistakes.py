@@ -77,7 +77,8 @@ def _targets(i: Arrays, rule: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     cells, _ = _encode(boxes, float(i["stride"]))
     obj, cls, tbox = np.zeros((n, grid, grid)), np.full((n, grid, grid), -1.0), np.zeros((n, grid, grid, 4))
     order = {"larger": sorted(range(len(boxes)), key=lambda k: (_area(boxes)[k], -k)),
-             "last": list(range(len(boxes))), "first": list(range(len(boxes)))[::-1]}[rule]
+             "last": list(range(len(boxes))), "first": list(range(len(boxes)))[::-1],
+             "smaller": sorted(range(len(boxes)), key=lambda k: (-_area(boxes)[k], -k))}[rule]
     for k in order:  # later writes win
         r, c = int(cells[k, 0]), int(cells[k, 1])
         obj[index[k], r, c], cls[index[k], r, c], tbox[index[k], r, c] = 1, labels[k], boxes[k]
@@ -88,10 +89,12 @@ def _targets(i: Arrays, rule: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, thr: float, *, by_score: bool = True,
-         suppress: Callable[[np.ndarray, float], np.ndarray] = lambda iou, t: iou > t) -> np.ndarray:
-    """Greedy NMS with switchable mistakes: visiting order and suppression rule."""
+         suppress: Callable[[np.ndarray, float], np.ndarray] = lambda iou, t: iou > t,
+         iou: np.ndarray | None = None) -> np.ndarray:
+    """Greedy NMS with switchable mistakes: visiting order and suppression rule (``iou``: a given
+    IoU matrix, the student's own, instead of the true one)."""
     order = np.argsort(-scores, kind="stable") if by_score else np.arange(len(boxes))
-    iou = _iou(boxes, boxes)
+    iou = _iou(boxes, boxes) if iou is None else iou
     keep, dead = [], np.zeros(len(boxes), dtype=bool)
     for k in order:
         if dead[k]:
@@ -100,6 +103,17 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, thr: float, *, by_score: bool = 
         dead |= suppress(iou[k], thr)
         dead[k] = True
     return np.array(keep, dtype=np.int64)
+
+
+def _batched_given(i: Arrays, iou: np.ndarray) -> np.ndarray:
+    """The reference batched_nms applied to a given (M, M) IoU matrix: NMS per category, kept
+    indices by decreasing score (ties by increasing index)."""
+    keep = np.zeros(len(i["boxes"]), dtype=bool)
+    for c in np.unique(i["idxs"]):
+        m = np.flatnonzero(i["idxs"] == c)
+        keep[m[_nms(i["boxes"][m], i["scores"][m], _THR(i), iou=iou[np.ix_(m, m)])]] = True
+    kept = np.flatnonzero(keep)
+    return kept[np.argsort(-i["scores"][kept], kind="stable")].astype(np.int64)
 
 
 def _batched_grouped(boxes: np.ndarray, scores: np.ndarray, idxs: np.ndarray, thr: float) -> np.ndarray:
@@ -152,8 +166,10 @@ def _giou_grad(p: np.ndarray, t: np.ndarray, g: np.ndarray, *, mask: bool = True
 # ----------------------------------------------------------------------------- the detection loss
 
 
-def _detection_loss(i: Arrays, obj_mean: bool = False, box_weight: float = 2.0) -> np.ndarray:
-    """The detection loss (see detection_loss's docstring), with switchable mistakes."""
+def _detection_loss(i: Arrays, obj_mean: bool = False, box_weight: float = 2.0,
+                    boxes_given: np.ndarray | None = None) -> np.ndarray:
+    """The detection loss (see detection_loss's docstring), with switchable mistakes (``boxes_given``:
+    the decoded (N, G, G, 4) boxes of the student's own decode instead of the true ones)."""
     raw, obj, cls, tbox = i["raw"], i["obj"], i["cls"], i["tbox"]
     n, g = raw.shape[0], raw.shape[-1]
     z = raw[:, 0]
@@ -168,7 +184,7 @@ def _detection_loss(i: Arrays, obj_mean: bool = False, box_weight: float = 2.0) 
         sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
         off = np.stack([sig(raw[:, 1]), sig(raw[:, 2]), np.clip(raw[:, 3], -4, 4), np.clip(raw[:, 4], -4, 4)], -1)
         cells = np.broadcast_to(np.stack([rows, cols], -1), (n, g, g, 2))
-        boxes = _decode(cells, off, 8.0)[pos]
+        boxes = (_decode(cells, off, 8.0) if boxes_given is None else boxes_given)[pos]
         loss += box_weight * float(np.mean(_giou_loss(boxes, tbox[pos])))
     return np.array(loss)
 
@@ -195,8 +211,10 @@ def _aps(i: Arrays, mode: str) -> np.ndarray:
     return np.array([_ap(t, int(n), mode) for t, n in zip(i["tp"], i["n_gt"], strict=True)])
 
 
-def _map_aps(i: Arrays, *, rematch: bool = False, ignore_class: bool = False) -> np.ndarray:
-    """AP per class (-1 without ground truth) under greedy matching, with switchable mistakes."""
+def _map_aps(i: Arrays, *, rematch: bool = False, ignore_class: bool = False,
+             iou: np.ndarray | None = None, strict: bool = False) -> np.ndarray:
+    """AP per class (-1 without ground truth) under greedy matching, with switchable mistakes
+    (``iou``: a given (detections, ground truth) IoU matrix, the student's own, instead of the true one)."""
     aps = []
     labels = np.zeros_like(i["labels"]) if ignore_class else i["labels"]
     for c in range(int(i["num_classes"])):
@@ -212,8 +230,11 @@ def _map_aps(i: Arrays, *, rematch: bool = False, ignore_class: bool = False) ->
         for r, d in enumerate(order):
             cand = np.flatnonzero((i["gt_index"][gt] == idx[d]) & (rematch | ~used))
             if len(cand):
-                ious = _iou(b[d:d + 1], i["gt_boxes"][gt][cand])[0]
-                if ious.max() >= 0.5:
+                if iou is None:
+                    ious = _iou(b[d:d + 1], i["gt_boxes"][gt][cand])[0]
+                else:
+                    ious = iou[np.flatnonzero(det)[d]][np.flatnonzero(gt)[cand]]
+                if ious.max() > 0.5 if strict else ious.max() >= 0.5:
                     used[cand[int(np.argmax(ious))]] = True
                     tp[r] = 1
         aps.append(_ap(tp, int(gt.sum())))
@@ -241,6 +262,8 @@ PREDICTORS: dict[str, Predictor] = {
     "targets.first.cls": lambda i, e: _targets(i, "first")[1],
     "targets.last.tbox": lambda i, e: _targets(i, "last")[2],
     "targets.first.tbox": lambda i, e: _targets(i, "first")[2],
+    "targets.smaller.cls": lambda i, e: _targets(i, "smaller")[1],
+    "targets.smaller.tbox": lambda i, e: _targets(i, "smaller")[2],
     "nms.index_order": lambda i, e: _nms(i["boxes"], i["scores"], _THR(i), by_score=False),
     "nms.ge": lambda i, e: _nms(i["boxes"], i["scores"], _THR(i), suppress=lambda iou, t: iou >= t),
     "nms.reversed": lambda i, e: _nms(i["boxes"], i["scores"], _THR(i), suppress=lambda iou, t: iou <= t),
@@ -263,4 +286,25 @@ PREDICTORS: dict[str, Predictor] = {
     "map_ap.rematch": lambda i, e: _map_aps(i, rematch=True),
     "map_ap.ignore_class": lambda i, e: _map_aps(i, ignore_class=True),
     "map.rematch": lambda i, e: _mean_of(_map_aps(i, rematch=True)),
+    "map_ap.strict": lambda i, e: _map_aps(i, strict=True),
+    "map.strict": lambda i, e: _mean_of(_map_aps(i, strict=True)),
 }
+
+# ----------------------------------------------------------------------------- given the student's box_iou
+# ``Given(earlier, outputs, key)`` in cases.py: the reference's later function applied to the student's own
+# results of the earlier one, ``(inputs, given) -> {output: expected}`` (grader/judging/given.py).
+
+
+def _given_map(i: Arrays, g: Arrays) -> Arrays:
+    aps = _map_aps(i, iou=g["iou_used"])
+    return {"ap_per_class": aps, "map": _mean_of(aps)}
+
+
+PREDICTORS.update({
+    # dL/draw through the student's decode: the case's GradCheck already holds it to the numerical gradient
+    # of their own loss, and the loss value is held to the reference's on their decoded boxes.
+    "given.loss": lambda i, g: {"loss": _detection_loss(i, boxes_given=g["boxes_used"]), "draw": g["draw"]},
+    "given.nms": lambda i, g: {"keep": _nms(i["boxes"], i["scores"], _THR(i), iou=g["iou_used"])},
+    "given.batched_nms": lambda i, g: {"keep": _batched_given(i, g["iou_used"])},
+    "given.map": _given_map,
+})
