@@ -168,8 +168,8 @@ BUGS = [
     }),
     bug("adam-step-counter-incremented-after-use", {"optim.py": [
         (ADAM_STEP, 't = state["step"]\n            state["step"] += 1')]}, {
-        "adam": [RAISED, "step counter incremented after use", "optimizer step 1"],
-        "adam_weight_decay": [RAISED, "step counter incremented after use"],
+        "adam": [RAISED, "increment the step counter before using it", "optimizer step 1"],
+        "adam_weight_decay": [RAISED, "increment the step counter before using it"],
         "adamw": [RAISED],
         "state_per_parameter": [RAISED],
         "state_dict_adam": [RAISED],

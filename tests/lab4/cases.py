@@ -88,17 +88,24 @@ def optimizer_kwargs(inputs: Arrays) -> dict[str, Any]:
 
 
 @contextmanager
-def _arithmetic(cls: str, step: int):
-    """Division by zero and 0/0 become errors that say where they come from (NumPy only warns)."""
+def _arithmetic(cls: str, step: int, params: list[Any]):
+    """Division by zero and 0/0 become errors that say where they come from (NumPy only warns), with a
+    cause only where this step's evidence shows one."""
     try:
         with np.errstate(divide="raise", invalid="raise", over="raise"):
             yield
     except FloatingPointError as exc:
-        raise ConventionError(
-            f"{cls}.step, optimizer step {step + 1}: NumPy reports '{exc}'. The usual causes: a step "
-            "counter incremented after use (at the first step t must be 1, or 1 - beta**t = 0 divides by "
-            "zero), or eps missing from the denominator (exact-zero gradients give sqrt(v) = 0, and 0/0)"
-        ) from exc
+        causes = []
+        if step == 0 and cls in ("Adam", "AdamW") and "divide" in str(exc):
+            causes.append("at the first step 1 - beta**t is 0 when t is still 0: increment the step counter "
+                          "before using it (t = 1 at the first step)")
+        zero = [k for k, p in enumerate(params) if isinstance(p.grad, np.ndarray) and np.any(p.grad == 0.0)]
+        if zero and cls != "SGD":
+            causes.append(f"the gradient of parameter {zero[0]} has exact zeros on this step, so a state built "
+                          "from squared gradients is 0 there: is eps added to the denominator?")
+        said = ("Where this step points: " + "; ".join(causes)) if causes else \
+            "Which of your operations produced it: run the step with np.seterr(all='raise') and read the traceback"
+        raise ConventionError(f"{cls}.step, optimizer step {step + 1}: NumPy reports '{exc}'. {said}") from exc
 
 
 def _set_grads(params: list[Any], inputs: Arrays, t: int) -> None:
@@ -126,7 +133,7 @@ def run_steps(opt: Any, cls: str, params: list[Any], inputs: Arrays, start: int,
             opt.lr = lr = new_lr
         _set_grads(params, inputs, t)
         try:
-            with _arithmetic(cls, t):
+            with _arithmetic(cls, t, params):
                 opt.step()
         except (TypeError, AttributeError) as exc:
             if "NoneType" not in str(exc) or all(p.grad is not None for p in params):
