@@ -199,7 +199,7 @@ def _variant(case: Case, k: int) -> Case:
 def _tests(lab: Lab, executor: Sandboxed, expected: ReferenceExpected, hidden: Sequence[int]) -> list[dict]:
     tests: list[dict[str, Any]] = []
     for case in lab.cases:
-        variants = list(hidden) if case.hidden else []
+        variants = list(case.hidden_seeds(hidden))
         share = case.points / (1 + len(variants))
         runs: list[tuple[str, CaseResult, str]] = [
             (case.name, run_case(case, executor, expected, [(s, False) for s in case.seeds]), "visible")]

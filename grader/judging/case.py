@@ -266,6 +266,9 @@ class Case:
     # Hidden variant i builds its inputs with hidden_inputs[i % len] (other shapes, other
     # hyperparameters), so code that special-cases the public inputs loses those points.
     hidden_inputs: tuple[MakeInputs, ...] = ()
+    # At most this many of the lab's hidden seeds (None: all). For cases whose every run is costly
+    # (a training run): one hidden variant already makes answers looked up for the public inputs fail.
+    max_hidden: int | None = None
     lab: str = ""  # the lab's name (set by Lab.case): where the measured timings are found
 
     def inputs_maker(self, variant: int | None) -> MakeInputs:
@@ -273,6 +276,13 @@ class Case:
         if variant is None or not self.hidden_inputs:
             return self.make_inputs
         return self.hidden_inputs[variant % len(self.hidden_inputs)]
+
+    def hidden_seeds(self, seeds: Sequence[int]) -> tuple[int, ...]:
+        """The lab's hidden ``seeds`` this case runs with in grading: none when ``hidden`` is False,
+        at most ``max_hidden`` of them."""
+        if not self.hidden:
+            return ()
+        return tuple(seeds) if self.max_hidden is None else tuple(seeds)[:self.max_hidden]
 
     @property
     def needs_reference(self) -> bool:
@@ -326,11 +336,13 @@ class Lab:
              private: Sequence[str] = (), seeds: Sequence[int] = (0,), hidden: bool = True,
              timeout: float = 60.0, slow: bool = False,
              factors: Callable[[Arrays], dict[str, float]] | None = None,
-             hidden_inputs: Sequence[MakeInputs] = ()) -> Callable[[RunFn], RunFn]:
+             hidden_inputs: Sequence[MakeInputs] = (),
+             max_hidden: int | None = None) -> Callable[[RunFn], RunFn]:
         """Decorator registering ``run`` as a case named after the function.
 
         ``inputs`` makes the public inputs; ``hidden_inputs`` (optional) make those of the hidden
-        variants, which should differ in shapes and hyperparameters, not only in random values.
+        variants, which should differ in shapes and hyperparameters, not only in random values;
+        ``max_hidden`` caps how many of the lab's hidden seeds the case runs with (see ``Case``).
         """
 
         def register(run: RunFn) -> RunFn:
@@ -341,7 +353,7 @@ class Lab:
                 name=run.__name__, points=points, description=doc.splitlines()[0] if doc else "",
                 make_inputs=inputs, run=run, checks=tuple(checks), private=frozenset(private),
                 seeds=tuple(seeds), hidden=hidden, timeout=timeout, slow=slow, factors=factors,
-                hidden_inputs=tuple(hidden_inputs), lab=self.name,
+                hidden_inputs=tuple(hidden_inputs), max_hidden=max_hidden, lab=self.name,
             ))
             return run
 
