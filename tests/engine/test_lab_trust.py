@@ -246,3 +246,72 @@ def test_giou_backward_that_lets_autograd_do_it_loses_the_case(grade_bug, name) 
     message = got.outputs["giou_backward"]
     assert "GIoULoss.backward: dL/dpred" not in message  # the gradient itself matched: only the graph is blamed
     assert ("got      = -1" in message) == name.endswith("vjp"), message
+
+
+# ----------------------------------------------------------------------------- Lab 2: a random Dropout mask
+
+MASK = "self._scale = (self.rng.random(x.shape) >= self.p) / (1.0 - self.p)"
+_I = "\n            "  # the indentation of the mask's line in the reference
+
+
+def _block(start: str) -> str:
+    return (f"n = x.size{_I}k = int(round(self.p * n)){_I}start = {start}{_I}"
+            f"flat = np.full(n, 1.0 / (1.0 - self.p)){_I}flat[(start + np.arange(k)) % n] = 0.0{_I}"
+            "self._scale = flat.reshape(x.shape)")
+
+
+DROPOUT = [c.name for c in LAB2.cases if c.name.startswith("dropout")]
+FAST2 = [c.name for c in LAB2.cases if c.name != "mnist_accuracy"]
+PER_ROW = "whole rows (samples) are dropped or kept"
+PER_COLUMN = "every sample (row) has the same mask"
+BLOCK = "one contiguous block"
+RANDOM_ROWS = "is random per row"
+
+DROPOUT_BUGS = [
+    # Passed every graded property before: the drop fraction is exactly p, the scale right, a new
+    # (shifted) block on each call, reproducible from self.rng.
+    pytest.param({"dropout_train_forward": [RANDOM_ROWS, BLOCK, "two calls draw independent masks"]},
+                 _block("int(self.rng.integers(n))"), id="dropout-block-at-random-offset"),
+    pytest.param({"dropout_train_forward": [RANDOM_ROWS, "two calls draw different masks", "the same entries"],
+                  "train_eval_nested": ["two training forwards differ"]},
+                 _block("0"), id="dropout-fixed-block"),
+    pytest.param({"dropout_train_forward": [RANDOM_ROWS, PER_ROW],
+                  "dropout_eval_and_edges": ["Dropout(p close to 1).forward: fraction of entries set to 0"]},
+                 "self._scale = (self.rng.random((x.shape[0],) + (1,) * (x.ndim - 1)) >= self.p) "
+                 "/ (1.0 - self.p) * np.ones_like(x)", id="dropout-mask-per-row"),
+    pytest.param({"dropout_train_forward": ["is random per column", PER_COLUMN],
+                  "dropout_eval_and_edges": ["Dropout(p close to 1).forward: fraction of entries set to 0"]},
+                 "self._scale = (self.rng.random(x.shape[1:]) >= self.p) / (1.0 - self.p) * np.ones_like(x)",
+                 id="dropout-same-mask-for-every-sample"),
+    # Exactly p of every row and column, a new offset per call: only the spread and the
+    # independence of the calls give it away.
+    pytest.param({"dropout_train_forward": ["vary across rows and columns as independent draws do",
+                                            "two calls draw independent masks"]},
+                 f"i, j = np.indices(x.shape[:1] + (x[0].size,)){_I}off = int(self.rng.integers(100)){_I}"
+                 "keep = ((7 * i + 3 * j + off) % 100 >= round(100 * self.p)).reshape(x.shape)"
+                 f"{_I}self._scale = keep / (1.0 - self.p)", id="dropout-deterministic-stripes"),
+]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize(("fails", "mask"), DROPOUT_BUGS)
+def test_dropout_mask_that_is_not_random_loses_the_dropout_cases(grade_bug, request, fails, mask) -> None:
+    assert set(fails) <= set(DROPOUT) | {"train_eval_nested"}
+    grade_bug(LAB2, request.node.callspec.id, {"dropout.py": [(MASK, mask)]}, fails, FAST2)
+
+
+def test_random_mask_bounds_hold_for_valid_masks_and_fail_the_reference_rarely() -> None:
+    """The bounds are exact binomial tails: over 200 valid masks (the reference's draw, at the cases'
+    p) no check fails, and the bounds sit within a few standard deviations' reach of n p."""
+    case = LAB2.get("dropout_train_forward")
+    g = case.run.__globals__
+    for n, p in ((250, 0.3), (400, 0.2), (250, 0.65)):
+        lo, hi = g["binomial_bounds"](n, p)
+        sd = (n * p * (1 - p)) ** 0.5
+        assert 5 * sd < n * p - lo < 9 * sd and 5 * sd < hi - n * p < 9 * sd
+    rng = np.random.default_rng(3)
+    for p in (0.2, 0.3, 0.65):
+        for _ in range(70):
+            o = {"dropped": (rng.random((2, 400, 250)) < p).astype(np.uint8)}
+            i = {"p": np.array(p)}
+            assert [c.score(i, o) for c in case.checks if hasattr(c, "score")] == [1.0] * 4
