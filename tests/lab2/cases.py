@@ -24,11 +24,10 @@ Conventions that the inputs follow:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
-
-import math
 
 import numpy as np
 

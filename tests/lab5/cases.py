@@ -706,7 +706,8 @@ def _localizer_detail(metrics: Any, i: Arrays, o: dict[str, np.ndarray]) -> str:
           hidden_inputs=(localizer_hidden_inputs,), max_hidden=1, timeout=600, slow=True, checks=[
     Metric("pred_boxes", _localizer_score, LOCALIZER_THRESHOLD,
            "part A: fit_localizer + predict_localizer, accuracy (IoU >= 0.5 and class right) on "
-           f"held-out canvases ({N_TEST_A} in the public run)", reference=LOCALIZER_REFERENCE, describe=_localizer_detail,
+           f"held-out canvases ({N_TEST_A} in the public run)", reference=LOCALIZER_REFERENCE,
+           describe=_localizer_detail,
            scored_by="box_iou"),
 ])
 def localizer_accuracy(lab, train_images, train_boxes, train_labels, test_images):
@@ -787,8 +788,8 @@ def _detector_map(metrics: Any, i: Arrays, o: dict[str, np.ndarray]) -> tuple[fl
 @LAB.case(points=12, inputs=detector_inputs, private=["test_boxes", "test_labels", "test_index"],
           hidden_inputs=(detector_hidden_inputs,), max_hidden=1, timeout=600, slow=True, checks=[
     Metric("det_boxes", lambda m, i, o: _detector_map(m, i, o)[0], DETECTOR_THRESHOLD,
-           f"part B: fit_detector + detect, mAP@0.5 on held-out canvases ({N_TEST_B} in the public run, 1-4 digits each; "
-           f"at most the {MAX_DETECTIONS} highest-scoring detections per canvas count)",
+           f"part B: fit_detector + detect, mAP@0.5 on held-out canvases ({N_TEST_B} in the public run, "
+           f"1-4 digits each; at most the {MAX_DETECTIONS} highest-scoring detections per canvas count)",
            reference=DETECTOR_REFERENCE, scored_by="mean_average_precision",
            describe=lambda m, i, o: "AP per digit: " + " ".join(
                f"{c}:{a:.2f}" for c, a in enumerate(_detector_map(m, i, o)[1]))
