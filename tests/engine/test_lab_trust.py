@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -313,5 +314,18 @@ def test_random_mask_bounds_hold_for_valid_masks_and_fail_the_reference_rarely()
     for p in (0.2, 0.3, 0.65):
         for _ in range(70):
             o = {"dropped": (rng.random((2, 400, 250)) < p).astype(np.uint8)}
-            i = {"p": np.array(p)}
+            i = {"p": np.array(p), "x": np.ones((400, 250))}
             assert [c.score(i, o) for c in case.checks if hasattr(c, "score")] == [1.0] * 4
+
+
+def test_dropout_masks_of_another_shape_are_refused_before_any_work() -> None:
+    """The bounds' cost grows with the mask: a reply with a huge mask fails at once, unscored."""
+    from grader.judging.compare import evaluate
+    from grader.judging.expected import make_inputs
+
+    case = LAB2.get("dropout_train_forward")
+    inputs = make_inputs(case, case.seeds[0])
+    huge = {"dropped": np.zeros((2, 8000, 8000), np.uint8)}
+    messages = [m for c in case.checks if hasattr(c, "score")
+                for m in evaluate(dataclasses.replace(case, checks=(c,)), inputs, huge, {})]
+    assert len(messages) == 4 and all("could not be scored" in m and "(2, 400, 250)" in m for m in messages), messages

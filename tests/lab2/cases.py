@@ -24,6 +24,7 @@ Conventions that the inputs follow:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator
 from types import ModuleType
@@ -529,6 +530,7 @@ RANDOM_TAIL = 1e-12
 SPREAD_Z = 7.0  # standard deviations (Wilson-Hilferty) for the spread of the counts: tail ~1e-12
 
 
+@functools.lru_cache(maxsize=64)
 def binomial_bounds(n: int, p: float, tail: float = RANDOM_TAIL) -> tuple[int, int]:
     """(lo, hi): a Binomial(n, p) count is below lo, or above hi, each with probability <= ``tail``
     (exact, from the log-pmf)."""
@@ -547,11 +549,13 @@ def _spread_bounds(k: int, z: float = SPREAD_Z) -> tuple[float, float]:
     return k * max(0.0, 1.0 - c - z * math.sqrt(c)) ** 3, k * (1.0 - c + z * math.sqrt(c)) ** 3
 
 
-def _masks(o: dict[str, np.ndarray]) -> np.ndarray:
-    """The two calls' masks (2, N, D) as booleans (True = dropped); anything else raises."""
+def _masks(i: Arrays, o: dict[str, np.ndarray]) -> np.ndarray:
+    """The two calls' masks (2, N, D) as booleans (True = dropped); any other shape raises (before
+    any work that grows with the reply: the bounds' cost grows with the mask's size)."""
     masks = np.asarray(o["dropped"])
-    if masks.ndim != 3 or masks.shape[0] != 2:
-        raise ValueError(f"expected the masks of two calls, shape (2, N, D); got {masks.shape}")
+    if masks.shape != (2, *np.shape(i["x"])) or np.ndim(i["x"]) != 2:
+        raise ValueError(f"expected the masks of two calls, shape (2, {', '.join(map(str, np.shape(i['x'])))}); "
+                         f"got {masks.shape}")
     return masks != 0
 
 
@@ -563,7 +567,7 @@ def _counts(mask: np.ndarray, axis: int) -> np.ndarray:
 def _rows_within(i: Arrays, o: dict[str, np.ndarray], axis: int) -> float:
     """The share of rows (axis 1) or columns (axis 0), over both calls, whose dropped count is
     within the binomial bounds of a valid mask."""
-    masks = _masks(o)
+    masks = _masks(i, o)
     lo, hi = binomial_bounds(masks.shape[1 + axis], float(i["p"]))
     counts = np.concatenate([_counts(m, axis) for m in masks])
     return float(np.mean((counts >= lo) & (counts <= hi)))
@@ -573,7 +577,7 @@ def _spread_ok(i: Arrays, o: dict[str, np.ndarray]) -> float:
     """The share of (call, rows or columns) whose counts spread as much as independent draws do:
     sum (c - n p)^2 / (n p (1 - p)) over K rows is about chi-square with K degrees of freedom; a
     pattern that drops exactly p of every row has almost none, a mask per row far too much."""
-    masks, p = _masks(o), float(i["p"])
+    masks, p = _masks(i, o), float(i["p"])
     ok = []
     for m in masks:
         for axis in (0, 1):
@@ -587,7 +591,7 @@ def _spread_ok(i: Arrays, o: dict[str, np.ndarray]) -> float:
 
 def _calls_independent(i: Arrays, o: dict[str, np.ndarray]) -> float:
     """1 when the number of entries dropped by both calls is within the binomial bounds for p^2."""
-    masks, p = _masks(o), float(i["p"])
+    masks, p = _masks(i, o), float(i["p"])
     lo, hi = binomial_bounds(masks[0].size, p * p)
     both = int(np.sum(masks[0] & masks[1]))
     return float(lo <= both <= hi)
@@ -600,7 +604,7 @@ def _runs(flat: np.ndarray) -> int:
 
 def _mask_diagnosis(i: Arrays, o: dict[str, np.ndarray]) -> str:
     """What the masks look like, in the words of the usual bug; one line."""
-    masks, p = _masks(o), float(i["p"])
+    masks, p = _masks(i, o), float(i["p"])
     m = masks[0]
     rows, cols = m.mean(axis=1), m.mean(axis=0)
     if np.array_equal(masks[0], masks[1]):
@@ -628,7 +632,7 @@ def _detail(what: Callable[[Arrays, dict[str, np.ndarray]], str]) -> Callable[[A
 
 def _rows_detail(axis: int) -> Callable[[Arrays, dict[str, np.ndarray]], str]:
     def what(i: Arrays, o: dict[str, np.ndarray]) -> str:
-        masks = _masks(o)
+        masks = _masks(i, o)
         n = masks.shape[1 + axis]
         lo, hi = binomial_bounds(n, float(i["p"]))
         counts = np.concatenate([_counts(m, axis) for m in masks])
@@ -668,9 +672,9 @@ RANDOM_WHAT = ("A Dropout mask drops each entry independently with probability p
            describe=_detail(lambda i, o: "the spread of the counts is not that of independent draws")),
     Metric("dropped", _calls_independent, 1.0,
            "Dropout.forward (training): two calls draw independent masks (entries dropped by both: about p^2)",
-           describe=_detail(lambda i, o: f"{int(np.sum(_masks(o)[0] & _masks(o)[1]))} of {_masks(o)[0].size} "
+           describe=_detail(lambda i, o: f"{int(np.sum(_masks(i, o)[0] & _masks(i, o)[1]))} of {_masks(i, o)[0].size} "
                             f"entries were dropped by both calls; independent masks drop about "
-                            f"{float(i['p']) ** 2 * _masks(o)[0].size:.0f}")),
+                            f"{float(i['p']) ** 2 * _masks(i, o)[0].size:.0f}")),
 ])
 def dropout_train_forward(lab, x, dout, p, p_high, seed):
     """Dropout in training: drops a fraction p, scales the rest by 1/(1-p), new mask per call, from self.rng."""
