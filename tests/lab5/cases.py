@@ -765,8 +765,13 @@ def capped_detections(o: dict[str, np.ndarray], n_images: int,
 
 
 def _cap_note(i: Arrays, o: dict[str, np.ndarray]) -> str:
-    kept = len(capped_detections(o, len(i["test_images"]))[1])
+    kept = len(capped_detections(o, _n_canvases(i))[1])
     return f" ({kept} of them count: at most {MAX_DETECTIONS} per canvas)" if kept < len(o["det_scores"]) else ""
+
+
+def _n_canvases(i: Arrays) -> int:
+    """How many evaluation canvases there are (from the images; else the last one with a digit)."""
+    return len(i["test_images"]) if "test_images" in i else int(np.max(i["test_index"], initial=-1)) + 1
 
 
 _LAST_MAP: list[Any] = []  # (inputs, outputs, result): score and describe share one computation
@@ -776,7 +781,7 @@ def _detector_map(metrics: Any, i: Arrays, o: dict[str, np.ndarray]) -> tuple[fl
     """(mAP@0.5, AP per digit) of each canvas's 100 best detections, by ``metrics.mean_average_precision``."""
     if _LAST_MAP and _LAST_MAP[0] is i and _LAST_MAP[1] is o and _LAST_MAP[2] is metrics:
         return _LAST_MAP[3]
-    boxes, scores, labels, index = capped_detections(o, len(i["test_images"]))
+    boxes, scores, labels, index = capped_detections(o, _n_canvases(i))
     m, aps = metrics.mean_average_precision(
         _t(boxes), _t(scores), _t(labels), _t(index),
         _t(i["test_boxes"]), _t(i["test_labels"]), _t(i["test_index"]), 0.5, 10)
