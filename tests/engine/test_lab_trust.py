@@ -276,6 +276,12 @@ DROPOUT_BUGS = [
     pytest.param({"dropout_train_forward": [RANDOM_ROWS, "two calls draw different masks", "the same entries"],
                   "train_eval_nested": ["two training forwards differ"]},
                  _block("0"), id="dropout-fixed-block"),
+    pytest.param({"dropout_train_forward": ["two calls draw independent masks", "both calls dropped the same entries",
+                                            "two calls draw different masks"],
+                  "train_eval_nested": ["two training forwards differ"]},
+                 f"if getattr(self, '_fixed', None) is None or self._fixed.shape != x.shape:{_I}    "
+                 f"self._fixed = (self.rng.random(x.shape) >= self.p) / (1.0 - self.p){_I}self._scale = self._fixed",
+                 id="dropout-same-random-mask-every-call"),
     pytest.param({"dropout_train_forward": [RANDOM_ROWS, PER_ROW],
                   "dropout_eval_and_edges": ["Dropout(p close to 1).forward: fraction of entries set to 0"]},
                  "self._scale = (self.rng.random((x.shape[0],) + (1,) * (x.ndim - 1)) >= self.p) "
