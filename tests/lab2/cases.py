@@ -589,6 +589,22 @@ def _spread_ok(i: Arrays, o: dict[str, np.ndarray]) -> float:
     return float(np.mean(ok))
 
 
+def _spread_words(i: Arrays, o: dict[str, np.ndarray]) -> str:
+    """Which counts spread too little (an even pattern) or too much (whole rows or columns at once)."""
+    masks, p = _masks(i, o), float(i["p"])
+    words = []
+    for axis, name in ((1, "rows"), (0, "columns")):
+        counts = _counts(masks[0], axis)
+        n = masks[0].shape[axis]
+        stat = float(np.sum((counts - n * p) ** 2) / (n * p * (1.0 - p)))
+        lo, hi = _spread_bounds(len(counts))
+        if not lo <= stat <= hi:
+            how = "too evenly (a pattern)" if stat < lo else "too unevenly (whole rows or columns at once)"
+            words.append(f"the {name}' counts vary {how}: chi-square {stat:.0f}, independent draws give "
+                         f"{lo:.0f} to {hi:.0f}")
+    return "; ".join(words) or "the second call's counts do not spread as independent draws do"
+
+
 def _calls_independent(i: Arrays, o: dict[str, np.ndarray]) -> float:
     """1 when the number of entries dropped by both calls is within the binomial bounds for p^2."""
     masks, p = _masks(i, o), float(i["p"])
@@ -669,7 +685,7 @@ RANDOM_WHAT = ("A Dropout mask drops each entry independently with probability p
     Metric("dropped", _spread_ok, 1.0,
            "Dropout.forward (training): the counts of dropped entries vary across rows and columns as independent "
            "draws do (share of the two calls' rows and columns that do)",
-           describe=_detail(lambda i, o: "the spread of the counts is not that of independent draws")),
+           describe=_detail(_spread_words)),
     Metric("dropped", _calls_independent, 1.0,
            "Dropout.forward (training): two calls draw independent masks (entries dropped by both: about p^2)",
            describe=_detail(lambda i, o: f"{int(np.sum(_masks(i, o)[0] & _masks(i, o)[1]))} of {_masks(i, o)[0].size} "
