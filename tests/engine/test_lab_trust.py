@@ -107,6 +107,7 @@ def lookup_submission(patched_reference, table: dict, name: str) -> Path:
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.torch
 def test_lookup_table_scores_full_marks_on_the_public_canvases(patched_reference, table) -> None:
     """The attack is real: the table answers every public evaluation canvas, with no training."""
@@ -115,6 +116,7 @@ def test_lookup_table_scores_full_marks_on_the_public_canvases(patched_reference
     assert result.score == sum(LAB5.get(n).points for n in TRAINING), [c.output for c in result.cases]
 
 
+@pytest.mark.slow
 @pytest.mark.torch
 @pytest.mark.sandbox
 def test_lookup_table_scores_zero_in_grading(sandbox, patched_reference, table) -> None:
@@ -129,6 +131,7 @@ def test_lookup_table_scores_zero_in_grading(sandbox, patched_reference, table) 
         assert "below the threshold" in case.output, case.output
 
 
+@pytest.mark.slow
 def test_hidden_variants_of_the_training_cases_use_other_canvases() -> None:
     """A hidden variant's evaluation canvases differ from the public ones (other digits, places and
     number), its training canvases do not; one hidden seed each (a training run is costly)."""
@@ -170,6 +173,7 @@ def _junk_and_truth(per_canvas: int, truth_first: bool) -> dict[str, np.ndarray]
             "det_labels": np.concatenate(labels).astype(np.int64), "det_index": np.concatenate(index)}
 
 
+@pytest.mark.slow
 @pytest.mark.torch
 def test_only_the_100_best_detections_per_canvas_reach_the_metric(solutions) -> None:
     """400,000 detections (800 per canvas): the grader's mAP sees at most 100 per canvas, the highest
