@@ -292,7 +292,7 @@ def run_lab(lab: Lab, executor: Executor, expected: ExpectedFn, *, impl: str,
     cases = [lab.get(n) for n in only] if only else lab.cases
     try:
         for case in cases:
-            seeds = [(s, False) for s in case.seeds] + ([(s, True) for s in hidden] if case.hidden else [])
+            seeds = [(s, False) for s in case.seeds] + [(s, True) for s in case.hidden_seeds(hidden)]
             result.cases.append(run_case(case, executor, expected, seeds, timeout_scale))
             result.import_error = result.import_error or result.cases[-1].import_error
     finally:

@@ -187,7 +187,7 @@ def _tests(lab: Lab, result: LabResult, n_hidden: int) -> list[dict[str, Any]]:
     cases = {c.name: c for c in lab.cases}
     tests: list[dict[str, Any]] = []
     for r in result.cases:
-        variants = n_hidden if cases[r.name].hidden else 0
+        variants = len(cases[r.name].hidden_seeds(range(n_hidden)))
         on_hidden = bool(variants) and not r.passed and bool(_ON_HIDDEN.match(r.output))
         shown = (f"{r.name}: passes on its public inputs but fails on a hidden variant (other values, "
                  "shapes or hyperparameters: does your code hard-code something the public inputs happen "

@@ -13,6 +13,10 @@ The generator places bundled MNIST digits on grey canvases, deterministically fr
 
 Training canvases are made from the training digits of ``grader.data.mnist``'s split and evaluation
 canvases from its held-out digits, so no digit is in both; a course can pass its own split.
+Everything a canvas set holds (which digits, how many per canvas, where, how big, the clutter)
+follows from its seed. This module ships with the release, so the canvases of a public seed can
+be regenerated, answers included: grading also evaluates on canvases of a seed drawn from the
+instructor's hidden seeds (tests/lab5/cases.py), which any 62-bit integer may be.
 
 Boxes of all canvases are returned flat: ``boxes (M, 4)`` float64, ``labels (M,)`` int64 and
 ``image_index (M,)`` int64 (which canvas each box belongs to): only numeric arrays, the form

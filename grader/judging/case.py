@@ -373,6 +373,9 @@ class Case:
     # hyperparameters), so code that special-cases the public inputs loses those points.
     hidden_inputs: tuple[MakeInputs, ...] = ()
     given: Given | None = None  # judged given the student's own results of an earlier function
+    # At most this many of the lab's hidden seeds (None: all). For cases whose every run is costly
+    # (a training run): one hidden variant already makes answers looked up for the public inputs fail.
+    max_hidden: int | None = None
     lab: str = ""  # the lab's name (set by Lab.case): where the measured timings are found
 
     def inputs_maker(self, variant: int | None) -> MakeInputs:
@@ -384,6 +387,13 @@ class Case:
     def variant_description(self, variant: int) -> str:
         """What kind of input hidden variant ``variant`` uses ("" when its maker does not say)."""
         return variant_description(self.inputs_maker(variant)) if self.hidden_inputs else ""
+
+    def hidden_seeds(self, seeds: Sequence[int]) -> tuple[int, ...]:
+        """The lab's hidden ``seeds`` this case runs with in grading: none when ``hidden`` is False,
+        at most ``max_hidden`` of them."""
+        if not self.hidden:
+            return ()
+        return tuple(seeds) if self.max_hidden is None else tuple(seeds)[:self.max_hidden]
 
     @property
     def needs_reference(self) -> bool:
@@ -438,13 +448,15 @@ class Lab:
              private: Sequence[str] = (), seeds: Sequence[int] = (0,), hidden: bool = True,
              timeout: float = 60.0, slow: bool = False,
              factors: Callable[[Arrays], dict[str, float]] | None = None,
-             hidden_inputs: Sequence[MakeInputs] = (), given: Given | None = None) -> Callable[[RunFn], RunFn]:
+             hidden_inputs: Sequence[MakeInputs] = (), given: Given | None = None,
+             max_hidden: int | None = None) -> Callable[[RunFn], RunFn]:
         """Decorator registering ``run`` as a case named after the function.
 
         ``inputs`` makes the public inputs; ``hidden_inputs`` (optional) make those of the hidden
         variants, which should differ in shapes and hyperparameters, not only in random values
         (``described(text, maker)`` names what kind of input a variant makes, for its messages);
-        ``given`` judges the case given the student's own results of an earlier function (``Given``).
+        ``given`` judges the case given the student's own results of an earlier function (``Given``);
+        ``max_hidden`` caps how many of the lab's hidden seeds the case runs with (see ``Case``).
         """
 
         def register(run: RunFn) -> RunFn:
@@ -455,7 +467,7 @@ class Lab:
                 name=run.__name__, points=points, description=doc.splitlines()[0] if doc else "",
                 make_inputs=inputs, run=run, checks=tuple(checks), private=frozenset(private),
                 seeds=tuple(seeds), hidden=hidden, timeout=timeout, slow=slow, factors=factors,
-                hidden_inputs=tuple(hidden_inputs), given=given, lab=self.name,
+                hidden_inputs=tuple(hidden_inputs), given=given, max_hidden=max_hidden, lab=self.name,
             ))
             return run
 

@@ -15,18 +15,24 @@ Conventions that the inputs follow:
   * hidden variants change shapes and hyperparameters (eps, momentum, p), not only values;
   * Dropout is graded by properties every valid mask satisfies (drop fraction near p over
     100,000 entries, kept entries scaled by 1/(1 - p), backward reusing the forward's mask,
-    identity in eval), never against one particular random draw.
+    identity in eval), never against one particular random draw. That the mask is random is
+    judged in the grading process, on the masks of two calls: every row's and every column's
+    count of dropped entries within binomial bounds, their spread that of independent draws, and
+    the two calls independent of each other (a fixed block, a pattern, a mask per row or per
+    column would pass the fraction and the scale).
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from grader.judging.case import Accuracy, Arrays, Close, GradCheck, Lab, Mistake, Term, Terms, instructor
+from grader.judging.case import Accuracy, Arrays, Close, GradCheck, Lab, Metric, Mistake, Term, Terms, instructor
 from grader.judging.casekit import ConventionError, mnist_inputs, param_loss
 from grader.judging.gradcheck import directional_loss, numerical_gradient
 
@@ -559,6 +565,145 @@ KEEP_NOT_DROP = Mistake("p used as the probability to KEEP; in this lab (and PyT
                         lambda i, e: np.array(1.0 - float(i["p"])))
 
 
+# ----- is the mask random? Judged here, in the grading process, from the masks themselves.
+# Every bound is exact for a valid mask (entries dropped independently with probability p) up to a
+# tail of RANDOM_TAIL per bound: a correct Dropout fails one with probability below 1e-9 per run.
+RANDOM_TAIL = 1e-13  # per side and per row or column: 800 rows and 500 columns stay below 1e-9 together
+SPREAD_Z = 7.0  # standard deviations (Wilson-Hilferty) for the spread of the counts: each tail about 1e-12
+
+
+@functools.lru_cache(maxsize=64)
+def binomial_bounds(n: int, p: float, tail: float = RANDOM_TAIL) -> tuple[int, int]:
+    """(lo, hi): a Binomial(n, p) count is below lo, or above hi, each with probability <= ``tail``
+    (exact, from the log-pmf; n = 100,000 took 0.2 s under load, hence the cache)."""
+    if p <= 0.0 or p >= 1.0:
+        return (0, 0) if p <= 0.0 else (n, n)
+    k = np.arange(n + 1)
+    lgamma = np.array([math.lgamma(v + 1.0) for v in range(n + 1)])
+    pmf = np.exp(lgamma[n] - lgamma - lgamma[::-1] + k * math.log(p) + (n - k) * math.log1p(-p))
+    below, above = np.cumsum(pmf), np.cumsum(pmf[::-1])[::-1]  # P(X <= k), P(X >= k)
+    return int(np.argmax(below > tail)), int(n - np.argmax(above[::-1] > tail))
+
+
+def _spread_bounds(k: int, z: float = SPREAD_Z) -> tuple[float, float]:
+    """Bounds of a chi-square statistic with k degrees of freedom (Wilson-Hilferty)."""
+    c = 2.0 / (9.0 * k)
+    return k * max(0.0, 1.0 - c - z * math.sqrt(c)) ** 3, k * (1.0 - c + z * math.sqrt(c)) ** 3
+
+
+def _masks(i: Arrays, o: dict[str, np.ndarray]) -> np.ndarray:
+    """The two calls' masks (2, N, D) as booleans (True = dropped); any other shape raises (before
+    any work that grows with the reply: the bounds' cost grows with the mask's size)."""
+    masks = np.asarray(o["dropped"])
+    if masks.shape != (2, *np.shape(i["x"])) or np.ndim(i["x"]) != 2:
+        raise ValueError(f"expected the masks of two calls, shape (2, {', '.join(map(str, np.shape(i['x'])))}); "
+                         f"got {masks.shape}")
+    return masks != 0
+
+
+def _counts(mask: np.ndarray, axis: int) -> np.ndarray:
+    """Dropped entries per row (axis 1) or per column (axis 0) of one (N, D) mask."""
+    return mask.sum(axis=axis)
+
+
+def _rows_within(i: Arrays, o: dict[str, np.ndarray], axis: int) -> float:
+    """The share of rows (axis 1) or columns (axis 0), over both calls, whose dropped count is
+    within the binomial bounds of a valid mask."""
+    masks = _masks(i, o)
+    lo, hi = binomial_bounds(masks.shape[1 + axis], float(i["p"]))
+    counts = np.concatenate([_counts(m, axis) for m in masks])
+    return float(np.mean((counts >= lo) & (counts <= hi)))
+
+
+def _spread_ok(i: Arrays, o: dict[str, np.ndarray]) -> float:
+    """The share of (call, rows or columns) whose counts spread as much as independent draws do:
+    sum (c - n p)^2 / (n p (1 - p)) over K rows is about chi-square with K degrees of freedom; a
+    pattern that drops exactly p of every row has almost none, a mask per row far too much."""
+    masks, p = _masks(i, o), float(i["p"])
+    ok = []
+    for m in masks:
+        for axis in (0, 1):
+            counts = _counts(m, axis)
+            n = m.shape[axis]
+            stat = float(np.sum((counts - n * p) ** 2) / (n * p * (1.0 - p)))
+            lo, hi = _spread_bounds(len(counts))
+            ok.append(lo <= stat <= hi)
+    return float(np.mean(ok))
+
+
+def _spread_words(i: Arrays, o: dict[str, np.ndarray]) -> str:
+    """Which counts spread too little (an even pattern) or too much (whole rows or columns at once)."""
+    masks, p = _masks(i, o), float(i["p"])
+    words = []
+    for axis, name in ((1, "rows"), (0, "columns")):
+        counts = _counts(masks[0], axis)
+        n = masks[0].shape[axis]
+        stat = float(np.sum((counts - n * p) ** 2) / (n * p * (1.0 - p)))
+        lo, hi = _spread_bounds(len(counts))
+        if not lo <= stat <= hi:
+            how = "too evenly (a pattern)" if stat < lo else "too unevenly (whole rows or columns at once)"
+            words.append(f"the {name}' counts vary {how}: chi-square {stat:.0f}, independent draws give "
+                         f"{lo:.0f} to {hi:.0f}")
+    return "; ".join(words) or "the second call's counts do not spread as independent draws do"
+
+
+def _calls_independent(i: Arrays, o: dict[str, np.ndarray]) -> float:
+    """1 when the number of entries dropped by both calls is within the binomial bounds for p^2."""
+    masks, p = _masks(i, o), float(i["p"])
+    lo, hi = binomial_bounds(masks[0].size, p * p)
+    both = int(np.sum(masks[0] & masks[1]))
+    return float(lo <= both <= hi)
+
+
+def _runs(flat: np.ndarray) -> int:
+    """How many runs of dropped entries a flat mask has (circularly)."""
+    return int(np.sum(flat & ~np.roll(flat, 1))) if not flat.all() else 1
+
+
+def _mask_diagnosis(i: Arrays, o: dict[str, np.ndarray]) -> str:
+    """What the masks look like, in the words of the usual bug; one line."""
+    masks, p = _masks(i, o), float(i["p"])
+    m = masks[0]
+    rows, cols = m.mean(axis=1), m.mean(axis=0)
+    if np.array_equal(masks[0], masks[1]):
+        return "both calls dropped the same entries: draw a new mask in every training forward"
+    if np.all((rows == 0) | (rows == 1)):
+        return ("whole rows (samples) are dropped or kept: one random number per row instead of one per "
+                "entry; draw the mask with x's full shape, self.rng.random(x.shape)")
+    if np.all((cols == 0) | (cols == 1)):
+        return ("every sample (row) has the same mask: one random number per column (feature) broadcast over "
+                "the batch; draw the mask with x's full shape, self.rng.random(x.shape)")
+    if _runs(m.reshape(-1)) <= 2:
+        return ("the dropped entries form one contiguous block: that is a fixed pattern, not random draws; "
+                "drop each entry independently with probability p (self.rng.random(x.shape) >= p keeps it)")
+    lo, hi = binomial_bounds(m.shape[1], p)
+    return (f"a random mask drops between {lo} and {hi} of the {m.shape[1]} entries of every row (and the "
+            "counts vary from row to row as independent draws do); here the rows drop "
+            f"{int(m.sum(axis=1).min())} to {int(m.sum(axis=1).max())}, the columns "
+            f"{int(m.sum(axis=0).min())} to {int(m.sum(axis=0).max())} of {m.shape[0]}: drop each entry "
+            "independently with probability p, e.g. keep it where self.rng.random(x.shape) >= p")
+
+
+def _detail(what: Callable[[Arrays, dict[str, np.ndarray]], str]) -> Callable[[Arrays, dict[str, np.ndarray]], str]:
+    return lambda i, o: f"{what(i, o)}\n  {_mask_diagnosis(i, o)}"
+
+
+def _rows_detail(axis: int) -> Callable[[Arrays, dict[str, np.ndarray]], str]:
+    def what(i: Arrays, o: dict[str, np.ndarray]) -> str:
+        masks = _masks(i, o)
+        n = masks.shape[1 + axis]
+        lo, hi = binomial_bounds(n, float(i["p"]))
+        counts = np.concatenate([_counts(m, axis) for m in masks])
+        name = "rows" if axis == 1 else "columns"
+        return (f"{int(np.sum((counts < lo) | (counts > hi)))} of {len(counts)} {name} drop fewer than {lo} or more "
+                f"than {hi} of their {n} entries (a random mask does so with probability below 1e-9)")
+    return _detail(what)
+
+
+RANDOM_WHAT = ("A Dropout mask drops each entry independently with probability p; these checks fail a valid "
+               "mask with probability below 1e-9.")
+
+
 @LAB.case(points=5, inputs=dropout_inputs(0.3), hidden_inputs=(dropout_inputs(0.2), dropout_inputs(0.65)), checks=[
     Close("drop_fraction", "Dropout.forward (training): fraction of entries set to 0 over 100,000 entries",
           mistakes=(KEEP_NOT_DROP,),
@@ -573,6 +718,21 @@ KEEP_NOT_DROP = Mistake("p used as the probability to KEEP; in this lab (and PyT
     Close("reproducible", "Dropout: two layers built with equally seeded rng give the same mask (1 = yes)",
           explain="Draw the mask from self.rng (the generator passed to Dropout), not from np.random's "
                   "global state: seeded runs must be reproducible."),
+    Metric("dropped", lambda i, o: _rows_within(i, o, 1), 1.0,
+           "Dropout.forward (training) is random per row: share of the rows (samples) of two calls' masks whose "
+           "number of dropped entries is within binomial bounds", describe=_rows_detail(1), reference=RANDOM_WHAT),
+    Metric("dropped", lambda i, o: _rows_within(i, o, 0), 1.0,
+           "Dropout.forward (training) is random per column: share of the columns of two calls' masks whose "
+           "number of dropped entries is within binomial bounds", describe=_rows_detail(0)),
+    Metric("dropped", _spread_ok, 1.0,
+           "Dropout.forward (training): the counts of dropped entries vary across rows and columns as independent "
+           "draws do (share of the two calls' rows and columns that do)",
+           describe=_detail(_spread_words)),
+    Metric("dropped", _calls_independent, 1.0,
+           "Dropout.forward (training): two calls draw independent masks (entries dropped by both: about p^2)",
+           describe=_detail(lambda i, o: f"{int(np.sum(_masks(i, o)[0] & _masks(i, o)[1]))} of {_masks(i, o)[0].size} "
+                            f"entries were dropped by both calls; independent masks drop about "
+                            f"{float(i['p']) ** 2 * _masks(i, o)[0].size:.0f}")),
 ])
 def dropout_train_forward(lab, x, dout, p, p_high, seed):
     """Dropout in training: drops a fraction p, scales the rest by 1/(1-p), new mask per call, from self.rng."""
@@ -584,7 +744,8 @@ def dropout_train_forward(lab, x, dout, p, p_high, seed):
     return {"drop_fraction": np.array(_snap(float(np.mean(y == 0)), float(p), y.size)),
             "kept_scale": _kept_ratio(y, x), "x_after": x_in,
             "fresh_masks": np.array(float(not np.array_equal(y == 0, y2 == 0))),
-            "reproducible": np.array(float(np.array_equal(y, twin)))}
+            "reproducible": np.array(float(np.array_equal(y, twin))),
+            "dropped": np.stack([np.asarray(y) == 0, np.asarray(y2) == 0]).astype(np.uint8)}
 
 
 @LAB.case(points=4, inputs=dropout_inputs(0.4), hidden_inputs=(dropout_inputs(0.25), dropout_inputs(0.7)), checks=[

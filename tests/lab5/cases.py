@@ -483,6 +483,11 @@ def giou_forward(lab, pred, target):
         Mistake("the gradient is summed over the batch (grad_output.sum()) instead of row by row",
                 instructor("giou_grad.summed_upstream")),
     )),
+    Close("autograd_in_backward", "GIoULoss.backward builds no autograd graph (tensors autograd saved while "
+          "it ran; -1: it called a torch.func transform)", exact=True,
+          explain="The handout asks for a hand-written backward: compute dL/dpred from the saved tensors with "
+                  "plain tensor operations. Calling torch.autograd.grad, .backward() or torch.func on the "
+                  "forward inside backward (under torch.enable_grad()) lets autograd do the task."),
 ])
 def giou_backward(lab, pred, target, upstream):
     """GIoULoss.backward against central differences of its forward (float64, random upstream)."""
@@ -504,7 +509,38 @@ def giou_backward(lab, pred, target, upstream):
             return float((lab.giou_loss(_t(x), _t(target)) * _t(upstream)).sum())
 
     return {"custom_function": np.array(custom), "dpred": _np(dpred, "GIoULoss.backward"),
-            "dpred_numeric": numerical_gradient(forward, pred)}
+            "dpred_numeric": numerical_gradient(forward, pred),
+            "autograd_in_backward": np.array(float(_autograd_saves_in_backward(lab, pred, target, upstream)))}
+
+
+def _autograd_saves_in_backward(lab: Any, pred: np.ndarray, target: np.ndarray, upstream: np.ndarray) -> int:
+    """How many tensors autograd saved for a backward pass while GIoULoss.backward ran; -1 when it
+    called a torch.func transform.
+
+    A hand-written backward runs in autograd's backward pass, where grad mode is off: it records
+    nothing. One that differentiates the forward again (torch.autograd.grad or .backward() under
+    torch.enable_grad()) records a graph, and every multiplication or division in it saves its
+    inputs through the saved-tensor hooks, which the autograd engine carries into backward.
+    torch.func transforms refuse to run while such hooks are set: that is evidence too. The hooks
+    are set around the backward call only, so what the forward saved is not counted.
+    """
+    tt = _torch()
+    p = _t(pred).clone().requires_grad_(True)
+    loss = lab.giou_loss(p, _t(target))
+    saved = [0]
+
+    def pack(t: Any) -> Any:
+        saved[0] += 1
+        return t
+
+    try:
+        with tt.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss.backward(_t(upstream))
+    except RuntimeError as exc:
+        if "saved tensor hooks" in str(exc):  # torch.func.grad/vjp/jacrev inside backward
+            return -1
+        raise
+    return saved[0]
 
 
 # ----------------------------------------------------------------------------- the detection loss
@@ -663,10 +699,30 @@ def map_fixed_predictions(lab, boxes, scores, labels, image_index, gt_boxes, gt_
 # ----------------------------------------------------------------------------- training: parts A and B
 
 
-def localizer_inputs(rng: np.random.Generator) -> Arrays:
-    train, test = dd.lab5_canvases("A", "train", N_TRAIN_A, 0), dd.lab5_canvases("A", "test", N_TEST_A, 0)
+# The evaluation canvases of the public run are always the same (generator seed 0), and the
+# generator and the labelled held-out digits ship with the release: their answers can be looked
+# up. Each hidden variant composes its evaluation canvases (which digits, how many per canvas,
+# where, how big, the clutter, and how many canvases) from a seed drawn from the case's RNG, which
+# in grading comes from the instructor-only hidden seeds: a table built from the public generator
+# does not know them. The training canvases stay those of seed 0 (the model trained is the same).
+
+
+def _hidden_test(rng: np.random.Generator, n: int) -> tuple[int, int]:
+    """(generator seed, number) of a hidden variant's evaluation canvases: a 62-bit seed (too many
+    to tabulate) and n to 1.2 n canvases."""
+    return int(rng.integers(1, 2**62)), int(rng.integers(n, n + n // 5 + 1))
+
+
+def localizer_inputs(rng: np.random.Generator | None = None, *, test_seed: int = 0, n_test: int = N_TEST_A) -> Arrays:
+    train, test = dd.lab5_canvases("A", "train", N_TRAIN_A, 0), dd.lab5_canvases("A", "test", n_test, test_seed)
     return {"train_images": train.images, "train_boxes": train.boxes, "train_labels": train.labels,
             "test_images": test.images, "test_boxes": test.boxes, "test_labels": test.labels}
+
+
+def localizer_hidden_inputs(rng: np.random.Generator) -> Arrays:
+    """The public training canvases; evaluation canvases from a seed of the (hidden) case RNG."""
+    seed, n = _hidden_test(rng, N_TEST_A)
+    return localizer_inputs(test_seed=seed, n_test=n)
 
 
 # The training cases are scored with the lab's own metric functions, taken from ``metrics``: the
@@ -695,11 +751,12 @@ def _localizer_detail(metrics: Any, i: Arrays, o: dict[str, np.ndarray]) -> str:
             f"IoU >= 0.5 on {np.mean(iou >= 0.5):.4f} (mean IoU {iou.mean():.3f})")
 
 
-@LAB.case(points=9, inputs=localizer_inputs, private=["test_boxes", "test_labels"], hidden=False,
-          timeout=600, slow=True, checks=[
+@LAB.case(points=9, inputs=localizer_inputs, private=["test_boxes", "test_labels"],
+          hidden_inputs=(localizer_hidden_inputs,), max_hidden=1, timeout=600, slow=True, checks=[
     Metric("pred_boxes", _localizer_score, LOCALIZER_THRESHOLD,
            "part A: fit_localizer + predict_localizer, accuracy (IoU >= 0.5 and class right) on "
-           f"{N_TEST_A} held-out canvases", reference=LOCALIZER_REFERENCE, describe=_localizer_detail,
+           f"held-out canvases ({N_TEST_A} in the public run)", reference=LOCALIZER_REFERENCE,
+           describe=_localizer_detail,
            scored_by="box_iou"),
 ])
 def localizer_accuracy(lab, train_images, train_boxes, train_labels, test_images):
@@ -712,34 +769,86 @@ def localizer_accuracy(lab, train_images, train_boxes, train_labels, test_images
             "pred_labels": _index_array(labels, "predict_localizer (labels)")}
 
 
-def detector_inputs(rng: np.random.Generator) -> Arrays:
-    train, test = dd.lab5_canvases("B", "train", N_TRAIN_B, 0), dd.lab5_canvases("B", "test", N_TEST_B, 0)
+def detector_inputs(rng: np.random.Generator | None = None, *, test_seed: int = 0, n_test: int = N_TEST_B) -> Arrays:
+    train, test = dd.lab5_canvases("B", "train", N_TRAIN_B, 0), dd.lab5_canvases("B", "test", n_test, test_seed)
     return {"train_images": train.images, "train_boxes": train.boxes, "train_labels": train.labels,
             "train_index": train.image_index, "test_images": test.images, "test_boxes": test.boxes,
             "test_labels": test.labels, "test_index": test.image_index}
 
 
-def _detector_map(metrics: Any, i: Arrays, o: dict[str, np.ndarray]) -> tuple[float, np.ndarray]:
-    """(mAP@0.5, AP per digit) of the detections, by ``metrics.mean_average_precision``."""
-    boxes = o["det_boxes"].astype(np.float64).reshape(-1, 4)
+def detector_hidden_inputs(rng: np.random.Generator) -> Arrays:
+    """The public training canvases; evaluation canvases from a seed of the (hidden) case RNG."""
+    seed, n = _hidden_test(rng, N_TEST_B)
+    return detector_inputs(test_seed=seed, n_test=n)
+
+
+# As COCO's evaluation does, only each canvas's MAX_DETECTIONS highest-scoring detections count
+# (the handout says so). The cap also bounds the grading process's work: mAP's matching is
+# linear in the detections, and a reply may otherwise hold millions (400,000 took 61 s).
+MAX_DETECTIONS = 100
+
+
+def capped_detections(o: dict[str, np.ndarray], n_images: int,
+                      cap: int = MAX_DETECTIONS) -> tuple[np.ndarray, ...]:
+    """(boxes, scores, labels, index) of each canvas's ``cap`` highest-scoring detections.
+
+    Ties keep the lower index (a stable order, like the NMS of the lab); a NaN score ranks last.
+    Raises ValueError for arrays that do not fit together or a canvas index out of range: work
+    done here is O(K log K) in the K detections of the reply, before anything else looks at them.
+    """
+    boxes = np.asarray(o["det_boxes"]).reshape(-1, 4).astype(np.float64)
     n = len(boxes)
     for key in ("det_scores", "det_labels", "det_index"):
-        if o[key].shape != (n,):
-            raise ValueError(f"{key} has shape {o[key].shape}, expected ({n},)")
+        if np.shape(o[key]) != (n,):
+            raise ValueError(f"{key} has shape {np.shape(o[key])}, expected ({n},)")
+    scores = np.asarray(o["det_scores"]).astype(np.float64)
+    labels, index = np.asarray(o["det_labels"]).astype(np.int64), np.asarray(o["det_index"]).astype(np.int64)
+    if n and (index.min() < 0 or index.max() >= n_images):
+        raise ValueError(f"det_index must be canvas numbers 0..{n_images - 1}")
+    rank_score = np.where(np.isnan(scores), -np.inf, scores)
+    order = np.lexsort((np.arange(n), -rank_score, index))  # by canvas, then score down, then position
+    sorted_index = index[order]
+    first = np.searchsorted(sorted_index, sorted_index, side="left")  # where each canvas's run starts
+    keep = np.sort(order[np.arange(n) - first < cap])
+    return boxes[keep], scores[keep], labels[keep], index[keep]
+
+
+def _cap_note(i: Arrays, o: dict[str, np.ndarray]) -> str:
+    kept = len(capped_detections(o, _n_canvases(i))[1])
+    return f" ({kept} of them count: at most {MAX_DETECTIONS} per canvas)" if kept < len(o["det_scores"]) else ""
+
+
+def _n_canvases(i: Arrays) -> int:
+    """How many evaluation canvases there are (from the images; else the last one with a digit)."""
+    return len(i["test_images"]) if "test_images" in i else int(np.max(i["test_index"], initial=-1)) + 1
+
+
+_LAST_MAP: list[Any] = []  # (inputs, outputs, result): score and describe share one computation
+
+
+def _detector_map(metrics: Any, i: Arrays, o: dict[str, np.ndarray]) -> tuple[float, np.ndarray]:
+    """(mAP@0.5, AP per digit) of each canvas's 100 best detections, by ``metrics.mean_average_precision``."""
+    if _LAST_MAP and _LAST_MAP[0] is i and _LAST_MAP[1] is o and _LAST_MAP[2] is metrics:
+        return _LAST_MAP[3]
+    boxes, scores, labels, index = capped_detections(o, _n_canvases(i))
     m, aps = metrics.mean_average_precision(
-        _t(boxes), _t(o["det_scores"].astype(np.float64)), _t(o["det_labels"]), _t(o["det_index"]),
+        _t(boxes), _t(scores), _t(labels), _t(index),
         _t(i["test_boxes"]), _t(i["test_labels"]), _t(i["test_index"]), 0.5, 10)
-    return float(m), _np(aps, "mean_average_precision (AP per class)").astype(np.float64).reshape(-1)
+    result = float(m), _np(aps, "mean_average_precision (AP per class)").astype(np.float64).reshape(-1)
+    _LAST_MAP[:] = [i, o, metrics, result]  # held here, so their ids cannot be reused meanwhile
+    return result
 
 
-@LAB.case(points=12, inputs=detector_inputs, private=["test_boxes", "test_labels", "test_index"], hidden=False,
-          timeout=600, slow=True, checks=[
+@LAB.case(points=12, inputs=detector_inputs, private=["test_boxes", "test_labels", "test_index"],
+          hidden_inputs=(detector_hidden_inputs,), max_hidden=1, timeout=600, slow=True, checks=[
     Metric("det_boxes", lambda m, i, o: _detector_map(m, i, o)[0], DETECTOR_THRESHOLD,
-           f"part B: fit_detector + detect, mAP@0.5 on {N_TEST_B} held-out canvases (1-4 digits each)",
+           f"part B: fit_detector + detect, mAP@0.5 on held-out canvases ({N_TEST_B} in the public run, "
+           f"1-4 digits each; at most the {MAX_DETECTIONS} highest-scoring detections per canvas count)",
            reference=DETECTOR_REFERENCE, scored_by="mean_average_precision",
            describe=lambda m, i, o: "AP per digit: " + " ".join(
                f"{c}:{a:.2f}" for c, a in enumerate(_detector_map(m, i, o)[1]))
-           + f"; {len(o['det_scores'])} detections for {len(i['test_boxes'])} digits"),
+           + f"; {len(o['det_scores'])} detections for {len(i['test_boxes'])} digits"
+           + _cap_note(i, o)),
 ])
 def detector_map(lab, train_images, train_boxes, train_labels, train_index, test_images):
     """Part B: train your detector (provided loop, one torch thread) and detect digits on held-out canvases."""
