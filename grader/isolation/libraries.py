@@ -14,13 +14,15 @@ process could remove the finder. What the grader trusts is unchanged (the sandbo
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib.machinery import ModuleSpec
+from importlib.machinery import ModuleSpec, PathFinder
+from pathlib import Path
 from types import ModuleType
 
 NUMPY_ONLY_LABS = frozenset({"lab1", "lab2", "lab3", "lab4"})
-_ALWAYS = frozenset({"numpy", "grader", "tests"})  # NumPy; the engine and the cases (imported by the grader)
+_ALLOWED = frozenset({"numpy", "grader", "tests"})  # NumPy; the engine and the cases (imported by the grader)
+_INSTALLED = ("site-packages", "dist-packages")  # where installed libraries live (pip, Debian)
 
 
 def refused_message(top: str, lab: str) -> str:
@@ -29,27 +31,38 @@ def refused_message(top: str, lab: str) -> str:
             f"Rewrite this part with NumPy")
 
 
-class NumpyOnly:
-    """A meta-path finder that refuses every top-level module except NumPy, the standard library
-    and the given packages (the submission's own lab packages)."""
+def _installed(spec: ModuleSpec) -> bool:
+    places = [spec.origin] if spec.origin else list(spec.submodule_search_locations or [])
+    return any(part in _INSTALLED for place in places for part in Path(place).parts)
 
-    def __init__(self, lab: str, own: Sequence[str] = ()) -> None:
+
+class NumpyOnly:
+    """A meta-path finder that refuses every installed library except NumPy.
+
+    Only top-level names are decided (a submodule's parent was already allowed). A name is
+    refused when the ordinary path finder would load it from an installed library's folder
+    (site-packages); the standard library, the submission's own files and anything else it
+    loads from its own folder are left to the ordinary finders.
+    """
+
+    def __init__(self, lab: str) -> None:
         self.lab = lab
-        self.allowed = _ALWAYS | frozenset(own) | frozenset(sys.stdlib_module_names)
 
     def find_spec(self, name: str, path: object = None, target: ModuleType | None = None) -> ModuleSpec | None:
-        top = name.partition(".")[0]
-        if top in self.allowed or top.startswith("_gradelab_"):  # loading.py's private package names
-            return None  # not ours to decide: the normal finders look it up
-        raise ModuleNotFoundError(refused_message(top, self.lab), name=name)
+        if "." in name or name in _ALLOWED or name in sys.stdlib_module_names:
+            return None
+        spec = PathFinder.find_spec(name)
+        if spec is not None and _installed(spec):
+            raise ModuleNotFoundError(refused_message(name, self.lab), name=name)
+        return None  # not ours to decide: the ordinary finders look it up
 
 
-def install(lab: str, own: Sequence[str] = ()) -> NumpyOnly | None:
+def install(lab: str) -> NumpyOnly | None:
     """Puts the finder first on ``sys.meta_path`` for a NumPy lab; returns it (None for other labs).
     Modules imported before this call (the grader's own) stay importable from ``sys.modules``."""
     if lab not in NUMPY_ONLY_LABS:
         return None
-    finder = NumpyOnly(lab, own)
+    finder = NumpyOnly(lab)
     sys.meta_path.insert(0, finder)
     return finder
 
@@ -60,9 +73,9 @@ def remove(finder: NumpyOnly | None) -> None:
 
 
 @contextmanager
-def numpy_only(lab: str, own: Sequence[str] = ()) -> Iterator[None]:
+def numpy_only(lab: str) -> Iterator[None]:
     """The rule for the duration of a block (in-process runs share the process with the grader)."""
-    finder = install(lab, own)
+    finder = install(lab)
     try:
         yield
     finally:

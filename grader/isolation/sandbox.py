@@ -332,8 +332,9 @@ _CGROUP_ROOT = Path("/sys/fs/cgroup")
 # (controller, setting, value, required): without pids and memory there is no cgroup at all (the
 # rlimits alone apply, as before); cpu (a share of its own) and cpuacct (its CPU time) are used
 # where they can be made
-_CONTROLLERS = (("pids", "pids.max", _PROCESS_LIMIT, True), ("memory", "memory.limit_in_bytes", _CGROUP_MEMORY, True),
-                ("cpu", "cpu.shares", _CPU_SHARES, False), ("cpuacct", None, None, False))
+def _controllers() -> tuple[tuple[str, str | None, int, bool], ...]:
+    return (("pids", "pids.max", _PROCESS_LIMIT, True), ("memory", "memory.limit_in_bytes", _CGROUP_MEMORY, True),
+            ("cpu", "cpu.shares", _CPU_SHARES, False), ("cpuacct", None, 0, False))
 
 
 class Cgroup:
@@ -383,7 +384,7 @@ class Cgroup:
         name = f"gradelab-{os.getpid()}-{secrets.token_hex(4)}"
         dirs: list[Path] = []
         by_controller: dict[str, Path] = {}
-        for controller, setting, value, required in _CONTROLLERS:
+        for controller, setting, value, required in _controllers():
             if controller not in own or not (_CGROUP_ROOT / controller).is_dir():
                 continue
             parent = _CGROUP_ROOT / controller / own[controller].lstrip("/")

@@ -94,7 +94,7 @@ def main(argv: list[str]) -> None:
     threading.Thread(target=_serve_requests, args=(proto_in, requests), daemon=True, name="grader").start()
     lab = load_cases(lab_name, stage / "tests")
     impl_root = stage / "submission"
-    libraries.install(lab_name, [d.name for d in impl_root.iterdir() if d.is_dir()])
+    libraries.install(lab_name)
     try:
         impl, import_error = load_package(impl_root, lab_name), None
     except LoadError as exc:
