@@ -65,8 +65,8 @@ _SHM_LIMIT = 16 << 20
 _PROCESS_LIMIT = 256  # RLIMIT_NPROC for the child's own unprivileged uid: a fork bomb stops there
 _CHILD_UID_BASE = 1_200_000  # dedicated uids (no account needed) for children when we are root
 _STARTUP_SECONDS = 20.0  # Python + NumPy start in well under a second; the rest is the student's import
-_ONE_TIME_ALLOWANCE = 20.0  # CPU seconds per submission for one-time costs met inside a case (see run)
-_BACKSTOP_FACTOR, _BACKSTOP_SLACK = 3.0, 5.0  # wall clock: a case that waits rather than computes
+_ONE_TIME_ALLOWANCE = 5.0  # CPU seconds per submission for one-time costs met inside a case (see run)
+_BACKSTOP_FACTOR, _BACKSTOP_SLACK = 5.0, 5.0  # wall clock: a case that waits rather than computes
 _POLL = 0.05  # seconds between two looks at the child's CPU time while it runs a case
 _DUMP_WAIT = 0.5  # seconds the child gets to write its stack to the log before it is stopped
 _CPU_SHARES = 1024  # every child weighs the same, however many processes it starts
@@ -685,14 +685,14 @@ class Child:
                 why = (f"did not finish within {_backstop(timeout):g} s of wall-clock time (code that waits, "
                        f"sleeps or blocks?); the process was stopped")
             else:
-                why = (f"did not finish within {timeout:g} s of CPU time (an endless loop, or very slow code?); "
-                       "the process was stopped")
+                why = f"did not finish within {timeout:g} s of CPU time"
                 if warm_rerun:
                     why += (f" (its first run, given a one-time allowance for start-up costs such as imports, "
                             f"took {warm_rerun} s; run again, warm, it still needed more than the limit)")
                 elif extended:
                     why += (f", nor within a one-time allowance of {extended:.3g} s more for start-up costs "
                             "such as imports (given once per submission)")
+                why += " (an endless loop, or very slow code?); the process was stopped"
             return Reply(None, why, self._log_tail())
         except (protocol.ChannelClosed, BrokenPipeError):
             code = self._kill()
