@@ -287,29 +287,34 @@ HOG_AT_IMPORT = {"__init__.py": [(INIT, textwrap.dedent('''
 @pytest.mark.skipif(not IS_ROOT, reason="the process cap needs a uid of its own per child (root)")
 def test_a_hog_graded_beside_the_reference_with_two_jobs_costs_it_nothing(sandbox, patched_reference,
                                                                            tmp_path) -> None:
-    """`gradelab grade lab1 reference hog --jobs 2` at --timeout-scale 0.1 (the MNIST case: 30 s):
-    the hog's sixty busy processes get one child's CPU share, and the reference's time counts its
-    own CPU: the reference keeps full marks. Before: 'did not finish within 30 s'."""
+    """`gradelab grade lab1 reference hog --jobs 2 --case mnist_accuracy --timeout-scale 0.2` (a limit
+    of 60 s): the hog's sixty busy processes get one child's CPU share, and the reference's time
+    counts its own CPU: the reference keeps full marks. Before, with wall-clock limits and no
+    shares, it got about 1/61 of the machine and lost the case ('did not finish within 60 s')."""
     ref = patched_reference("reference", {})
     hog = patched_reference("hog", HOG_AT_IMPORT)
     out = tmp_path / "grades"
     start = time.monotonic()
-    code = cli_main(["grade", "lab1", str(ref), str(hog), "--jobs", "2", "--timeout-scale", "0.1",
-                     "--no-progress", "--out", str(out)])
+    code = cli_main(["grade", "lab1", str(ref), str(hog), "--jobs", "2", "--timeout-scale", "0.2",
+                     "--case", "mnist_accuracy", "--no-progress", "--out", str(out)])
     seconds = time.monotonic() - start
     assert code == 0
     with open(out / "gradebook.csv", newline="") as f:
         rows = {row["submission"]: row for row in csv.DictReader(f)}
     feedback = (out / "submissions" / "reference" / "feedback.md").read_text()
-    assert rows["reference"]["score"] == rows["reference"]["max_score"] == "100", feedback
-    print(f"reference {rows['reference']['score']}, hog {rows['hog']['score']}, {seconds:.1f} s")
+    assert float(rows["reference"]["score"]) == float(rows["reference"]["max_score"]) > 0, feedback
+    print(f"reference {rows['reference']['score']}/{rows['reference']['max_score']}, "
+          f"hog {rows['hog']['score']}, {seconds:.1f} s")
+    time.sleep(0.5)
     assert not _processes_of_gradelab_children(), "the hog's processes outlived grading"
 
 
 def _processes_of_gradelab_children() -> list[str]:
-    """Processes still running as a child uid (the hog's, if its cleanup failed)."""
-    lines = subprocess.run(["ps", "-eo", "uid=,pid="], capture_output=True, text=True).stdout.split("\n")
-    return [line for line in lines if line.split() and int(line.split()[0]) >= gsandbox._CHILD_UID_BASE]
+    """Processes still running as a child uid and started from this checkout's Python (other
+    checkouts on the machine may be grading at the same time)."""
+    lines = subprocess.run(["ps", "-eo", "uid=,pid=,args="], capture_output=True, text=True).stdout.split("\n")
+    return [line for line in lines if line.split() and int(line.split()[0]) >= gsandbox._CHILD_UID_BASE
+            and sys.prefix in line]
 
 
 def test_each_child_gets_its_own_cpu_share_and_cpu_clock() -> None:
