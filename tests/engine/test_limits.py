@@ -238,8 +238,10 @@ OUTPUT_FLOOD = {"layers.py": [(RELU_FORWARD, textwrap.indent(textwrap.dedent('''
         for _ in range(30_000):
             sys.stdout.write(line)
     ''').strip("\n") + "\n", " " * 8) + RELU_FORWARD)]}
-# sleeps half of relu_forward's limit: under every limit, quiet or loaded
-SLEEPER = {"layers.py": [(RELU_FORWARD, "        import time\n        time.sleep(0.5)\n" + RELU_FORWARD)]}
+# SGD.step sleeps 0.5 s (sgd_step calls it once per variant; its limit is about 2 s): under every
+# limit, the wall-clock backstop included, quiet or loaded
+SGD_STEP = "        for p in self.params:\n            p.data -= self.lr * p.grad\n"
+SLEEPER = {"optim.py": [(SGD_STEP, "        import time\n        time.sleep(0.5)\n" + SGD_STEP)]}
 DET_CASES = ["linear_forward", "relu_forward", "relu_backward", "tanh_forward", "softmax_ce_forward", "sgd_step"]
 
 
