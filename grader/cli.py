@@ -121,6 +121,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
         if r.id in mine:
             why = f"  ({r.reason.splitlines()[0][:100]})" if r.reason else ""
             print(f"  {r.id:<30} {r.score:>6g} / {r.max_score:g}  [{r.isolation}]{why}")
+    for group in report.identical_groups(run.rows):
+        print(f"identical submissions (the same files, byte for byte): {', '.join(group)}")
     return 0
 
 

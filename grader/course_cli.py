@@ -1,4 +1,5 @@
-"""The ``gradelab`` commands that bridge to how courses run: ``release``, ``gradescope``, ``nbgrader``.
+"""The ``gradelab`` commands that bridge to how courses run: ``release``, ``gradescope``, ``nbgrader``,
+and ``similarity`` (pairs of submissions whose code is alike).
 
 Like grader/cli.py (which registers these through ``add_commands``), this module only parses
 arguments and prints; the work is in grader/course/.
@@ -45,6 +46,28 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     src.add_argument("lab")
     src.set_defaults(func=lambda a: __import__("grader.course.nbgrader_bridge").nbgrader_bridge.main_source(
         Path(a.course_dir), a.lab))
+    sim = sub.add_parser("similarity", help="pairs of submissions whose own code is alike (copydetect's "
+                                            "winnowing; the stubs are left out); an HTML report side by side")
+    sim.add_argument("lab")
+    sim.add_argument("submissions", nargs="+", help="folders laid out like labs/")
+    sim.add_argument("--out", default="out/similarity", help="where similarity.html goes")
+    sim.add_argument("--threshold", type=float, default=None, help="flag pairs at or above this similarity "
+                                                                    "(default: grader/course/similarity.THRESHOLD)")
+    sim.add_argument("--top", type=int, default=10, help="how many pairs to print (the report has them all)")
+    sim.add_argument("--root", help="ids are paths relative to this folder (default: the submissions' common parent)")
+    sim.set_defaults(func=cmd_similarity)
+    c = sub.add_parser("course", help="apply deadlines and late policies; write the course gradebook and LMS exports")
+    c.add_argument("course_file", metavar="COURSE.toml")
+    c.add_argument("--out", default="out/course", help="course.csv, course.md, canvas.csv, grades.csv")
+    c.set_defaults(func=cmd_course)
+    o = sub.add_parser("override", help="set an instructor's score for one submission (kept across regrades)")
+    o.add_argument("course_file", metavar="COURSE.toml")
+    o.add_argument("lab")
+    o.add_argument("submission", help="the submission's id in the lab's gradebook (e.g. sec1/alice)")
+    o.add_argument("score", nargs="?", type=float, help="the score that counts (omit with --clear)")
+    o.add_argument("--reason", default="", help="why (required with a score; kept with it)")
+    o.add_argument("--clear", action="store_true", help="remove the override")
+    o.set_defaults(func=cmd_override)
 
 
 def cmd_release(args: argparse.Namespace) -> int:
@@ -65,9 +88,17 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_gradescope(args: argparse.Namespace) -> int:
+    from grader import paths
     from grader.course import gradescope
 
-    path = gradescope.build_zip(args.lab, Path(args.out))
+    known = sorted(p.parent.name for p in paths.tests_dir().glob("*/cases.py")
+                   if (paths.solutions_dir() / p.parent.name).is_dir())
+    if args.lab not in known:
+        raise UsageError(f"unknown lab {args.lab!r}; the labs are: {', '.join(known) or 'none'}")
+    try:
+        path = gradescope.build_zip(args.lab, Path(args.out))
+    except OSError as exc:
+        raise UsageError(f"--out {args.out}: cannot write there ({exc.strerror or exc})") from exc
     print(f"wrote {path}: upload it as the assignment's autograder (setup.sh + run_autograder)")
     return 0
 
@@ -77,3 +108,50 @@ def cmd_nbgrader_import(args: argparse.Namespace) -> int:
 
     return nbgrader_bridge.run_import(Path(args.course_dir), args.assignment, lab=args.lab or args.assignment,
                                       regrade=args.regrade, allow_unsandboxed=args.allow_unsandboxed)
+
+
+def cmd_similarity(args: argparse.Namespace) -> int:
+    from grader.course import similarity
+
+    threshold = similarity.THRESHOLD if args.threshold is None else args.threshold
+    try:
+        result, page = similarity.run(args.lab, [Path(s) for s in args.submissions], Path(args.out),
+                                      threshold=threshold, root=Path(args.root) if args.root else None)
+    except similarity.SimilarityError as exc:
+        raise UsageError(str(exc)) from exc
+    except OSError as exc:
+        raise UsageError(f"--out {args.out}: cannot write there ({exc.strerror or exc})") from exc
+    flagged = sum(p.similarity >= threshold for p in result.pairs)
+    print(f"{result.lab}: {len(result.ids)} submissions, {len(result.pairs)} pairs; {flagged} at or above "
+          f"{threshold:.2f} (the share of a student's own code, outside the stubs, found in the other's)")
+    for p in result.pairs[:max(0, args.top)]:
+        mark = "  IDENTICAL FILES" if p.identical else "  <- look" if p.similarity >= threshold else ""
+        print(f"  {p.similarity:5.2f}  {p.a}  {p.b}{mark}")
+    print(f"report: {page}")
+    return 0
+
+
+def cmd_course(args: argparse.Namespace) -> int:
+    from grader.course import coursebook
+
+    try:
+        written = coursebook.run(Path(args.course_file), Path(args.out))
+    except coursebook.CourseError as exc:
+        raise UsageError(str(exc)) from exc
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def cmd_override(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from grader.course import coursebook
+
+    if (args.score is None) != args.clear:
+        raise UsageError("give a SCORE with --reason, or --clear")
+    try:
+        print(coursebook.override(Path(args.course_file), args.lab, args.submission, args.score, args.reason,
+                                  datetime.now(UTC).isoformat(timespec="seconds")))
+    except coursebook.CourseError as exc:
+        raise UsageError(str(exc)) from exc
+    return 0

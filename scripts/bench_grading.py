@@ -77,8 +77,8 @@ def throughput(todo: list[tuple[str, str]], options: batch.Options, *, jobs: int
                scheduler: str | None = None) -> tuple[float, list[LabResult]]:
     results: list[LabResult] = []
 
-    def keep(sub_id: str, path: str, result: LabResult) -> None:
-        results.append(result)
+    def keep(sub_id: str, path: str, graded: batch.Graded) -> None:
+        results.append(graded.result)
 
     start = time.perf_counter()
     if scheduler:

@@ -2,26 +2,36 @@
 
 Each submission is one task, ``grade_task``: the same sandboxed grading as ``gradelab test
 --isolated``, run in a worker process (a local process pool, or a Dask worker). Only the
-result (a ``LabResult``: numbers and text) comes back; the client alone writes the gradebook,
-one transaction per submission as each finishes, so a kill loses at most the submissions in
-flight. Each worker uses one BLAS thread: N jobs on N cores do not fight over them.
+result (a ``Graded``: the ``LabResult``, numbers and text, and the content hash of the copy that was
+graded) comes back; the client alone writes the gradebook, one transaction per submission as each
+finishes, so a kill loses at most the submissions in flight. Each worker uses one BLAS thread: N
+jobs on N cores do not fight over them.
+
+A local worker exits when the grader dies, even by ``kill -9`` (which runs no cleanup): the kernel
+sends it SIGTERM when its parent ends (``prctl(PR_SET_PDEATHSIG)``; elsewhere a thread that polls
+``os.getppid()``), which unwinds its grading (the sandboxed child and the stage are removed) and
+then ends it. Without this a worker waits on the pool's queue forever, since it holds that
+queue's write end itself.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
+import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from grader.runner import GradingError, LabResult
+from grader.runner import GradingError
 
-from .submission import ONE_THREAD, Options, grade_submission
+from .submission import ONE_THREAD, Graded, Options, grade_copy
 
 SLOW_AFTER = 30.0  # seconds: a submission in flight longer than this is named on the progress line
 
@@ -36,17 +46,49 @@ def exit_on_sigterm() -> None:
         signal.signal(sig, _raise_exit)
 
 
-def _worker_init() -> None:
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_parent: int | None = None  # the grader's pid, in a local pool's worker
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """SIGTERM to this worker when ``parent`` ends (see the module's docstring)."""
+    global _parent
+    _parent = parent
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl")
+    except (OSError, AttributeError):  # not Linux: poll
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="gradelab-parent").start()
+    if os.getppid() != parent:  # the grader died before the signal was armed
+        os._exit(1)
+
+
+def _worker_init(parent: int | None = None) -> None:
     os.environ.update(ONE_THREAD)
     exit_on_sigterm()
+    if parent is not None:
+        _exit_with_parent(parent)
 
 
-def grade_task(path: str, options: Options) -> LabResult:
-    """Grades one submission folder: the unit of work of a job or a Dask task."""
-    return grade_submission(path, options)
+def grade_task(path: str, options: Options) -> Graded:
+    """Grades one submission (a folder or a zip) from a copy: the unit of work of a job or a Dask task."""
+    try:
+        return grade_copy(path, options)
+    finally:
+        if _parent is not None and os.getppid() != _parent:
+            # The grader is gone: this grading was unwound by the SIGTERM (its child and stage are
+            # removed); the pool would catch the SystemExit and wait on its queue forever.
+            os._exit(128 + signal.SIGTERM)
 
 
-OnResult = Callable[[str, str, LabResult], None]
+OnResult = Callable[[str, str, Graded], None]
 
 
 class _Progress:
@@ -90,9 +132,9 @@ def _drive(todo: Sequence[tuple[str, str]], submit: Callable[[str], Any], width:
             finished = [f for f in flying if f.done()]
             for fut in finished:
                 sub_id, path, _ = flying.pop(fut)
-                result = fut.result()  # GradingError propagates: it concerns every submission
-                on_result(sub_id, path, result)
-                progress.done(f"  {sub_id:<30} {result.score:>6g} / {result.max_score:g}")
+                graded = fut.result()  # GradingError propagates: it concerns every submission
+                on_result(sub_id, path, graded)
+                progress.done(f"  {sub_id:<30} {graded.result.score:>6g} / {graded.result.max_score:g}")
             if not finished:
                 progress.tick({sid: t for sid, _, t in flying.values()})
                 time.sleep(0.2)
@@ -107,7 +149,8 @@ def run_local(todo: Sequence[tuple[str, str]], options: Options, jobs: int, on_r
     os.environ.update(ONE_THREAD)  # inherited by the spawned workers before they import NumPy
     bar = _Progress(len(todo), progress)
     ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=ctx, initializer=_worker_init)
+    pool = ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=ctx, initializer=_worker_init,
+                               initargs=(os.getpid(),))
     try:
         _drive(todo, lambda path: pool.submit(grade_task, path, options), max(1, jobs), on_result, bar)
     except BrokenProcessPool as exc:
@@ -116,6 +159,23 @@ def run_local(todo: Sequence[tuple[str, str]], options: Options, jobs: int, on_r
     finally:
         bar.close()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+CONNECT_TIMEOUT = 10.0  # seconds for a reachable scheduler to answer Dask's handshake
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A plain TCP connection to a ``tcp://``/``tls://`` (or bare ``host:port``) scheduler first: an
+    address nobody listens on is a one-line GradingError at once, not Dask's traceback after its timeout."""
+    scheme, _, rest = address.rpartition("://")
+    host, _, port = rest.rpartition(":")
+    if scheme not in ("", "tcp", "tls") or not host or not port.isdigit():
+        return  # another transport (inproc, ucx) or no port: Dask itself will say
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise GradingError(f"--scheduler {address}: cannot connect ({exc.strerror or exc}); is the "
+                           "scheduler running (dask scheduler), and is the address right?") from None
 
 
 def run_dask(todo: Sequence[tuple[str, str]], options: Options, scheduler: str, jobs: int,
@@ -134,7 +194,12 @@ def run_dask(todo: Sequence[tuple[str, str]], options: Options, scheduler: str, 
                                dashboard_address=None)
         client = Client(cluster)
     else:
-        client = Client(scheduler, timeout=30)
+        _check_reachable(scheduler)
+        try:
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError) as exc:  # e.g. something else listens there
+            raise GradingError(f"--scheduler {scheduler}: no Dask scheduler answered within {CONNECT_TIMEOUT:g} s "
+                               f"({type(exc).__name__})") from None
     bar = _Progress(len(todo), progress)
     try:
         width = max(1, sum(client.nthreads().values()))

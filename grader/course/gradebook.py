@@ -2,6 +2,9 @@
 
 A submission's *id* is its path relative to the batch's root (``sec1/alice``, ``sec2/alice``,
 ``repos/alice-lab1``), never its base name, so two folders called ``alice`` keep two grades.
+An id is printable and one-to-one: a byte that is not UTF-8 is spelled ``\\xe9`` and a backslash
+of the name is doubled, so ``al\\xe9`` (the byte) and ``al\\\\xe9`` (a name spelled with a
+backslash) are two ids.
 The root is recorded in the store on first use, so regrading one student later gives the
 same id as the whole-class run did.
 
@@ -49,6 +52,14 @@ CREATE TABLE IF NOT EXISTS grades (
     reason TEXT NOT NULL        -- why it could not be graded ('' when it was)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- when each graded submission was handed in, and where that came from (grader/course/lateness.py)
+CREATE TABLE IF NOT EXISTS submitted (id TEXT PRIMARY KEY, submitted_at TEXT NOT NULL, source TEXT NOT NULL);
+-- the course's late policy applied to each row (`gradelab course`): kept apart from the raw grade
+CREATE TABLE IF NOT EXISTS lateness (id TEXT PRIMARY KEY, days_late INTEGER NOT NULL, factor REAL NOT NULL,
+                                     note TEXT NOT NULL);
+-- an instructor's score for a submission, with the reason; a regrade never touches it
+CREATE TABLE IF NOT EXISTS overrides (id TEXT PRIMARY KEY, score REAL NOT NULL, reason TEXT NOT NULL,
+                                      set_at TEXT NOT NULL);
 """
 
 
@@ -170,13 +181,53 @@ class Gradebook:
     def rows(self) -> list[Row]:
         return [_row(r) for r in self.db.execute("SELECT * FROM grades ORDER BY id")]
 
-    def put(self, row: Row) -> None:
-        """Inserts or replaces one submission's row, in one transaction."""
+    def put(self, row: Row, handed_in: tuple[str, str] | None = None) -> None:
+        """Inserts or replaces one submission's row, and when it was handed in (ISO 8601 UTC, and the
+        source that said so), in one transaction."""
         values = (printable(row.id), printable(row.path), row.lab, float(row.score), float(row.max_score),
                   json.dumps(row.cases), printable(row.isolation), row.graded_at, float(row.seconds),
                   row.content_hash, row.grading_key, printable(row.reason))
         with self.db:
             self.db.execute("INSERT OR REPLACE INTO grades VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", values)
+            if handed_in is not None:
+                self.db.execute("INSERT OR REPLACE INTO submitted VALUES (?, ?, ?)", (values[0], *handed_in))
+
+    def times(self) -> dict[str, tuple[str, str]]:
+        """{id: (submitted_at, source)}."""
+        return {i: (w, s) for i, w, s in self.db.execute("SELECT id, submitted_at, source FROM submitted")}
+
+    def put_lateness(self, sub_id: str, days_late: int, factor: float, note: str) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO lateness VALUES (?, ?, ?, ?)",
+                            (printable(sub_id), int(days_late), float(factor), note))
+
+    def lateness(self) -> dict[str, tuple[int, float, str]]:
+        """{id: (days late, factor on the score, note)} as last applied by ``gradelab course``."""
+        return {i: (d, f, n) for i, d, f, n in self.db.execute("SELECT id, days_late, factor, note FROM lateness")}
+
+    def set_override(self, sub_id: str, score: float | None, reason: str, at: str) -> None:
+        """Sets (or, with ``score`` None, removes) the instructor's score for ``sub_id``."""
+        with self.db:
+            if score is None:
+                self.db.execute("DELETE FROM overrides WHERE id = ?", (printable(sub_id),))
+            else:
+                self.db.execute("INSERT OR REPLACE INTO overrides VALUES (?, ?, ?, ?)",
+                                (printable(sub_id), float(score), printable(reason), at))
+
+    def overrides(self) -> dict[str, tuple[float, str, str]]:
+        """{id: (score, reason, set_at)}."""
+        return {i: (s, r, a) for i, s, r, a in self.db.execute("SELECT id, score, reason, set_at FROM overrides")}
+
+    def final_score(self, row: Row) -> tuple[float, str]:
+        """(the score that counts, why it differs from the raw score): an override wins, else the
+        late policy's factor, else the raw score."""
+        over = self.overrides().get(row.id)
+        if over is not None:
+            return over[0], f"override: {over[1]}"
+        late = self.lateness().get(row.id)
+        if late is not None and late[0] > 0:
+            return round(row.score * late[1], 6), late[2]
+        return row.score, ""
 
     def is_current(self, sub_id: str, chash: str, key: str) -> bool:
         """True if this id was graded from these exact files with this lab version and options."""
@@ -184,18 +235,24 @@ class Gradebook:
         return row is not None and row.content_hash == chash and row.grading_key == key
 
     def export_csv(self, path: Path | None = None, case_names: Sequence[str] = ()) -> Path:
-        """Every row as ``gradebook.csv`` (atomically): id, score, max, each case's points, isolation,
-        time, hash and reason."""
+        """Every row as ``gradebook.csv`` (atomically): id, the raw score, max, each case's points,
+        isolation, time, hash and reason; when it was handed in and from which source; the days late
+        and the final score (after the late policy or an override) with what was applied."""
         rows = self.rows()
         names = list(case_names) or list(dict.fromkeys(n for r in rows for n in r.cases))
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(["submission", "score", "max_score", *names, "isolation", "graded_at", "seconds",
-                    "content_hash", "reason", "path"])
+                    "content_hash", "reason", "path", "submitted_at", "time_source", "days_late", "final_score",
+                    "adjustment"])
+        times, late = self.times(), self.lateness()
         for r in rows:
+            final, why = self.final_score(r)
+            when, source = times.get(r.id, ("", ""))
             w.writerow([r.id, f"{r.score:g}", f"{r.max_score:g}",
                         *(f"{r.cases[n]:g}" if n in r.cases else "" for n in names),
-                        r.isolation, r.graded_at, f"{r.seconds:.2f}", r.content_hash, r.reason, r.path])
+                        r.isolation, r.graded_at, f"{r.seconds:.2f}", r.content_hash, r.reason, r.path,
+                        when, source, late[r.id][0] if r.id in late else "", f"{final:g}", why])
         target = Path(path) if path else self.out / CSV_NAME
         atomic_write_text(target, buf.getvalue())
         return target
@@ -221,5 +278,11 @@ def submission_ids(submissions: Sequence[Path], root: Path | None) -> tuple[Path
         except ValueError:
             raise ValueError(f"{p} is not inside the gradebook's root {root}: ids are paths relative "
                              "to it; grade it into another --out, or pass --root") from None
-        ids[p] = printable(rel.as_posix()) if str(rel) != "." else printable(p.name)
+        ids[p] = _printable_id(rel.as_posix() if str(rel) != "." else p.name)
     return root, ids
+
+
+def _printable_id(name: str) -> str:
+    """``printable`` made one-to-one for file names: a name's own backslashes are doubled first,
+    so only an undecodable byte is spelled with a single backslash (``\\xe9``)."""
+    return printable(name.replace("\\", "\\\\"))

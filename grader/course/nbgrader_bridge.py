@@ -23,6 +23,13 @@ content hash and the lab's grading key (``grader.course.gradebook``) are those r
 import (``<course>/gradelab/<assignment>.json``, written atomically after each student), unless
 ``--regrade``. A submission that cannot be graded scores 0 with the reason in the feedback
 file ``<course>/gradelab/<assignment>/<student>.txt``.
+
+The import runs as whoever owns the course (often root) on folders students filled: each
+submission is copied once without following any symlink (``submission.copy_without_links``: a
+link to ``solutions/`` or a link loop is one skipped entry, named in the feedback), and that copy
+is what is hashed, graded and handed to the formgrader. A student whose folder is itself a link,
+or whose import fails for any other reason, is reported on stderr and skipped (exit status 1);
+every other student is still imported.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from grader import paths
@@ -39,9 +47,10 @@ from grader.isolation.loading import load_cases
 from grader.runner import GradingError
 
 from . import gradebook
+from .lateness import submission_time
 from .notebooks import grade_id, write_notebook
 from .report import table
-from .submission import Options, grade_submission
+from .submission import Options, copy_without_links, grade_submission
 
 __all__ = ["run_import", "write_source"]
 
@@ -89,7 +98,7 @@ def run_import(course_dir: Path, assignment: str, *, lab: str | None = None, reg
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     lab = lab or assignment
     submitted = course_dir / "submitted"
-    students = sorted(p.name for p in submitted.iterdir() if (p / assignment).is_dir()) \
+    students = sorted(p.name for p in submitted.iterdir() if p.is_dir() and os.path.lexists(p / assignment)) \
         if submitted.is_dir() else []
     if not students:
         print(f"gradelab nbgrader: no {submitted}/<student>/{assignment}/ folders", file=sys.stderr)
@@ -97,45 +106,75 @@ def run_import(course_dir: Path, assignment: str, *, lab: str | None = None, reg
     state_path = _state_path(course_dir, assignment)
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
     key = gradebook.grading_key(lab, {"isolated": True, "source": "nbgrader"})
+    options = Options(lab, allow_unsandboxed=allow_unsandboxed)
+    failed: list[str] = []
     with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}") as gb:
         cells = _ensure_structure(gb, assignment, lab)
         for student in students:
             sub = submitted / student / assignment
-            chash = gradebook.content_hash(sub, lab)
-            if not regrade and state.get(student) == {"hash": chash, "key": key}:
+            if not regrade and state.get(student) == {"hash": gradebook.content_hash(sub, lab), "key": key}:
                 log(f"  {student:<24} unchanged since the last import: skipped (--regrade to grade again)")
                 continue
             try:
-                result = grade_submission(sub, Options(lab, allow_unsandboxed=allow_unsandboxed))
-            except GradingError as exc:
+                line = _import_one(gb, course_dir, assignment, lab, student, sub, cells, options, state, key)
+            except GradingError as exc:  # the grader's own set-up: the same for every student
                 print(f"gradelab nbgrader: {exc}", file=sys.stderr)
                 return 2
-            gb.update_or_create_student(student)
-            gb.update_or_create_submission(assignment, student)
-            by_case = {grade_id(lab, c.name): c for c in result.cases}
-            for name, _points in cells:
-                g = gb.find_grade(name, lab, assignment, student)
-                case = by_case.get(name)
-                g.auto_score = case.score if case else 0.0
-            gb.db.commit()
-            feedback = course_dir / "gradelab" / assignment / f"{student}.txt"
-            feedback.parent.mkdir(parents=True, exist_ok=True)
-            gradebook.atomic_write_text(feedback, gradebook.printable(table(result)) + "\n")
-            _copy_for_formgrader(sub, course_dir / "autograded" / student / assignment)
-            state[student] = {"hash": chash, "key": key}
+            except Exception as exc:  # noqa: BLE001 - one broken folder must not stop the class
+                gb.db.rollback()
+                failed.append(student)
+                print(f"gradelab nbgrader: {gradebook.printable(student)}: not imported "
+                      f"({type(exc).__name__}: {gradebook.printable(str(exc))}); the other students are",
+                      file=sys.stderr)
+                continue
             gradebook.atomic_write_text(state_path, json.dumps(state, indent=1, sort_keys=True) + "\n")
-            log(f"  {student:<24} {result.score:>6g} / {result.max_score:g}  [{result.isolation}]")
-    log(f"imported {assignment} into {course_dir / 'gradebook.db'}; `nbgrader export` writes grades.csv")
-    return 0
+            log(line)
+    log(f"imported {assignment} into {course_dir / 'gradebook.db'}; `nbgrader export` writes grades.csv"
+        + (f"; NOT imported: {', '.join(map(gradebook.printable, failed))} (see above)" if failed else ""))
+    return 1 if failed else 0
 
 
-def _copy_for_formgrader(sub: Path, dest: Path) -> None:
+def _import_one(gb, course_dir: Path, assignment: str, lab: str, student: str, sub: Path,
+                cells: list[tuple[str, float]], options: Options, state: dict, key: str) -> str:
+    """Copies one student's submission without links, grades the copy, records the scores, the
+    feedback and the formgrader's copy; updates ``state``; returns the line to log."""
+    for folder in (sub.parent, sub):  # submitted/<student>, submitted/<student>/<assignment>
+        if folder.is_symlink():
+            raise ValueError(f"{folder.relative_to(sub.parent.parent)} is a symlink: a submission is a folder")
+    with tempfile.TemporaryDirectory(prefix="gradelab-nbgrader-") as tmp:
+        copy = Path(tmp) / assignment
+        notes = copy_without_links(sub, copy)  # a link to solutions/, a loop: one note each, never followed
+        chash = gradebook.content_hash(copy, lab)
+        result = grade_submission(copy, options)
+        result.impl = str(sub)
+        result.notes = [gradebook.printable(n) for n in notes] + result.notes
+        gb.update_or_create_student(student)
+        handed_in = submission_time(sub, lab)  # nbgrader collect's timestamp.txt: `nbgrader export` shows it
+        gb.update_or_create_submission(assignment, student,
+                                       **({"timestamp": handed_in.when.replace(tzinfo=None)} if handed_in else {}))
+        by_case = {grade_id(lab, c.name): c for c in result.cases}
+        for name, _points in cells:
+            g = gb.find_grade(name, lab, assignment, student)
+            case = by_case.get(name)
+            g.auto_score = case.score if case else 0.0
+        gb.db.commit()
+        feedback = course_dir / "gradelab" / assignment / f"{student}.txt"
+        feedback.parent.mkdir(parents=True, exist_ok=True)
+        gradebook.atomic_write_text(feedback, gradebook.printable(table(result)) + "\n")
+        _copy_for_formgrader(copy, course_dir / "autograded" / student / assignment)
+    state[student] = {"hash": chash, "key": key}
+    return f"  {student:<24} {result.score:>6g} / {result.max_score:g}  [{result.isolation}]"
+
+
+def _copy_for_formgrader(copy: Path, dest: Path) -> None:
     """The submission as ``autograded/<student>/<assignment>/`` (what ``nbgrader autograde`` would
-    leave), so the formgrader can open the notebook next to the imported scores. Nothing is run."""
-    if dest.exists():
+    leave), so the formgrader can open the notebook next to the imported scores. Nothing is run;
+    ``copy`` is the link-free copy that was graded, and is copied again without links."""
+    if dest.is_symlink() or dest.is_file():
+        dest.unlink()
+    elif dest.exists():
         shutil.rmtree(dest)
-    shutil.copytree(sub, dest, symlinks=False, ignore=shutil.ignore_patterns("__pycache__", ".*"),
-                    ignore_dangling_symlinks=True)
+    copy_without_links(copy, dest, ignore=lambda name: name == "__pycache__" or name.startswith("."))
 
 
 def main_source(course_dir: Path, lab: str) -> int:

@@ -15,6 +15,9 @@ there: not the project (solutions/, data/, .git), not other submissions, not /tm
 other copy of the data. It has no network. Without bwrap (a student's laptop) the child is a
 plain subprocess in the stage with a scrubbed environment: still a separate process whose
 results are only data, but the file system is not hidden; ``isolation_name`` says which ran.
+As root without bwrap (Gradescope's containers, ``GRADELAB_UID_WITHOUT_BWRAP=1``), the child
+runs as a dedicated unprivileged uid; its caller makes what must stay secret unreadable to it
+(``run_autograder``), and every process of that uid is killed with the child (``kill_uid``).
 
 Time. A case's limit counts the CPU time of the child's own processes (its cgroup's ``cpuacct``
 where this machine lets us make one, else the CPU time of the process tree from ``/proc``), so a
@@ -76,10 +79,17 @@ _BOOT = "import sys; sys.path[:0] = sys.argv[1:2] + sys.argv[3:]; " \
         "from grader.isolation.worker import main; main(sys.argv[1:3])"
 
 
+# "1": behave as if bwrap were unusable (``run_autograder --no-bwrap``: tests Gradescope's fallback
+# on a machine that has bwrap). Read when the probe first runs (its answer is cached).
+NO_BWRAP_ENV = "GRADELAB_NO_BWRAP"
+
+
 @functools.lru_cache(maxsize=1)
 def bwrap_available() -> bool:
     """True if bubblewrap is installed, recent enough for the limits we set (0.8: ``--size``,
     ``--perms``, ``--chmod``, ``--disable-userns``), and can create its namespaces here."""
+    if os.environ.get(NO_BWRAP_ENV) == "1":
+        return False
     exe = shutil.which("bwrap")
     if not exe:
         return False
@@ -311,6 +321,22 @@ def _child_uid() -> int | None:
     return _CHILD_UID_BASE + secrets.randbelow(1_000_000)
 
 
+def kill_uid(uid: int) -> None:
+    """Kills every process of ``uid``, a child's own uid: only the submission's processes have it,
+    daemons included (double fork, ``setsid``: out of the child's process group, still its uid).
+
+    ``kill(-1)`` sent *as* that uid reaches every process it may signal, which is exactly the
+    processes of that uid, in one kernel call: a process that keeps forking cannot outrun it as it
+    could a walk of /proc. The killed processes' parents are gone, so they are reaped by init.
+    """
+    try:
+        subprocess.run(["/bin/sh", "-c", "kill -KILL -1"], user=uid, group=uid, extra_groups=[],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=20, close_fds=True)
+    except (OSError, subprocess.SubprocessError):
+        pass
+
+
 def _limits(uid: int | None = None, cgroup: Cgroup | None = None) -> None:
     """Runs in the child before exec: caps memory, file size, core dumps, and, when the child will
     run as a uid of its own (``uid``), that uid's number of processes (inherited through bwrap
@@ -517,6 +543,7 @@ class Child:
         self._log_pos = 0
         self._refused_seen = 0
         self._allowance = _ONE_TIME_ALLOWANCE  # CPU seconds, for the whole submission (see run)
+        self._uids: list[int] = []  # the uids children ran as: their leftovers are killed with them
 
     def _start(self, timeout: float) -> None:
         py = [sys.executable, "-I", "-S", "-c", _BOOT, str(self.stage), self.lab, *_site_dirs()]
@@ -527,6 +554,7 @@ class Child:
                "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         if uid is not None:  # the child switches to a uid of its own: let it read the stage
             _open_stage_to(self.stage, uid)
+            self._uids.append(uid)
         cpu0 = self._cgroup_cpu() or 0.0
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self._log, env=env, cwd=self.stage / "work",
@@ -588,6 +616,9 @@ class Child:
             except ProcessLookupError:
                 pass
         code = self.proc.wait()
+        for uid in self._uids:  # what it started outside its process group (a daemon) goes too
+            kill_uid(uid)
+        self._uids.clear()
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream:
                 stream.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.course import gradescope
+from grader.course import gradescope, uploads
 
 pytestmark = pytest.mark.usefixtures("solutions")
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,7 +164,7 @@ def test_zip_slip_and_symlinks_are_not_extracted(tmp_path: Path) -> None:
         z.writestr("../escaped.py", "x = 1\n")
         z.writestr("/abs.py", "x = 1\n")
         z.writestr("lab1/ok.py", "x = 1\n")
-    gradescope._safe_extract(archive, tmp_path / "out")
+    uploads.safe_extract(archive, tmp_path / "out")
     assert (tmp_path / "out" / "lab1" / "ok.py").is_file()
     assert not (tmp_path / "escaped.py").exists() and not (tmp_path / "out" / "abs.py").exists()
 

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Gradescope runs this once, as root, when it builds the autograder image (the zip is unpacked
-# in /autograder/source). It installs Python >= 3.11, the kit in a virtual environment,
+# in /autograder/source). It installs Python >= 3.11, the kit's dependencies in a virtual
+# environment OUTSIDE the kit (/opt/gradelab-venv: readable by every user, since without
+# bubblewrap the student's code runs as an unprivileged uid of its own and needs a Python), and
 # bubblewrap (the sandbox; Gradescope's container may still refuse its namespaces, which
-# run_autograder probes for every submission).
+# run_autograder probes for every submission). The kit itself (the reference, hidden seeds,
+# instructor predictors, data) is made readable by root only.
 set -euo pipefail
 cd "$(dirname "$0")"
 export DEBIAN_FRONTEND=noninteractive
@@ -18,6 +21,9 @@ if [ -z "$python" ]; then  # e.g. Ubuntu 22.04 (Python 3.10): its python3.11 pac
   apt-get install -y -qq python3.11 python3.11-venv >/dev/null
   python=python3.11
 fi
-"$python" -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
-echo "gradelab autograder ready ($(.venv/bin/python --version))"
+venv=${GRADELAB_VENV:-/opt/gradelab-venv}
+"$python" -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e .
+chmod -R a+rX "$venv"
+chmod -R go-rwx .  # run_autograder does it again for every submission
+echo "gradelab autograder ready ($("$venv/bin/python" --version))"
