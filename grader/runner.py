@@ -27,6 +27,7 @@ from types import ModuleType
 from typing import Protocol
 
 from grader import paths
+from grader.isolation.libraries import numpy_only
 from grader.isolation.loading import IMPORT_FAILED, LoadError, load_package, student_traceback
 from grader.isolation.sandbox import Child, Reply, bwrap_available, isolation_name
 from grader.judging.case import Arrays, Case, Close, GradCheck, Lab, Metric, MetricPackage
@@ -122,7 +123,8 @@ class InProcess:
     def __init__(self, impl_root: Path, lab: str, *, use_alarm: bool = True) -> None:
         self.impl_root, self.lab, self.use_alarm = Path(impl_root), lab, use_alarm
         try:
-            self.module, self.load_error = load_package(self.impl_root, lab), None
+            with numpy_only(lab):  # the handout's rule on libraries, as in grading
+                self.module, self.load_error = load_package(self.impl_root, lab), None
         except LoadError as exc:
             self.module, self.load_error = None, str(exc)
 
@@ -130,7 +132,7 @@ class InProcess:
         if self.module is None:
             return Reply(None, self.load_error, "")
         try:
-            with _alarm(timeout if self.use_alarm else None):
+            with _alarm(timeout if self.use_alarm else None), numpy_only(self.lab):
                 result = case.call(self.module, inputs)
         except CaseTimeout as exc:
             where = student_traceback(exc, self.impl_root / self.lab).rsplit("\n", 1)[0].rstrip()
@@ -268,7 +270,7 @@ _DUMP_FRAME = re.compile(r'^\s*File "(?P<path>[^"]*/submission/(?P<rel>[^"]+))",
 def timeout_frames(log: str) -> tuple[str, str]:
     """Splits a child's log into (what the student printed, where their code was when the time ran out).
 
-    The worker arms ``faulthandler.dump_traceback_later`` just before each case's time limit; the
+    When a case's time runs out, the grader asks the worker for its stack before stopping it; the
     dump lands in the log. The student's frames are kept, most recent last as in a traceback,
     with their source line while the stage still exists.
     """

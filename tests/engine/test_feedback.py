@@ -20,6 +20,7 @@ import pytest
 from grader import paths
 from grader.authoring import fixtures
 from grader.course import report
+from grader.isolation import sandbox as gsandbox
 from grader.isolation.loading import load_cases, load_package
 from grader.judging import expected, guard
 from grader.judging.case import Accuracy, Close, GradCheck, Lab, Mistake
@@ -273,7 +274,10 @@ def test_an_endless_loop_times_out_in_seconds_and_says_which_line(patched_refere
         Sandboxed(root, "lab1", use_bwrap=where == "sandbox")
     result = run_lab(LAB1, executor, expected.FixtureExpected("lab1"), impl=str(root), only=["linear_forward"])
     out = result.cases[0].output
-    assert result.cases[0].seconds < 10, out
+    # in a child the limit is CPU time (2 s, plus the one-time allowance of 5 s): on a busy machine that
+    # takes longer on the wall clock, up to the backstop
+    bound = 10 if where == "in-process" else gsandbox._backstop(2.0 + gsandbox._ONE_TIME_ALLOWANCE) + 5
+    assert result.cases[0].seconds < bound, out
     assert "did not finish within 2" in out and "it was executing:" in out
     assert 'File "lab1/layers.py", line' in out and ("while True:" in out or "x = x + 0" in out)
     assert "Timeout (" not in out  # the raw dump is parsed, not shown
