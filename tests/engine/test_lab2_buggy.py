@@ -72,7 +72,7 @@ TWO_AT_ONCE = "matches two known mistakes at once"
 TWICE = "correction applied twice to running_var"
 FORWARD_TOO = "so your FORWARD differs from the reference as well"
 FOLLOWS = "so the forward (or a convention) differs from the reference, and backward follows it"
-TERMS = "fitted term by term to dx = gamma/std * (dy - mean_n(dy) - x_hat * mean_n(dy * x_hat))"
+TERMS = "fitted term by term to dL/dx's direct, mean and variance terms"
 
 
 def bug(bug_id: str, patches: dict[str, list[tuple[str, str]]], fails: dict[str, list[str]]):
