@@ -89,7 +89,6 @@ BUGS = [
         # numerical gradient of the forward is not the reference's: the forward is named as the one to fix.
         "bn1d_backward_dx": [GRAD_DISAGREES, FORWARD_TOO],
         "bn1d_backward_params": ["weight.grad (dL/dgamma): does not match the reference", FOLLOWS],
-        "bn1d_gradients_accumulate": ["weight.grad after two forward/backward passes"],
         "bn2d_train_forward": [EPS_OUTSIDE],
         "bn2d_backward": [GRAD_DISAGREES, FORWARD_TOO],
     }),
@@ -101,7 +100,6 @@ BUGS = [
         "bn1d_eval_forward": ["BatchNorm1d.forward in eval mode", TWICE],
         "bn1d_backward_dx": [GRAD_DISAGREES, FORWARD_TOO],
         "bn1d_backward_params": ["BatchNorm1d.backward: weight.grad (dL/dgamma)", FOLLOWS],
-        "bn1d_gradients_accumulate": ["weight.grad after two forward/backward passes"],
         "bn2d_train_forward": ["BatchNorm2d.forward (training): output y", UNBIASED_NORM],
         "bn2d_running_stats_and_eval": ["BatchNorm2d.running_var after training steps", TWICE],
         "bn2d_backward": [GRAD_DISAGREES, FORWARD_TOO],
@@ -197,12 +195,10 @@ BUGS = [
     bug("dgamma-uses-x-not-xhat", {BN: [(CACHE, f"{CACHE}\n        self._x = x"),
                                         (DGAMMA, "self.weight.grad += (grad_output * self._x).sum(axis=0)")]}, {
         "bn1d_backward_params": [GRAD_DISAGREES, DGAMMA_X],
-        "bn1d_gradients_accumulate": [DGAMMA_X],
         "bn2d_backward": ["it is sum dy * x_hat"],
     }),
     bug("dbeta-averaged", {BN: [(DBETA, "self.bias.grad += grad_output.mean(axis=0)")]}, {
         "bn1d_backward_params": [MEAN_NOT_SUM],
-        "bn1d_gradients_accumulate": [MEAN_NOT_SUM],
         "bn2d_backward": ["averaging (mean) instead of summing"],
     }),
     bug("grads-overwritten", {BN: [(DGAMMA, "self.weight.grad = (grad_output * x_hat).sum(axis=0)"),
