@@ -1,10 +1,16 @@
 """A notebook per lab, for students and for nbgrader, built from code (never edited by hand).
 
-The notebook loads the data, calls the student's package, draws pictures, and ends with one
-autograded test cell per public case of the lab, worth the case's points::
+The notebook loads the data, runs one autograded test cell per public case of the lab (worth
+the case's points), then trains the lab's model and draws pictures::
 
     from grader.course.notebooks import check
-    check("lab1", "linear_forward", IMPL)   # raises AssertionError with the grader's message
+    check("lab1", "linear_forward", IMPL)   # prints "passed" or the grader's whole message
+
+"Run All" completes at every stage of the lab: a case cell prints its failure instead of
+raising, and each later section first asks ``ready(...)`` whether the cases it builds on pass in
+this kernel, and otherwise says which to implement first and skips its work. The kernel uses one
+BLAS thread, as the grader does (on a shared machine, two threads made Lab 2's training 20x
+slower), and training shows a progress bar.
 
 The test cells carry nbgrader's cell metadata (schema version 3: ``grade: true``, a unique
 ``grade_id``, ``points``, ``locked: true``), so a course can put the notebook in
@@ -53,6 +59,10 @@ def _cell(kind: str, text: str, cell_id: str, nbgrader: dict | None = None) -> d
 _LOCKED = {"grade": False, "locked": True, "solution": False, "task": False}
 
 _SETUP = '''
+import os
+
+for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")  # one BLAS thread, as the grader: before NumPy is imported
 import importlib
 import sys
 from pathlib import Path
@@ -73,6 +83,7 @@ try:
 except ImportError:  # the pictures need the nbgrader extra: pip install -e ".[nbgrader]"
     plt = None
 print("{lab} imported from", Path({lab}.__file__).parent)
+from grader.course.notebooks import check, ready, summary
 '''
 
 _DATA = '''
@@ -92,14 +103,16 @@ if plt is not None:
 # Labs whose package trains on MNIST (``fit_mnist`` and ``predict``, labs 1-4): train it, then
 # show what it gets wrong and what its first layer looks at (conv filters, or 28x28 weights).
 _TRAIN = '''
-model = {lab}.fit_mnist(data.train_images, data.train_labels, seed=0)
-predicted = {lab}.predict(model, data.test_images)
-accuracy = float(np.mean(predicted == data.test_labels))
-print(f"held-out accuracy: {{accuracy:.4f}}")
+model = None
+if ready("{lab}", "training the model"):
+    model = {lab}.fit_mnist(data.train_images, data.train_labels, seed=0, progress=True)
+    predicted = {lab}.predict(model, data.test_images)
+    accuracy = float(np.mean(predicted == data.test_labels))
+    print(f"held-out accuracy: {{accuracy:.4f}}")
 '''
 
 _PICTURES = '''
-if plt is not None:
+if plt is not None and model is not None:
     wrong = np.flatnonzero(predicted != data.test_labels)[:16]
     fig, axes = plt.subplots(2, 8, figsize=(8, 2.6))
     for ax, i in zip(axes.flat, wrong):
@@ -130,11 +143,14 @@ _DETECT = '''
 import torch
 from grader.data.canvases import lab5_canvases
 
-train, test = lab5_canvases("B", "train", 4000, 0), lab5_canvases("B", "test", 8, 0)
-t = torch.from_numpy
-detector = {lab}.fit_detector(t(train.images), t(train.boxes), t(train.labels), t(train.image_index), seed=0)
-found = {lab}.detect(detector, t(test.images))
-if plt is not None:
+found = None
+if ready("{lab}", "training the detector"):
+    train, test = lab5_canvases("B", "train", 4000, 0), lab5_canvases("B", "test", 8, 0)
+    t = torch.from_numpy
+    detector = {lab}.fit_detector(t(train.images), t(train.boxes), t(train.labels), t(train.image_index), seed=0,
+                                  progress=True)
+    found = {lab}.detect(detector, t(test.images))
+if plt is not None and found is not None:
     fig, axes = plt.subplots(2, 4, figsize=(9, 4.8))
     for i, ax in enumerate(axes.flat):
         ax.imshow(test.images[i], cmap="gray")
@@ -172,30 +188,38 @@ def build_notebook(lab: str, root: Path | None = None) -> dict:
             # {cases.title}
 
             Your code lives in `labs/{lab}/` (the handout is `labs/{lab}/README.md`); this notebook
-            calls it. Restart the kernel after editing the package. The last cells run the lab's
-            public cases, one cell per case with its points; the course grades your package with
-            hidden variants too.
+            calls it. Restart the kernel after editing the package, then Run All: it completes at
+            every stage of the lab. The public cases come first, one cell per case with its points
+            (the course grades your package with hidden variants too); training and pictures follow
+            once the cases they need pass.
             """, "intro", _LOCKED),
         _cell("code", _SETUP.format(lab=lab), "setup", _LOCKED),
         _cell("markdown", "## The data", "data-md", _LOCKED),
         _cell("code", _DATA, "data", _LOCKED),
     ]
-    if _trains_on_mnist(root, lab):
-        cells += [_cell("markdown", "## Training on MNIST (once the cases above it pass)", "train-md", _LOCKED),
-                  _cell("code", _TRAIN.format(lab=lab), "train", _LOCKED),
-                  _cell("code", _PICTURES, "pictures", _LOCKED)]
-    if _exports(root, lab, "fit_detector", "detect"):
-        cells += [_cell("markdown", "## Detecting digits (once the cases above it pass)", "detect-md", _LOCKED),
-                  _cell("code", _DETECT.format(lab=lab), "detect", _LOCKED)]
-    cells.append(_cell("markdown", f"## The public cases ({cases.max_score:g} points)", "cases-md", _LOCKED))
+    cells.append(_cell("markdown", f"""
+        ## The public cases ({cases.max_score:g} points)
+
+        One cell per case: it prints `passed`, or what is wrong and where. Work through them in
+        order; the sections after them need them.
+        """, "cases-md", _LOCKED))
     for case in cases.cases:
         cells.append(_cell("code", f"""
             # {case.description} ({case.points:g} points)
-            from grader.course.notebooks import check
             check("{lab}", "{case.name}", IMPL)
             """, f"case-{case.name}".replace("_", "-"),
             {"grade": True, "grade_id": grade_id(lab, case.name), "locked": True, "points": case.points,
              "solution": False, "task": False}))
+    cells.append(_cell("code", f'summary("{lab}")', "cases-summary", _LOCKED))
+    if _trains_on_mnist(root, lab):
+        cells += [_cell("markdown", "## Training on MNIST\n\nRuns once the cases it needs pass (the cell says "
+                                    "which are missing).", "train-md", _LOCKED),
+                  _cell("code", _TRAIN.format(lab=lab), "train", _LOCKED),
+                  _cell("code", _PICTURES, "pictures", _LOCKED)]
+    if _exports(root, lab, "fit_detector", "detect"):
+        cells += [_cell("markdown", "## Detecting digits\n\nRuns once the cases it needs pass (the cell says "
+                                    "which are missing).", "detect-md", _LOCKED),
+                  _cell("code", _DETECT.format(lab=lab), "detect", _LOCKED)]
     return {"cells": cells, "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python",
                                                         "name": "python3"},
                                          "language_info": {"name": "python"}},
@@ -208,12 +232,51 @@ def write_notebook(lab: str, path: Path, root: Path | None = None) -> Path:
     return path
 
 
-def check(lab: str, case: str, impl: Path | None = None) -> None:
-    """Runs one public case against ``labs/`` (in this kernel); AssertionError with the message if it fails."""
+_RESULTS: dict[str, dict[str, bool]] = {}  # lab -> case -> passed, in this kernel
+
+
+def check(lab: str, case: str, impl: Path | None = None) -> bool:
+    """Runs one public case against ``labs/`` in this kernel and prints the outcome; never raises,
+    so that Run All goes on (the grade comes from sandboxed grading, not from this kernel)."""
     from grader.runner import grade
 
     result = grade(load_cases(lab, paths.tests_dir()), impl or paths.labs_dir(), isolated=False, only=[case])
     outcome = result.cases[0]
-    if not outcome.passed:
-        raise AssertionError(outcome.output)
-    print(f"{case}: {outcome.score:g}/{outcome.max_score:g} ({outcome.output})")
+    _RESULTS.setdefault(lab, {})[case] = outcome.passed
+    if outcome.passed:
+        print(f"{case}: {outcome.score:g}/{outcome.max_score:g} ({outcome.output})")
+    else:
+        print(f"{case}: FAILED, 0/{outcome.max_score:g}\n\n{outcome.output}")
+    return outcome.passed
+
+
+def _needed(lab: str) -> list[str]:
+    """The cases a training section builds on: every public case that does not train a model."""
+    return [c.name for c in load_cases(lab, paths.tests_dir()).cases if not c.slow]
+
+
+def ready(lab: str, what: str) -> bool:
+    """True when every case ``what`` builds on has passed in this kernel; else prints which to
+    implement first (or which were not run yet) and returns False."""
+    seen = _RESULTS.get(lab, {})
+    failing = [c for c in _needed(lab) if seen.get(c) is False]
+    not_run = [c for c in _needed(lab) if c not in seen]
+    if not failing and not not_run:
+        return True
+    if failing:
+        print(f"Skipped {what}: it needs the cases above, and these fail: {', '.join(failing)}. "
+              f"Implement them first (labs/{lab}/), restart the kernel and Run All.")
+    else:
+        print(f"Skipped {what}: run the case cells above first ({', '.join(not_run)} not run in this kernel).")
+    return False
+
+
+def summary(lab: str) -> None:
+    """The public score so far in this kernel, and the first case to work on."""
+    cases = load_cases(lab, paths.tests_dir()).cases
+    seen = _RESULTS.get(lab, {})
+    points = sum(c.points for c in cases if seen.get(c.name))
+    total = sum(c.points for c in cases)
+    todo = [c.name for c in cases if not seen.get(c.name)]
+    print(f"{lab}: {points:g} / {total:g} points on the public cases"
+          + (f"; next: {todo[0]}" if todo else "; all public cases pass"))

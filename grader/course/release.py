@@ -40,6 +40,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import tomllib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -316,6 +317,8 @@ def _write(labs: list[str], out: Path, root: Path, classroom: bool) -> None:
     for name in ("setup.sh", "ci.sh"):
         (out / "scripts" / name).write_text(_render(name, values))
         (out / "scripts" / name).chmod(0o755)
+    for name in student_scripts(solutions, labs):  # what the handouts tell students to run
+        shutil.copyfile(root / "scripts" / name, out / "scripts" / name)
     (out / "README.md").write_text(_render("README.md", values))
     (out / ".gitignore").write_text(_render("gitignore", values))
     step = _render("classroom_step.yml", values) if classroom else ""
@@ -389,6 +392,21 @@ def engine_modules(engine: Path, lab_tests: list[Path]) -> set[str]:
         done.add(name)
         todo |= _imported(engine, name, (engine / name).read_text()) - done
     return done
+
+
+def student_scripts(solutions: Path, labs: list[str]) -> list[str]:
+    """The kit's ``scripts/`` a release ships: those each lab's handout tells students to run,
+    named in ``solutions/<lab>/lab.toml`` (``scripts = ["measure_accuracy.py"]``)."""
+    names: list[str] = []
+    for lab in labs:
+        config = solutions / lab / stubs.LAB_CONFIG
+        if config.is_file():
+            with open(config, "rb") as handle:
+                found = tomllib.load(handle).get("scripts", [])
+            if not isinstance(found, list) or not all(isinstance(n, str) and "/" not in n for n in found):
+                raise ReleaseError(f"{lab}/{stubs.LAB_CONFIG}: scripts must be a list of file names in scripts/")
+            names += [n for n in found if n not in names]
+    return names
 
 
 def _git_init(out: Path) -> None:

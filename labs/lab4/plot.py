@@ -156,5 +156,15 @@ def main() -> int:
     return 0
 
 
+def unfinished(exc: NotImplementedError) -> str:
+    """What to implement first, when the pictures reach code of yours that is still a stub."""
+    return (f"lab4.plot: your code is not finished yet: {exc}\n"
+            "Implement it first (the public tests show what is missing: pytest tests/lab4)."
+            )
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except NotImplementedError as exc:  # a stub, not a bug: say what to do instead of a traceback
+        sys.exit(unfinished(exc))

@@ -10,6 +10,8 @@ Images are canvases of uint8 grey levels (N, 64, 64); ``to_input`` makes them fl
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -67,7 +69,18 @@ def localizer_boxes(out: Tensor) -> Tensor:
     return box_cxcywh_to_xyxy(torch.sigmoid(out[:, :4]) * CANVAS)
 
 
-def fit_localizer(images: Tensor, boxes: Tensor, labels: Tensor, seed: int = 0) -> nn.Module:
+def _epochs(n: int, progress: bool) -> Iterable[int]:
+    """``range(n)``, drawn as a progress bar (tqdm, a tick per epoch) when ``progress`` (the notebook
+    and ``python -m lab5.show`` ask for it; grading never does)."""
+    if not progress:
+        return range(n)
+    from tqdm.auto import trange
+
+    return trange(n, desc="training", unit="epoch")
+
+
+def fit_localizer(images: Tensor, boxes: Tensor, labels: Tensor, seed: int = 0,
+                  progress: bool = False) -> nn.Module:
     """Provided: trains ``build_localizer()`` with Adam (cosine decay) on cross-entropy + your ``giou_loss``."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -75,7 +88,7 @@ def fit_localizer(images: Tensor, boxes: Tensor, labels: Tensor, seed: int = 0) 
     x, boxes = to_input(images), boxes.to(torch.float32)
     opt, sched = _optimizer(model, HPARAMS_A, len(x))
     model.train()
-    for _ in range(int(HPARAMS_A["epochs"])):
+    for _ in _epochs(int(HPARAMS_A["epochs"]), progress):
         for idx in _minibatches(len(x), int(HPARAMS_A["batch_size"]), gen):
             out = model(x[idx])
             loss = F.cross_entropy(out[:, 4:], labels[idx]) + giou_loss(localizer_boxes(out), boxes[idx]).mean()
@@ -110,7 +123,8 @@ def build_detector() -> nn.Module:
     raise NotImplementedError("build_detector: not implemented yet")
 
 
-def fit_detector(images: Tensor, boxes: Tensor, labels: Tensor, image_index: Tensor, seed: int = 0) -> nn.Module:
+def fit_detector(images: Tensor, boxes: Tensor, labels: Tensor, image_index: Tensor, seed: int = 0,
+                 progress: bool = False) -> nn.Module:
     """Provided: trains ``build_detector()`` with Adam (cosine decay) on your ``detection_loss``, ``build_targets``."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -119,7 +133,7 @@ def fit_detector(images: Tensor, boxes: Tensor, labels: Tensor, image_index: Ten
     obj, cls, tbox = build_targets(boxes.to(torch.float32), labels, image_index, len(x), GRID, STRIDE)
     opt, sched = _optimizer(model, HPARAMS_B, len(x))
     model.train()
-    for _ in range(int(HPARAMS_B["epochs"])):
+    for _ in _epochs(int(HPARAMS_B["epochs"]), progress):
         for idx in _minibatches(len(x), int(HPARAMS_B["batch_size"]), gen):
             loss = detection_loss(model(x[idx]), obj[idx], cls[idx], tbox[idx])
             opt.zero_grad()

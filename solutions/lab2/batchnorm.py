@@ -79,10 +79,15 @@ class BatchNorm1d(Module):
 
             dL/dbeta  = sum_n dy                    -> add into bias.grad      (D,)
             dL/dgamma = sum_n dy * x_hat            -> add into weight.grad    (D,)
-            dL/dx = gamma / sqrt(var + eps) * (dy - mean_n(dy) - x_hat * mean_n(dy * x_hat))
+            dL/dx                                   -> return it               (N, D)
 
-        The last line is the compact formula; stepping back through the forward's stages
-        (x_hat, 1/std, std, var, x - mean, mean) gives the same numbers. Either is fine.
+        dL/dx is the exercise: derive it (handout, section 3). Step back through the forward's
+        stages, last to first: y = gamma * x_hat + beta, x_hat = xc * istd, istd = 1 / std,
+        std = sqrt(var + eps), var = mean_n(xc**2), xc = x - mu, mu = mean_n(x). Each stage's
+        local derivative is one line; where a variable feeds two stages (xc feeds x_hat and var),
+        add the gradients of both paths. Every gradient has the shape of its variable: (N, D) or
+        (D,). Keep what the forward computed (xc, std, istd, x_hat) in a cache. Simplified, the
+        stages give a compact one-line formula; either way is fine.
         """
         ### BEGIN SOLUTION
         xc, std, istd, x_hat = self._cache

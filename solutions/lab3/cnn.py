@@ -17,7 +17,7 @@ import numpy as np
 
 from .conv import Conv2d  # noqa: F401 (for build_cnn, your task)
 from .lab1 import SGD, Linear, Module, ReLU, Sequential, SoftmaxCrossEntropy  # noqa: F401 (idem)
-from .lab1.framework import iterate_minibatches
+from .lab1.framework import epochs, iterate_minibatches
 from .pooling import Flatten, MaxPool2d  # noqa: F401 (idem)
 
 #: Training hyperparameters used by ``fit_mnist``. The reference reaches the accuracy given in
@@ -91,13 +91,14 @@ def _check_budget(seconds: list[float], n_steps: int, model: Module, batch: np.n
             "(conv2d_naive is for understanding, not for training)" + _slowest_layers(model, batch) + ".")
 
 
-def fit_mnist(images: np.ndarray, labels: np.ndarray, seed: int = 0) -> Module:
+def fit_mnist(images: np.ndarray, labels: np.ndarray, seed: int = 0, progress: bool = False) -> Module:
     """Builds the CNN and trains it with mini-batch SGD on (images, labels), within the time budget.
 
     Args:
         images: (N, 28, 28) uint8.
         labels: (N,) integers 0..9.
         seed: seeds initialisation and shuffling, so a run is reproducible.
+        progress: show a progress bar (the notebooks do).
     Returns:
         the trained model.
     Raises:
@@ -108,11 +109,11 @@ def fit_mnist(images: np.ndarray, labels: np.ndarray, seed: int = 0) -> Module:
     model = build_cnn(rng)
     loss_fn = SoftmaxCrossEntropy()
     optimizer = SGD(model.parameters(), lr=float(HPARAMS["lr"]))
-    batch_size, epochs = int(HPARAMS["batch_size"]), int(HPARAMS["epochs"])
-    n_steps = epochs * -(-len(x) // batch_size)
+    batch_size, n_epochs = int(HPARAMS["batch_size"]), int(HPARAMS["epochs"])
+    n_steps = n_epochs * -(-len(x) // batch_size)
     step_seconds: list[float] = []
     model.train()
-    for _ in range(epochs):
+    for _ in epochs(n_epochs, progress):
         for idx in iterate_minibatches(len(x), batch_size, rng):
             start = time.process_time()
             optimizer.zero_grad()

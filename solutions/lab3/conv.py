@@ -176,12 +176,13 @@ class Conv2d(Module):
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         """Given dL/dy (N, F, Ho, Wo), ADD the parameter gradients and return dL/dx (N, C, H, W).
 
-        With G = grad_output.reshape(N, F, L) and Wm = weight.reshape(F, K):
+        The forward was a matrix product per image, y[n] = Wm @ cols[n] + b, with cols = im2col(x)
+        (N, K, L), Wm = weight.reshape(F, K) and y[n] reshaped to (F, L). Derive the gradients from
+        it as for Linear in Lab 1 (the handout's backward section), with G = grad_output.reshape(N, F, L):
 
-            dL/dW    = sum_n G[n] @ cols[n].T   (F, K) -> reshaped to (F, C, kh, kw), add into weight.grad
-            dL/db    = G summed over n and L     (F,)   -> add into bias.grad
-            dL/dcols = Wm.T @ G[n] for each n    (N, K, L)
-            dL/dx    = col2im(dL/dcols)          (N, C, H, W) -> return it
+            dL/dW    (F, K): a sum over the batch -> reshaped to (F, C, kh, kw), add into weight.grad
+            dL/db    (F,)                         -> add into bias.grad
+            dL/dcols (N, K, L), then dL/dx = col2im(dL/dcols) (N, C, H, W) -> return it
         """
         ### BEGIN SOLUTION
         n, f = grad_output.shape[:2]

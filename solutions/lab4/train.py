@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .lab1 import Module, SoftmaxCrossEntropy, build_mlp, preprocess
-from .lab1.framework import iterate_minibatches
+from .lab1.framework import epochs, iterate_minibatches
 from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from .schedulers import CosineAnnealingLR, LinearLR, SequentialLR
 
@@ -42,7 +42,7 @@ def make_optimizer(name: str, params: list[Any]) -> Optimizer:
 
 
 def train_mnist(images: np.ndarray, labels: np.ndarray, seed: int = 0, optimizer: str = "Adam",
-                schedule: bool = True, losses: list[float] | None = None) -> Module:
+                schedule: bool = True, losses: list[float] | None = None, progress: bool = False) -> Module:
     """Trains Lab 1's MLP; appends each mini-batch's loss to ``losses`` when given.
 
     With ``schedule``, the lr warms up linearly over ``HPARAMS["warmup_steps"]`` steps and then
@@ -56,15 +56,15 @@ def train_mnist(images: np.ndarray, labels: np.ndarray, seed: int = 0, optimizer
     opt = make_optimizer(optimizer, model.parameters())
     if optimizer == "Adam":
         opt.lr = float(HPARAMS["lr"])
-    batch_size, epochs = int(HPARAMS["batch_size"]), int(HPARAMS["epochs"])
-    total = epochs * -(-len(x) // batch_size)
+    batch_size, n_epochs = int(HPARAMS["batch_size"]), int(HPARAMS["epochs"])
+    total = n_epochs * -(-len(x) // batch_size)
     warmup = min(int(HPARAMS["warmup_steps"]), total - 1)
     scheduler = None
     if schedule:
         scheduler = SequentialLR(opt, [LinearLR(opt, HPARAMS["warmup_start_factor"], 1.0, warmup),
                                        CosineAnnealingLR(opt, T_max=total - warmup)], milestones=[warmup])
     model.train()
-    for _ in range(epochs):
+    for _ in epochs(n_epochs, progress):
         for idx in iterate_minibatches(len(x), batch_size, rng):
             opt.zero_grad()
             loss = loss_fn(model(x[idx]), y[idx])
@@ -77,15 +77,16 @@ def train_mnist(images: np.ndarray, labels: np.ndarray, seed: int = 0, optimizer
     return model
 
 
-def fit_mnist(images: np.ndarray, labels: np.ndarray, seed: int = 0) -> Module:
+def fit_mnist(images: np.ndarray, labels: np.ndarray, seed: int = 0, progress: bool = False) -> Module:
     """Lab 1's MLP trained with your Adam and warm-up + cosine: what the MNIST test grades.
 
     Args:
         images: (N, 28, 28) uint8.
         labels: (N,) integers 0..9.
         seed: seeds initialisation and shuffling, so a run is reproducible.
+        progress: show a progress bar (the notebooks do).
     """
-    return train_mnist(images, labels, seed, optimizer="Adam", schedule=True)
+    return train_mnist(images, labels, seed, optimizer="Adam", schedule=True, progress=progress)
 
 
 def predict(model: Module, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:

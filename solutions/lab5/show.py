@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import struct
+import sys
 import zlib
 from pathlib import Path
 
@@ -101,17 +102,28 @@ def main(argv: list[str] | None = None) -> None:
         x = torch.from_numpy(test.images)
         if args.part == "A":
             model = models.fit_localizer(torch.from_numpy(train.images), torch.from_numpy(train.boxes),
-                                         torch.from_numpy(train.labels))
+                                         torch.from_numpy(train.labels), progress=True)
             boxes, labels = models.predict_localizer(model, x)
             predicted = [[(b.double().numpy(), int(c))] for b, c in zip(boxes, labels, strict=True)]
         else:
             model = models.fit_detector(torch.from_numpy(train.images), torch.from_numpy(train.boxes),
-                                        torch.from_numpy(train.labels), torch.from_numpy(train.image_index))
+                                        torch.from_numpy(train.labels), torch.from_numpy(train.image_index),
+                                        progress=True)
             predicted = [[(b.double().numpy(), int(c)) for b, s, c in zip(*det, strict=True) if s >= args.min_score]
                          for det in models.detect(model, x)]
     write_png(Path(args.out), grid_image(test.images, truth, predicted))
     print(f"wrote {args.out}: {args.n} held-out canvases of part {args.part}, truth green, predictions red")
 
 
+def unfinished(exc: NotImplementedError) -> str:
+    """What to implement first, when the pictures reach code of yours that is still a stub."""
+    return (f"lab5.show: your code is not finished yet: {exc}\n"
+            "Implement it first (the public tests show what is missing: pytest tests/lab5)."
+            )
+
+
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except NotImplementedError as exc:  # a stub, not a bug: say what to do instead of a traceback
+        sys.exit(unfinished(exc))

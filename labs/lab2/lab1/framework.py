@@ -14,7 +14,7 @@ Conventions (the tests rely on them):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -111,6 +111,16 @@ class Module:
             if value.shape != p.data.shape:
                 raise ValueError(f"{name}: shape {value.shape} does not match {p.data.shape}")
             p.data[...] = value
+
+
+def epochs(n: int, progress: bool = False, desc: str = "training") -> Iterable[int]:
+    """``range(n)``, drawn as a progress bar (tqdm, a tick per epoch) when ``progress``: the
+    notebooks ask for it, grading never does."""
+    if not progress:
+        return range(n)
+    from tqdm.auto import trange
+
+    return trange(n, desc=desc, unit="epoch")
 
 
 def iterate_minibatches(n: int, batch_size: int,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .framework import Module, iterate_minibatches
+from .framework import Module, epochs, iterate_minibatches
 from .layers import Linear, ReLU, Sequential
 from .losses import SoftmaxCrossEntropy
 from .optim import SGD
@@ -39,13 +39,14 @@ def preprocess(images: np.ndarray) -> np.ndarray:
     return images.reshape(len(images), -1).astype(np.float64) / 255.0
 
 
-def fit_mnist(images: np.ndarray, labels: np.ndarray, seed: int = 0) -> Module:
+def fit_mnist(images: np.ndarray, labels: np.ndarray, seed: int = 0, progress: bool = False) -> Module:
     """Builds the MLP and trains it with mini-batch SGD on (images, labels).
 
     Args:
         images: (N, 28, 28) uint8.
         labels: (N,) integers 0..9.
         seed: seeds initialisation and shuffling, so a run is reproducible.
+        progress: show a progress bar (the notebooks do).
     Returns:
         the trained model.
     """
@@ -55,7 +56,7 @@ def fit_mnist(images: np.ndarray, labels: np.ndarray, seed: int = 0) -> Module:
     loss_fn = SoftmaxCrossEntropy()
     optimizer = SGD(model.parameters(), lr=float(HPARAMS["lr"]))
     model.train()
-    for _ in range(int(HPARAMS["epochs"])):
+    for _ in epochs(int(HPARAMS["epochs"]), progress):
         for idx in iterate_minibatches(len(x), int(HPARAMS["batch_size"]), rng):
             optimizer.zero_grad()
             loss_fn(model(x[idx]), y[idx])
