@@ -164,7 +164,7 @@ def draw_losses(plt: ModuleType, runs: dict[tuple[float, bool], Run], smooth: in
     """One panel per learning rate: the training loss with and without BatchNorm (moving average)."""
     lrs = sorted({lr for lr, _ in runs})
     fig, axes = plt.subplots(1, len(lrs), figsize=(5 * len(lrs), 3.6), sharey=True, squeeze=False)
-    for ax, lr in zip(axes[0], lrs):
+    for ax, lr in zip(axes[0], lrs, strict=True):
         for bn, color in ((False, "C0"), (True, "C1")):
             losses = np.array(runs[(lr, bn)].losses)
             losses[~np.isfinite(losses)] = np.nan

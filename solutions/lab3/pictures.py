@@ -47,7 +47,7 @@ def draw_filters(plt: ModuleType, model) -> object:
     rows, cols = grid(len(w))
     fig = plt.figure(figsize=(1.2 * cols, 1.35 * rows + 0.5), layout="constrained")
     limit = float(np.abs(w).max())
-    for k, (ax, f) in enumerate(zip(_panels(fig, len(w)), w)):
+    for k, (ax, f) in enumerate(zip(_panels(fig, len(w)), w, strict=True)):
         ax.imshow(f, cmap="RdBu_r", vmin=-limit, vmax=limit)
         ax.set_title(f"filter {k}", fontsize=8)
         ax.set_xticks([])
@@ -80,11 +80,11 @@ def draw_feature_maps(plt: ModuleType, model, image: np.ndarray, label: int | No
     ax.set_xticks([])
     ax.set_yticks([])
     subs[0].suptitle("input" + (f" (a {label})" if label is not None else ""), fontsize=10)
-    for sub, (name, channels) in zip(subs[1:], maps):
+    for sub, (name, channels) in zip(subs[1:], maps, strict=True):
         # Conv outputs are signed (before the ReLU): a diverging scale; pooled maps (after ReLU) are >= 0.
         signed = channels.min() < 0
         limit = float(np.abs(channels).max()) or 1.0
-        for k, (ax, c) in enumerate(zip(_panels(sub, len(channels)), channels)):
+        for k, (ax, c) in enumerate(zip(_panels(sub, len(channels)), channels, strict=True)):
             ax.imshow(c, cmap="RdBu_r" if signed else "gray", vmin=-limit if signed else 0, vmax=limit)
             ax.set_xticks([])
             ax.set_yticks([])

@@ -107,7 +107,7 @@ def paths_figure(plt: ModuleType, problem, runs, start, steps, box, minimum, tit
                              squeeze=False, layout="constrained")
     for ax in axes.flat[len(runs):]:
         ax.remove()  # no empty panels
-    for k, (ax, (label, cls, kwargs)) in enumerate(zip(axes.flat, runs)):
+    for k, (ax, (label, cls, kwargs)) in enumerate(zip(axes.flat, runs, strict=False)):
         pts = path(cls, kwargs, grad, start, steps)
         final = f(*pts[-1])
         ax.contour(xx, yy, zz, levels=levels, colors="0.8", linewidths=0.6)

@@ -145,7 +145,7 @@ def test_lab4_paths_are_small_multiples(solutions, plt) -> None:
         fig = plot.paths_figure(plt, plot.quadratic(), runs, (-4.0, 3.0), 60, (-5, 5, -4, 4), (0, 0), "q")
         assert len(fig.axes) == len(runs)  # one panel per optimizer, no empty one
         _assert_no_empty_panel(fig)
-        for ax, (label, cls, kwargs) in zip(fig.axes, runs):
+        for ax, (label, cls, kwargs) in zip(fig.axes, runs, strict=True):
             assert ax.get_title().startswith(label)
             # the panel's path is that optimizer's own, and it is the only path in the panel
             paths = [line for line in ax.lines if len(line.get_xdata()) > 1]
@@ -183,7 +183,7 @@ def _label_boxes(img: np.ndarray, background) -> list[tuple[int, int, int, int]]
     mask = (img == background).all(axis=-1)
     seen = np.zeros_like(mask)
     boxes = []
-    for y, x in zip(*np.nonzero(mask)):
+    for y, x in zip(*np.nonzero(mask), strict=True):
         if seen[y, x]:
             continue
         queue, ys, xs = deque([(y, x)]), [], []
@@ -218,7 +218,8 @@ def test_lab5_labels_and_scores_can_be_read_back(solutions) -> None:
     tile = img[:64 * scale, :64 * scale]
     labels = _label_boxes(tile, show.LABEL_BACKGROUND)
     # the true digit above its box, the prediction (digit and score) below its box, apart
-    texts = sorted((y0, _read_text(show, tile, x0, y0, (x1 - x0) // (4 * show.GLYPH_SCALE))) for y0, _, x0, x1 in labels)
+    width = 4 * show.GLYPH_SCALE  # pixels per glyph
+    texts = sorted((y0, _read_text(show, tile, x0, y0, (x1 - x0) // width)) for y0, _, x0, x1 in labels)
     assert [t for _, t in texts] == ["7", "7 .93"], texts
     (t_y0, t_y1, *_), (p_y0, *_) = sorted(labels)
     assert t_y1 <= box[1] * scale and p_y0 >= (box[3] + 1) * scale - 1
