@@ -155,6 +155,15 @@ if plt is not None and model is not None:
     plt.show()
 '''
 
+# Lab 4: each optimizer's path on two 2-D problems, one panel each (lab4/plot.py).
+_PATHS = '''
+if plt is not None and ready("{lab}", "the optimizers' paths"):
+    plot = importlib.import_module("{lab}.plot")
+    for name in plot.PROBLEMS:
+        plot.problem_figure(plt, name)
+        plt.show()
+'''
+
 # Lab 2: the handout's experiment, shortened (lab2/pictures.py): with and without BatchNorm.
 _BN_MD = '''
 ## What BatchNorm does
@@ -275,6 +284,11 @@ def build_notebook(lab: str, root: Path | None = None) -> dict:
             cells.append(_cell("code", _CNN_PICTURES.format(lab=lab), "cnn-pictures", _LOCKED))
         else:
             cells.append(_cell("code", _WEIGHTS, "weights", _LOCKED))
+    if _provides(root, lab, "plot.py"):
+        cells += [_cell("markdown", "## Each optimizer's path\n\nYour optimizers on an ill-conditioned "
+                                    "quadratic and on the Rosenbrock valley, one panel each (`python -m "
+                                    f"labs.{lab}.plot` writes them as PNGs).", "paths-md", _LOCKED),
+                  _cell("code", _PATHS.format(lab=lab), "paths", _LOCKED)]
     if _provides(root, lab, "pictures.py") and _exports(root, lab, "BatchNorm1d"):
         cells += [_cell("markdown", _BN_MD, "batchnorm-md", _LOCKED),
                   _cell("code", _BN_PICTURES.format(lab=lab), "batchnorm", _LOCKED)]

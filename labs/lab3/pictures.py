@@ -90,5 +90,6 @@ def draw_feature_maps(plt: ModuleType, model, image: np.ndarray, label: int | No
             ax.set_yticks([])
             ax.set_title(str(k), fontsize=7, pad=2)
         c, hh, ww = channels.shape
-        sub.suptitle(f"{name}: {c} channels of {hh}x{ww}", fontsize=10)
+        how = "red > 0, blue < 0" if signed else "black = 0"
+        sub.suptitle(f"{name}: {c} channels of {hh}x{ww} ({how})", fontsize=10)
     return fig

@@ -131,6 +131,20 @@ def draw_paths(plt: ModuleType, problem, runs, start, steps, box, minimum, title
     print(f"wrote {out}")
 
 
+#: The 2-D problems drawn: name -> (problem, runs, start, steps, (xmin, xmax, ymin, ymax), minimum, title).
+PROBLEMS = {
+    "quadratic": (quadratic, QUADRATIC_RUNS, (-4.0, 3.0), 60, (-5, 5, -4, 4), (0, 0),
+                  "ill-conditioned quadratic (eigenvalues 1 and 50)"),
+    "rosenbrock": (rosenbrock, ROSENBROCK_RUNS, (-1.5, 2.0), 1500, (-2, 2, -1, 3), (1, 1), "Rosenbrock"),
+}
+
+
+def problem_figure(plt: ModuleType, name: str):
+    """The small multiples of one of PROBLEMS (the notebook shows them, ``main`` writes them)."""
+    problem, runs, start, steps, box, minimum, title = PROBLEMS[name]
+    return paths_figure(plt, problem(), runs, start, steps, box, minimum, title)
+
+
 def draw_mnist(plt: ModuleType, out: Path, epochs: int) -> None:
     split = mnist.load_mnist()
     HPARAMS["epochs"] = epochs
@@ -167,10 +181,11 @@ def main() -> int:
               "(grading does not need it)", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    draw_paths(plt, quadratic(), QUADRATIC_RUNS, (-4.0, 3.0), 60, (-5, 5, -4, 4), (0, 0),
-               "ill-conditioned quadratic (eigenvalues 1 and 50)", args.out / "quadratic.png")
-    draw_paths(plt, rosenbrock(), ROSENBROCK_RUNS, (-1.5, 2.0), 1500, (-2, 2, -1, 3), (1, 1),
-               "Rosenbrock", args.out / "rosenbrock.png")
+    for name in PROBLEMS:
+        fig = problem_figure(plt, name)
+        fig.savefig(args.out / f"{name}.png", dpi=120)
+        plt.close(fig)
+        print(f"wrote {args.out / f'{name}.png'}")
     if not args.skip_mnist:
         draw_mnist(plt, args.out / "mnist_loss.png", args.epochs)
     return 0
