@@ -229,3 +229,37 @@ def test_lab5_labels_and_scores_can_be_read_back(solutions) -> None:
     assert [_read_text(show, edge, x0, y0, (x1 - x0) // (4 * show.GLYPH_SCALE)) for y0, _, x0, x1 in labels] \
         == ["1", "4 1.0"]
     assert labels[0][1] <= labels[1][0]
+
+
+# --- The notebooks' own grids (labs 1-4): as many panels as there are things to show ---------------
+
+
+def _run_cell(code: str, plt, **names) -> list:
+    """Executes a notebook cell's code with ``names``; returns the figures it drew."""
+    from types import SimpleNamespace
+
+    before = set(plt.get_fignums())
+    exec(code, {"plt": plt, "np": np, "SimpleNamespace": SimpleNamespace, **names})  # noqa: S102 (our own cell)
+    return [plt.figure(n) for n in plt.get_fignums() if n not in before]
+
+
+def test_notebook_grids_have_no_empty_panel(plt) -> None:
+    from types import SimpleNamespace
+
+    from grader.course import notebooks
+
+    rng = np.random.default_rng(0)
+    for hidden in (10, 128):  # 10 units: fewer than the 16 cells of a full grid
+        model = SimpleNamespace(parameters=lambda h=hidden: [SimpleNamespace(data=rng.normal(size=(784, h)))])
+        (fig,) = _run_cell(notebooks._WEIGHTS, plt, model=model)
+        assert len(fig.axes) == min(hidden, 16)
+        _assert_no_empty_panel(fig)
+    labels = rng.integers(0, 10, 100)
+    predicted = labels.copy()
+    predicted[[3, 17, 40, 41, 99]] += 1  # five mistakes: five panels
+    data = SimpleNamespace(test_images=rng.integers(0, 255, (100, 28, 28)), test_labels=labels)
+    (fig,) = _run_cell(notebooks._PICTURES, plt, model=object(), predicted=predicted, data=data)
+    assert len(fig.axes) == 5
+    assert fig.axes[0].get_title() == f"{predicted[3]} (is {labels[3]})"
+    _assert_no_empty_panel(fig)
+    plt.close("all")
