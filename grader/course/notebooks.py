@@ -206,22 +206,20 @@ if ready("{lab}", "training the detector"):
     detector = {lab}.fit_detector(t(train.images), t(train.boxes), t(train.labels), t(train.image_index), seed=0,
                                   progress=True)
     found = {lab}.detect(detector, t(test.images))
+'''
+_DETECT_DRAW = '''
 if plt is not None and found is not None:
-    # Labels on dark boxes: a true box's digit above it (green), a detection's digit and score below it (red).
-    tag = dict(fontsize=9, fontweight="bold", bbox=dict(boxstyle="square,pad=0.1", facecolor="black", edgecolor="none"))
-    fig, axes = plt.subplots(2, 4, figsize=(12, 6.6), layout="constrained")
-    for i, ax in enumerate(axes.flat):
-        ax.imshow(test.images[i], cmap="gray")
-        for (x0, y0, x1, y1), digit in zip(test.boxes[test.image_index == i], test.labels[test.image_index == i]):
-            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="lime", linewidth=1.5))
-            ax.text(x0, y0, str(digit), color="lime", va="bottom", **tag)
-        pred_boxes, pred_scores, pred_labels = (v.detach().numpy() for v in found[i])
-        for (x0, y0, x1, y1), score, digit in zip(pred_boxes, pred_scores, pred_labels):
-            if score > 0.3:
-                ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="red", linewidth=1.5))
-                ax.text(x0, y1, f"{{digit}} {{score:.2f}}", color="#ff6060", va="top", **tag)
-        ax.axis("off")
-    fig.suptitle("detections (red, with score) and the true boxes (green)")
+    # Drawn by lab5/show.py (as `python -m lab5.show` does): labels on dark boxes, placed apart.
+    show = importlib.import_module("{lab}.show")
+    truth = [[(box, int(digit)) for box, digit in zip(test.boxes[test.image_index == i],
+                                                      test.labels[test.image_index == i])]
+             for i in range(len(test.images))]
+    predicted = [[(box.double().numpy(), int(digit), float(score))
+                  for box, score, digit in zip(*detections) if score >= 0.3] for detections in found]
+    fig, ax = plt.subplots(figsize=(12, 6.4), layout="constrained")
+    ax.imshow(show.grid_image(test.images, truth, predicted), interpolation="nearest")
+    ax.axis("off")
+    ax.set_title("true boxes (green, digit above) and detections with score >= 0.3 (red, digit and score below)")
     plt.show()
 '''
 
@@ -295,7 +293,7 @@ def build_notebook(lab: str, root: Path | None = None) -> dict:
     if _exports(root, lab, "fit_detector", "detect"):
         cells += [_cell("markdown", "## Detecting digits\n\nRuns once the cases it needs pass (the cell says "
                                     "which are missing).", "detect-md", _LOCKED),
-                  _cell("code", _DETECT.format(lab=lab), "detect", _LOCKED)]
+                  _cell("code", (_DETECT + _DETECT_DRAW).format(lab=lab), "detect", _LOCKED)]
     return {"cells": cells, "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python",
                                                         "name": "python3"},
                                          "language_info": {"name": "python"}},

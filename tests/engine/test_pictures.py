@@ -263,3 +263,31 @@ def test_notebook_grids_have_no_empty_panel(plt) -> None:
     assert fig.axes[0].get_title() == f"{predicted[3]} (is {labels[3]})"
     _assert_no_empty_panel(fig)
     plt.close("all")
+
+
+def test_lab5_notebook_draws_labels_that_read_back(solutions, plt) -> None:
+    """The notebook's detection picture (drawn through lab5/show.py): each canvas's true digits and
+    each detection's digit and score (>= 0.3 only) are in the image, readable."""
+    import importlib
+    from types import SimpleNamespace
+
+    torch = pytest.importorskip("torch")
+    from grader.course import notebooks
+
+    package, show = _sub(solutions, "lab5", "show")
+    images = np.zeros((2, 64, 64), dtype=np.uint8)
+    test = SimpleNamespace(images=images, boxes=np.array([[10.0, 20.0, 30.0, 44.0], [30.0, 12.0, 50.0, 40.0]]),
+                           labels=np.array([7, 2]), image_index=np.array([0, 1]))
+    found = [(torch.tensor([[11.0, 21.0, 30.0, 45.0]]), torch.tensor([0.87]), torch.tensor([7])),
+             (torch.tensor([[30.0, 12.0, 50.0, 40.0], [0.0, 0.0, 9.0, 9.0]]), torch.tensor([0.64, 0.1]),
+              torch.tensor([3, 5]))]
+    (fig,) = _run_cell(notebooks._DETECT_DRAW.format(lab=package.__name__), plt, importlib=importlib,
+                       test=test, found=found)
+    (ax,) = fig.axes
+    img = np.asarray(ax.images[0].get_array())
+    assert img.shape[:2] == show.grid_image(images, [[], []], [[], []]).shape[:2]
+    width = 4 * show.GLYPH_SCALE
+    texts = sorted(_read_text(show, img, x0, y0, (x1 - x0) // width)
+                   for y0, _, x0, x1 in _label_boxes(img, show.LABEL_BACKGROUND))
+    assert texts == ["2", "3 .64", "7", "7 .87"], texts  # the 0.1 detection is left out
+    plt.close("all")
