@@ -114,25 +114,81 @@ if ready("{lab}", "training the model"):
 _PICTURES = '''
 if plt is not None and model is not None:
     wrong = np.flatnonzero(predicted != data.test_labels)[:16]
-    fig, axes = plt.subplots(2, 8, figsize=(8, 2.6))
+    cols = max(1, min(8, len(wrong)))
+    fig, axes = plt.subplots(-(-max(len(wrong), 1) // cols), cols, figsize=(cols, 1.3 * -(-max(len(wrong), 1) // cols)),
+                             squeeze=False)
+    for ax in axes.flat[len(wrong):]:
+        ax.remove()  # no empty panels
     for ax, i in zip(axes.flat, wrong):
         ax.imshow(data.test_images[i], cmap="gray")
         ax.set_title(f"{predicted[i]} (is {data.test_labels[i]})", fontsize=8)
         ax.axis("off")
     fig.suptitle("misclassified digits: predicted (true)")
     plt.show()
-    weights = [p.data for p in model.parameters()]
-    conv = next((w for w in weights if w.ndim == 4), None)
-    if conv is not None:  # (out, in, kh, kw): each filter's first input channel
-        filters, title = conv[:, 0], "first convolution's filters"
-    else:
-        first = next(w for w in weights if 784 in w.shape)
-        filters, title = (first if first.shape[0] != 784 else first.T).reshape(-1, 28, 28), "first-layer weights"
-    fig, axes = plt.subplots(2, 8, figsize=(8, 2.2))
-    for ax, w in zip(axes.flat, filters):
-        ax.imshow(w, cmap="RdBu")
+'''
+
+# The first layer's weights of an MLP (labs 1, 2, 4): each hidden unit's 784 weights as a 28x28 image.
+_WEIGHTS = '''
+if plt is not None and model is not None:
+    first = next(p.data for p in model.parameters() if 784 in p.data.shape)
+    units = (first if first.shape[0] != 784 else first.T).reshape(-1, 28, 28)[:16]
+    cols = min(8, len(units))
+    fig, axes = plt.subplots(-(-len(units) // cols), cols, figsize=(cols, 1.1 * -(-len(units) // cols) + 0.3),
+                             squeeze=False)
+    for ax in axes.flat[len(units):]:
+        ax.remove()  # no empty panels
+    for ax, w in zip(axes.flat, units):
+        limit = abs(w).max()
+        ax.imshow(w, cmap="RdBu_r", vmin=-limit, vmax=limit)
         ax.axis("off")
-    fig.suptitle(title)
+    fig.suptitle(f"first-layer weights of {len(units)} hidden units (red > 0, blue < 0)")
+    plt.show()
+'''
+
+# Lab 3: the first convolution's filters and one digit's feature maps through the CNN (lab3/pictures.py).
+_CNN_PICTURES = '''
+if plt is not None and model is not None:
+    pictures = importlib.import_module("{lab}.pictures")
+    pictures.draw_filters(plt, model)
+    plt.show()
+    pictures.draw_feature_maps(plt, model, data.test_images[0], int(data.test_labels[0]))
+    plt.show()
+'''
+
+# Lab 4: each optimizer's path on two 2-D problems, one panel each (lab4/plot.py).
+_PATHS = '''
+if plt is not None and ready("{lab}", "the optimizers' paths"):
+    plot = importlib.import_module("{lab}.plot")
+    for name in plot.PROBLEMS:
+        plot.problem_figure(plt, name)
+        plt.show()
+'''
+
+# Lab 2: the handout's experiment, shortened (lab2/pictures.py): with and without BatchNorm.
+_BN_MD = '''
+## What BatchNorm does
+
+The handout's experiment, shortened to a few seconds: the same 784-128-128-10 MLP with plain
+SGD, without BatchNorm and with a `BatchNorm1d` after each hidden `Linear`, 250 mini-batches at
+lr 0.1 and at lr 2.0, with your layers. The pictures show what each hidden layer's ReLU receives
+during training (its distribution over the batch), the training loss, and the first BatchNorm's
+running statistics following the batch statistics (eval mode normalises with them).
+'''
+
+_BN_PICTURES = '''
+if plt is None:
+    print("The BatchNorm pictures need matplotlib: pip install -e '.[nbgrader]'")
+elif ready("{lab}", "the BatchNorm experiment"):
+    pictures = importlib.import_module("{lab}.pictures")
+    runs = pictures.experiment(data.train_images, data.train_labels, lrs=(0.1, 2.0), steps=250, seed=0)
+    for (lr, batchnorm), run in runs.items():
+        print(f"lr {{lr:g}}, {{'with' if batchnorm else 'without'}} BatchNorm: mean training loss of the "
+              f"last 50 steps {{np.mean(run.losses[-50:]):.3f}}")
+    pictures.draw_activations(plt, runs, lr=2.0)
+    plt.show()
+    pictures.draw_losses(plt, runs)
+    plt.show()
+    pictures.draw_running_stats(plt, runs[(0.1, True)], data.train_images[:4000])
     plt.show()
 '''
 
@@ -150,19 +206,20 @@ if ready("{lab}", "training the detector"):
     detector = {lab}.fit_detector(t(train.images), t(train.boxes), t(train.labels), t(train.image_index), seed=0,
                                   progress=True)
     found = {lab}.detect(detector, t(test.images))
+'''
+_DETECT_DRAW = '''
 if plt is not None and found is not None:
-    fig, axes = plt.subplots(2, 4, figsize=(9, 4.8))
-    for i, ax in enumerate(axes.flat):
-        ax.imshow(test.images[i], cmap="gray")
-        for (x0, y0, x1, y1), digit in zip(test.boxes[test.image_index == i], test.labels[test.image_index == i]):
-            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="lime"))
-        pred_boxes, pred_scores, pred_labels = (v.detach().numpy() for v in found[i])
-        for (x0, y0, x1, y1), score, digit in zip(pred_boxes, pred_scores, pred_labels):
-            if score > 0.3:
-                ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="red"))
-                ax.text(x0, y0, f"{{digit}} {{score:.2f}}", color="red", fontsize=7)
-        ax.axis("off")
-    fig.suptitle("detections (red, with score) and the true boxes (green)")
+    # Drawn by lab5/show.py (as `python -m lab5.show` does): labels on dark boxes, placed apart.
+    show = importlib.import_module("{lab}.show")
+    truth = [[(box, int(digit)) for box, digit in zip(test.boxes[test.image_index == i],
+                                                      test.labels[test.image_index == i])]
+             for i in range(len(test.images))]
+    predicted = [[(box.double().numpy(), int(digit), float(score))
+                  for box, score, digit in zip(*detections) if score >= 0.3] for detections in found]
+    fig, ax = plt.subplots(figsize=(12, 6.4), layout="constrained")
+    ax.imshow(show.grid_image(test.images, truth, predicted), interpolation="nearest")
+    ax.axis("off")
+    ax.set_title("true boxes (green, digit above) and detections with score >= 0.3 (red, digit and score below)")
     plt.show()
 '''
 
@@ -171,6 +228,11 @@ def _exports(root: Path, lab: str, *names: str) -> bool:
     init = root / "solutions" / lab / "__init__.py"
     text = init.read_text() if init.is_file() else ""
     return all(f'"{n}"' in text for n in names)
+
+
+def _provides(root: Path, lab: str, name: str) -> bool:
+    """The lab's package ships the provided module ``name`` (e.g. its pictures)."""
+    return (root / "solutions" / lab / name).is_file()
 
 
 def _trains_on_mnist(root: Path, lab: str) -> bool:
@@ -216,10 +278,22 @@ def build_notebook(lab: str, root: Path | None = None) -> dict:
                                     "which are missing).", "train-md", _LOCKED),
                   _cell("code", _TRAIN.format(lab=lab), "train", _LOCKED),
                   _cell("code", _PICTURES, "pictures", _LOCKED)]
+        if _provides(root, lab, "pictures.py") and _exports(root, lab, "Conv2d"):
+            cells.append(_cell("code", _CNN_PICTURES.format(lab=lab), "cnn-pictures", _LOCKED))
+        else:
+            cells.append(_cell("code", _WEIGHTS, "weights", _LOCKED))
+    if _provides(root, lab, "plot.py"):
+        cells += [_cell("markdown", "## Each optimizer's path\n\nYour optimizers on an ill-conditioned "
+                                    "quadratic and on the Rosenbrock valley, one panel each (`python -m "
+                                    f"labs.{lab}.plot` writes them as PNGs).", "paths-md", _LOCKED),
+                  _cell("code", _PATHS.format(lab=lab), "paths", _LOCKED)]
+    if _provides(root, lab, "pictures.py") and _exports(root, lab, "BatchNorm1d"):
+        cells += [_cell("markdown", _BN_MD, "batchnorm-md", _LOCKED),
+                  _cell("code", _BN_PICTURES.format(lab=lab), "batchnorm", _LOCKED)]
     if _exports(root, lab, "fit_detector", "detect"):
         cells += [_cell("markdown", "## Detecting digits\n\nRuns once the cases it needs pass (the cell says "
                                     "which are missing).", "detect-md", _LOCKED),
-                  _cell("code", _DETECT.format(lab=lab), "detect", _LOCKED)]
+                  _cell("code", (_DETECT + _DETECT_DRAW).format(lab=lab), "detect", _LOCKED)]
     return {"cells": cells, "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python",
                                                         "name": "python3"},
                                          "language_info": {"name": "python"}},

@@ -2,8 +2,8 @@
 
 Provided (not a task). It draws with YOUR optimizers from this package and writes three PNGs:
 
-    quadratic.png   paths on an ill-conditioned, rotated quadratic (condition number 50)
-    rosenbrock.png  paths on the Rosenbrock function (a curved, flat-bottomed valley)
+    quadratic.png   paths on an ill-conditioned, rotated quadratic (condition number 50), one panel each
+    rosenbrock.png  paths on the Rosenbrock function (a curved, flat-bottomed valley), one panel each
     mnist_loss.png  the training loss of Lab 1's MLP on MNIST per optimizer (no schedule)
 
 Run it from the root of the kit (the folder that holds ``labs/`` and ``grader/``)::
@@ -90,25 +90,59 @@ def path(cls: str, kwargs: dict, grad: Grad, start: tuple[float, float], steps: 
     return np.array(points)
 
 
-def draw_paths(plt: ModuleType, problem, runs, start, steps, box, minimum, title: str, out: Path) -> None:
+def paths_figure(plt: ModuleType, problem, runs, start, steps, box, minimum, title: str):
+    """Small multiples: one panel per run, each on the same contour map, so that no path hides another.
+
+    Each panel draws its path (dots every step, so the step size shows), the start (circle), where it
+    ended (cross) and the minimum (star); its title gives the final value of f.
+    """
     f, grad = problem
     xs = np.linspace(box[0], box[1], 300)
     ys = np.linspace(box[2], box[3], 300)
     xx, yy = np.meshgrid(xs, ys)
-    fig, ax = plt.subplots(figsize=(8, 6))
-    ax.contour(xx, yy, f(xx, yy), levels=np.geomspace(max(f(xx, yy).min(), 1e-3), f(xx, yy).max(), 25),
-               colors="0.75", linewidths=0.7)
-    for label, cls, kwargs in runs:
+    zz = f(xx, yy)
+    levels = np.geomspace(max(zz.min(), 1e-3), zz.max(), 25)
+    rows, cols = -(-len(runs) // 3), min(len(runs), 3)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows + 0.6), sharex=True, sharey=True,
+                             squeeze=False, layout="constrained")
+    for ax in axes.flat[len(runs):]:
+        ax.remove()  # no empty panels
+    for k, (ax, (label, cls, kwargs)) in enumerate(zip(axes.flat, runs, strict=False)):
         pts = path(cls, kwargs, grad, start, steps)
         final = f(*pts[-1])
-        ax.plot(pts[:, 0], pts[:, 1], ".-", markersize=2, linewidth=1, label=f"{label}: f = {final:.2g}")
-    ax.plot(*minimum, "k*", markersize=12)
-    ax.set(xlim=box[:2], ylim=box[2:], title=f"{title} ({steps} steps from {start})")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+        ax.contour(xx, yy, zz, levels=levels, colors="0.8", linewidths=0.6)
+        color = f"C{k}"
+        ax.plot(pts[:, 0], pts[:, 1], ".-", color=color, markersize=2.5, linewidth=1)
+        ax.plot(*pts[0], "o", color=color, markersize=6, markerfacecolor="white")
+        ax.plot(*pts[-1], "X", color=color, markersize=8, markeredgecolor="k")
+        ax.plot(*minimum, "k*", markersize=11)
+        ended = "diverged, stopped" if len(pts) < steps + 1 else f"f = {final:.2g}"
+        ax.set_title(f"{label}\n{ended} after {len(pts) - 1} steps", fontsize=10)
+        ax.set(xlim=box[:2], ylim=box[2:])
+    fig.suptitle(f"{title}: {steps} steps from {start} (circle) to the cross; minimum: star", fontsize=11)
+    return fig
+
+
+def draw_paths(plt: ModuleType, problem, runs, start, steps, box, minimum, title: str, out: Path) -> None:
+    """Writes ``paths_figure`` to ``out`` (PNG)."""
+    fig = paths_figure(plt, problem, runs, start, steps, box, minimum, title)
     fig.savefig(out, dpi=120)
     plt.close(fig)
     print(f"wrote {out}")
+
+
+#: The 2-D problems drawn: name -> (problem, runs, start, steps, (xmin, xmax, ymin, ymax), minimum, title).
+PROBLEMS = {
+    "quadratic": (quadratic, QUADRATIC_RUNS, (-4.0, 3.0), 60, (-5, 5, -4, 4), (0, 0),
+                  "ill-conditioned quadratic (eigenvalues 1 and 50)"),
+    "rosenbrock": (rosenbrock, ROSENBROCK_RUNS, (-1.5, 2.0), 1500, (-2, 2, -1, 3), (1, 1), "Rosenbrock"),
+}
+
+
+def problem_figure(plt: ModuleType, name: str):
+    """The small multiples of one of PROBLEMS (the notebook shows them, ``main`` writes them)."""
+    problem, runs, start, steps, box, minimum, title = PROBLEMS[name]
+    return paths_figure(plt, problem(), runs, start, steps, box, minimum, title)
 
 
 def draw_mnist(plt: ModuleType, out: Path, epochs: int) -> None:
@@ -147,10 +181,11 @@ def main() -> int:
               "(grading does not need it)", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    draw_paths(plt, quadratic(), QUADRATIC_RUNS, (-4.0, 3.0), 60, (-5, 5, -4, 4), (0, 0),
-               "ill-conditioned quadratic (eigenvalues 1 and 50)", args.out / "quadratic.png")
-    draw_paths(plt, rosenbrock(), ROSENBROCK_RUNS, (-1.5, 2.0), 1500, (-2, 2, -1, 3), (1, 1),
-               "Rosenbrock", args.out / "rosenbrock.png")
+    for name in PROBLEMS:
+        fig = problem_figure(plt, name)
+        fig.savefig(args.out / f"{name}.png", dpi=120)
+        plt.close(fig)
+        print(f"wrote {args.out / f'{name}.png'}")
     if not args.skip_mnist:
         draw_mnist(plt, args.out / "mnist_loss.png", args.epochs)
     return 0
