@@ -79,7 +79,10 @@ def test_regrading_one_of_three_keeps_the_other_rows(sandbox, patched_reference,
     assert grade(subs[1], "--out", out) == 0
     after = rows(out)
     assert set(after) == {"alice", "bob", "carol"}
-    assert after["alice"] == before["alice"] and after["carol"] == before["carol"]
+    kept = {k: v for k, v in before.items() if k != "bob"}
+    assert {k: after[k] for k in kept} == {k: {**v, "identical_to": after[k]["identical_to"]} for k, v in kept.items()}
+    # the three were copies of one another; bob's new files are his own now
+    assert (before["alice"]["identical_to"], after["alice"]["identical_to"]) == ("bob carol", "carol")
     assert after["bob"]["score"] == "4" and after["bob"]["graded_at"] != before["bob"]["graded_at"]
     assert after["bob"]["content_hash"] != before["bob"]["content_hash"]
 
