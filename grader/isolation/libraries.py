@@ -13,8 +13,9 @@ process could remove the finder. What the grader trusts is unchanged (the sandbo
 
 from __future__ import annotations
 
+import builtins
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib.machinery import ModuleSpec, PathFinder
 from pathlib import Path
@@ -72,11 +73,36 @@ def remove(finder: NumpyOnly | None) -> None:
         sys.meta_path.remove(finder)
 
 
+def _cached_import_guard(lab: str, original: Callable[..., ModuleType]) -> Callable[..., ModuleType]:
+    """``__import__`` that also refuses a library the process already holds (an in-process run shares
+    the process with the grader, a notebook or pytest, where torch may be imported already: the
+    meta-path finder is never asked about a module in ``sys.modules``). Imports made by installed
+    code itself (a library loading its own parts) are left alone."""
+
+    def guarded(name: str, globals: dict | None = None, locals: dict | None = None,  # noqa: A002
+                fromlist: Sequence[str] = (), level: int = 0) -> ModuleType:
+        top = name.partition(".")[0]
+        held = sys.modules.get(top) if level == 0 else None
+        if held is not None and top not in _ALLOWED and top not in sys.stdlib_module_names:
+            importer = (globals or {}).get("__file__") or ""
+            origin = getattr(held, "__file__", None) or ""
+            if not any(part in _INSTALLED for part in Path(importer).parts) and \
+                    any(part in _INSTALLED for part in Path(origin).parts):
+                raise ModuleNotFoundError(refused_message(top, lab), name=top)
+        return original(name, globals, locals, fromlist, level)
+
+    return guarded
+
+
 @contextmanager
 def numpy_only(lab: str) -> Iterator[None]:
     """The rule for the duration of a block (in-process runs share the process with the grader)."""
     finder = install(lab)
+    original = builtins.__import__
+    if finder is not None:
+        builtins.__import__ = _cached_import_guard(lab, original)
     try:
         yield
     finally:
+        builtins.__import__ = original
         remove(finder)

@@ -117,7 +117,7 @@ def _set_grads(params: list[Any], inputs: Arrays, t: int) -> None:
         if not inputs[f"has{k}"][t]:
             p.grad = None
         elif isinstance(p.grad, np.ndarray) and p.grad.shape == g.shape and p.grad.flags.writeable:
-            p.grad[...] = 0.0
+            p.grad.fill(0.0)  # in place, as zero_grad() does
             p.grad += g
         else:
             p.grad = g.copy()
