@@ -549,7 +549,10 @@ class Child:
         py = [sys.executable, "-I", "-S", "-c", _BOOT, str(self.stage), self.lab, *_site_dirs()]
         uid = _child_uid() if self.use_bwrap or uid_without_bwrap() else None
         cmd = (_bwrap_command(self.stage, uid) + ["--"] if self.use_bwrap else _setpriv(uid)) + py
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(self.stage / "work"),
+        # TMPDIR: without bwrap the child shares the machine's /tmp, and a child that is killed never
+        # cleans up (its private bytecode cache, the student's temp files): the stage goes with it
+        work = str(self.stage / "work")
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": work, "TMPDIR": work,
                "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
                "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         if uid is not None:  # the child switches to a uid of its own: let it read the stage

@@ -806,3 +806,16 @@ def test_a_hang_at_import_is_waited_for_once(sandbox, patched_reference, monkeyp
     assert time.monotonic() - start < gsandbox._backstop(2.0 + case_timeout(LAB.get("linear_forward")) * SCALE) + 5
     assert scores(result) == dict.fromkeys(only, 0.0)
     assert all("importing your package did not finish" in m for m in messages(result).values()), report(result)
+
+
+def test_without_the_sandbox_temporary_files_go_with_the_stage(patched_reference) -> None:
+    """A child without bwrap shares the machine's /tmp, and a killed child never cleans up (its
+    private bytecode cache, the student's temp files): its temp folder must be in the stage, which
+    the grader removes when grading ends."""
+    root = patched_reference("temp_litter", {"layers.py": [(
+        "self._mask = x > 0\n", "import tempfile\n        raise RuntimeError('tmp=' + tempfile.mkdtemp())\n")]})
+    plain = graded_without_sandbox(root, ["relu_forward"])
+    said = plain.cases[0].output
+    made = Path(said.rsplit("tmp=", 1)[1].split()[0])
+    assert made.parent.name == "work" and made.parent.parent.name.startswith("gradelab-stage-"), said
+    assert not made.parent.parent.exists(), f"{made} outlived the grading"
