@@ -13,6 +13,7 @@ tests/engine/test_lab4_torch.py checks it and the simulator against torch.optim.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from types import ModuleType
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.judging.case import Accuracy, Arrays, Close, Lab, Mistake, described, instructor
+from grader.judging.case import Accuracy, Arrays, Close, Given, Lab, Mistake, described, instructor
 from grader.judging.casekit import ConventionError, mnist_inputs
 
 LAB = Lab("lab4", "Lab 4: optimizers and learning-rate schedules")
@@ -108,33 +109,62 @@ def _arithmetic(cls: str, step: int, params: list[Any]):
         raise ConventionError(f"{cls}.step, optimizer step {step + 1}: NumPy reports '{exc}'. {said}") from exc
 
 
-def _set_grads(params: list[Any], inputs: Arrays, t: int) -> None:
+def _set_grads(params: list[Any], inputs: Arrays, t: int, fresh: bool = False) -> None:
     """This step's gradients, handed in as a real training loop does: zero_grad() zeroes p.grad in place
     and backward adds into the same array, so an optimizer state that aliases p.grad (a momentum buffer
-    started as ``buf = p.grad`` without a copy) is wiped here as it would be in training."""
+    started as ``buf = p.grad`` without a copy) is wiped here as it would be in training.
+
+    ``fresh``: a new array every step instead, where aliasing p.grad is not what the case tests (the
+    state_dict cases: a checkpoint's deep copy cannot keep the alias, so an aliasing buffer would make the
+    resumed run differ from the uninterrupted one and cost points there too; the trajectory cases charge it).
+    """
     for k, p in enumerate(params):
         g = inputs[f"g{k}"][t]
         if not inputs[f"has{k}"][t]:
             p.grad = None
-        elif isinstance(p.grad, np.ndarray) and p.grad.shape == g.shape and p.grad.flags.writeable:
+        elif not fresh and isinstance(p.grad, np.ndarray) and p.grad.shape == g.shape and p.grad.flags.writeable:
             p.grad.fill(0.0)  # in place, as zero_grad() does
             p.grad += g
         else:
             p.grad = g.copy()
 
 
+_SHAPES = re.compile(r"\((\d+(?:, ?\d+)*,?)\)")
+
+
+def _shared_state(cls: str, t: int, params: list[Any], exc: ValueError) -> None:
+    """A broadcasting error between the shapes of two different parameters: evidence that one state (a
+    buffer, m or v) serves parameters of different shapes. Raises the explanation; returns otherwise."""
+    if "broadcast" not in str(exc):
+        return
+    named = {tuple(int(d) for d in m.split(",") if d.strip()) for m in _SHAPES.findall(str(exc))}
+    shapes = {tuple(np.shape(p.data)) for p in params}
+    if len(named & shapes) < 2:
+        return
+    raise ConventionError(
+        f"{cls}.step, optimizer step {t + 1}: ValueError: {exc}. These are the shapes of two different "
+        "parameters of this case, which meet in one array: your optimizer's state is shared between parameters "
+        "(one buffer, or self.state[0], for all of them). Keep one state per parameter: self.state[i] for "
+        "self.params[i]") from exc
+
+
 def run_steps(opt: Any, cls: str, params: list[Any], inputs: Arrays, start: int, stop: int,
-              lr: float | None) -> list[list[np.ndarray]]:
-    """Steps ``start..stop-1``, setting ``opt.lr`` only where ``lrs`` changes; each parameter's values after each."""
+              lr: float | None, fresh: bool = False) -> list[list[np.ndarray]]:
+    """Steps ``start..stop-1``, setting ``opt.lr`` only where ``lrs`` changes; each parameter's values after each.
+
+    ``fresh``: hand in each gradient as a new array (``_set_grads``)."""
     out: list[list[np.ndarray]] = [[] for _ in params]
     for t in range(start, stop):
         new_lr = float(inputs["lrs"][t])
         if lr is not None and new_lr != lr:
             opt.lr = lr = new_lr
-        _set_grads(params, inputs, t)
+        _set_grads(params, inputs, t, fresh)
         try:
             with _arithmetic(cls, t, params):
                 opt.step()
+        except ValueError as exc:
+            _shared_state(cls, t, params, exc)
+            raise
         except (TypeError, AttributeError) as exc:
             if "NoneType" not in str(exc) or all(p.grad is not None for p in params):
                 raise
@@ -171,30 +201,6 @@ def run_trajectory(lab: ModuleType, cls: str, inputs: Arrays) -> Arrays:
 # predictions are stored in fixtures/public.npz; isolated grading computes them for hidden variants.
 
 
-def first_difference(name: str, explain_row: str, rtol: float, atol: float, max_rows: int = 120) -> tuple[Mistake, ...]:
-    """Locating hints: 'the first <row> that differs is t' (predictions that apply only at that row).
-
-    Each returns the student's own array (so it "matches") exactly when row t is the first row
-    outside the tolerance; it needs the engine's three-argument predictions (the student's outputs).
-    """
-
-    def locate(t: int) -> Callable[..., np.ndarray | None]:
-        def predict(inputs: Arrays, expected: Arrays, got: Any = None) -> np.ndarray | None:
-            if got is None or name not in got or name not in expected:
-                return None
-            mine, ref = np.asarray(got[name], dtype=np.float64), np.asarray(expected[name], dtype=np.float64)
-            if mine.shape != ref.shape or mine.ndim == 0:
-                return None
-            with np.errstate(invalid="ignore"):
-                bad = ~(np.abs(mine - ref) <= atol + rtol * np.abs(ref))
-            rows = np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1))
-            return mine if len(rows) and rows[0] == t else None
-        return predict
-
-    return tuple(Mistake(f"[where] the first difference is at {explain_row} {t}; every row before it matches",
-                         locate(t)) for t in range(max_rows))
-
-
 def traj_mistake(description: str, cls: str, k: int, bugs: Sequence[str]) -> Mistake:
     """A named wrong rule, predicted (by the instructor module) for parameter ``k``'s trajectory."""
     return Mistake(description, instructor(f"traj.{cls}.{'-'.join(bugs)}.p{k}"))
@@ -209,8 +215,7 @@ def trajectory_checks(title: str, cls: str, named: Sequence[tuple[str, Sequence[
         if k == 1:  # the parameter that gets no gradient on some steps
             mistakes += (traj_mistake(NONE_AS_ZERO, cls, k, ["none_as_zero"]),)
         checks.append(Close(f"p{k}", f"{title}: {ROLES[k]} after each step", rtol=rtol, atol=atol,
-                            explain=TRAJ_EXPLAIN,
-                            mistakes=mistakes + first_difference(f"p{k}", "step", rtol, atol)))
+                            explain=TRAJ_EXPLAIN, mistakes=mistakes, rows="step"))
     if grads_unchanged:
         checks.append(Close("grads_after", f"{title}: p.grad after the last step", exact=True,
                             explain="step() must not modify p.grad: compute the decayed gradient into a new "
@@ -471,21 +476,43 @@ def _state_checks() -> list[Close]:
             name = f"{cls.lower()}_p{k}"
             checks.append(Close(name, f"{what} on three parameters of the same shape: parameter {k} after each step",
                                 explain="Each parameter has its own state: optimizer.state[i] for params[i].",
-                                mistakes=(Mistake(desc, instructor(f"state.{cls}.p{k}")),
-                                          *first_difference(name, "step", 1e-7, 1e-10))))
+                                mistakes=(Mistake(desc, instructor(f"state.{cls}.p{k}")),), rows="step"))
     return checks
+
+
+def _alone(inputs: Arrays, k: int) -> Arrays:
+    """The inputs of parameter ``k`` alone (as parameter 0), with the same gradients, lrs and hyperparameters."""
+    inp = {name: v for name, v in inputs.items() if name[0] not in "xgh" or name == "lrs"}
+    inp.update(x0=inputs[f"x{k}"], g0=inputs[f"g{k}"], has0=inputs[f"has{k}"])
+    return inp
+
+
+STATE_OUTPUTS = tuple(f"{cls}_p{k}" for cls in ("sgd", "adam") for k in range(N_PARAMS))
 
 
 @LAB.case(points=5, inputs=same_shape_inputs((4, 3), 32), hidden_inputs=(same_shape_inputs((2, 5), 30),
                                                                          same_shape_inputs((6,), 36)),
-          checks=_state_checks())
+          checks=_state_checks(),
+          given=Given("step()", tuple(f"{n}_alone" for n in STATE_OUTPUTS), "given.state"))
 def state_per_parameter(lab, **inputs):
-    """SGD momentum and Adam keep one state per parameter (three parameters of the same shape)."""
+    """SGD momentum and Adam keep one state per parameter (three parameters of the same shape).
+
+    What it charges: state that one parameter's step reads or writes in another's (a buffer, m or v
+    shared between parameters). Each parameter is also stepped alone, by an optimizer of its own over the
+    same steps (step() called on every step, grad None where it has none), and the three stepped together
+    must follow those trajectories: when the student's step() on one parameter alone differs from the
+    reference (a wrong update rule: the trajectory cases charge it), this case is judged against the
+    student's own alone trajectories (``Given``), so a wrong rule costs no points here. A step counter
+    counted per step() call rather than per update is the same alone and together: the ``adam`` case
+    charges it (p1 has no gradient on some steps there).
+    """
     out = {}
     for cls in ("SGD", "Adam"):
         inp = _as_cls(inputs, cls)
         res = run_trajectory(lab, cls, inp)
         out.update({f"{cls.lower()}_p{k}": res[f"p{k}"] for k in range(N_PARAMS)})
+        for k in range(N_PARAMS):
+            out[f"{cls.lower()}_p{k}_alone"] = run_trajectory(lab, cls, _alone(inp, k))["p0"]
     return out
 
 
@@ -500,22 +527,27 @@ def roundtrip_inputs(shapes: Sequence[tuple[int, ...]], steps: int, hp: dict[str
 def run_roundtrip(lab: ModuleType, cls: str, inputs: Arrays) -> Arrays:
     """A runs SAVE_AT steps (lr changed before), saves, continues; B loads the checkpoint and continues.
 
-    B is built with the constructor's lr: the changed lr must come from the checkpoint.
+    B is built with the constructor's lr: the changed lr must come from the checkpoint. Returns B's
+    trajectory (``resumed_p<k>``) and A's over the same steps (``uninterrupted_p<k>``), the student's own
+    uninterrupted run. Gradients are handed in as new arrays (``_set_grads``: aliasing p.grad is charged
+    in the trajectory cases, and a checkpoint's copy cannot keep an alias).
     """
     n = sum(1 for k in inputs if k.startswith("x"))
     kwargs = optimizer_kwargs(inputs)
     params = make_params(lab, [inputs[f"x{k}"] for k in range(n)])
     opt = getattr(lab, cls)(params, **kwargs)
-    run_steps(opt, cls, params, inputs, 0, SAVE_AT, kwargs["lr"])
+    run_steps(opt, cls, params, inputs, 0, SAVE_AT, kwargs["lr"], fresh=True)
     checkpoint = opt.state_dict()
     saved = [np.array(p.data, copy=True) for p in params]
     steps = len(inputs["lrs"])
-    run_steps(opt, cls, params, inputs, SAVE_AT, steps, None)  # A goes on: the checkpoint must not change
+    # A goes on: the checkpoint must not change
+    on = run_steps(opt, cls, params, inputs, SAVE_AT, steps, None, fresh=True)
     resumed = make_params(lab, saved)
     opt2 = getattr(lab, cls)(resumed, **kwargs)
     opt2.load_state_dict(checkpoint)
-    traj = run_steps(opt2, cls, resumed, inputs, SAVE_AT, steps, None)
-    return {f"resumed_p{k}": np.stack(traj[k]) for k in range(n)}
+    traj = run_steps(opt2, cls, resumed, inputs, SAVE_AT, steps, None, fresh=True)
+    return {**{f"resumed_p{k}": np.stack(traj[k]) for k in range(n)},
+            **{f"uninterrupted_p{k}": np.stack(on[k]) for k in range(n)}}
 
 
 ROUNDTRIP_MISTAKES = {
@@ -537,26 +569,43 @@ ROUNDTRIP_EXPLAIN = (f"Row r is the parameter after step {SAVE_AT + 1} + r. Resu
 def _roundtrip_checks(cls: str, hows: Sequence[str]) -> list[Close]:
     return [Close(f"resumed_p{k}", f"{cls} resumed from state_dict() taken after step {SAVE_AT}: parameter {k} "
                                    "after each later step", explain=ROUNDTRIP_EXPLAIN,
-                  mistakes=tuple(Mistake(ROUNDTRIP_MISTAKES[h], instructor(f"roundtrip.{cls}.{h}.p{k}")) for h in hows)
-                  + first_difference(f"resumed_p{k}", "row", 1e-7, 1e-10))
+                  mistakes=tuple(Mistake(ROUNDTRIP_MISTAKES[h], instructor(f"roundtrip.{cls}.{h}.p{k}")) for h in hows),
+                  rows="row")
             for k in range(N_PARAMS)]
+
+
+def _roundtrip_given(cls: str) -> Given:
+    """Judged against the student's own uninterrupted run when that run differs from the reference's."""
+    return Given(f"{cls}.step", tuple(f"uninterrupted_p{k}" for k in range(N_PARAMS)), "given.roundtrip")
 
 
 @LAB.case(points=4, inputs=roundtrip_inputs(PUBLIC_SHAPES, 30, adam_hp()),
           hidden_inputs=(roundtrip_inputs(HIDDEN_SHAPES[0], 34, adam_hp(lr=0.003, beta1=0.8)),
                          roundtrip_inputs(HIDDEN_SHAPES[1], 32, adam_hp(lr=0.03, eps=1e-6))),
-          checks=_roundtrip_checks("Adam", ("aliased", "aliased_arrays", "lr", "fresh", "step")))
+          checks=_roundtrip_checks("Adam", ("aliased", "aliased_arrays", "lr", "fresh", "step")),
+          given=_roundtrip_given("Adam"))
 def state_dict_adam(lab, **inputs):
-    """Adam: state_dict() after step 16, load_state_dict() into a new optimizer, continue identically."""
+    """Adam: state_dict() after step 16, load_state_dict() into a new optimizer, continue identically.
+
+    What it charges: a checkpoint that changes when training goes on (no deep copy), and a restore that
+    loses lr, the step counter or the state. The resumed run must equal the student's OWN uninterrupted
+    run: when that differs from the reference (a wrong update rule, or a None gradient treated as zeros:
+    the trajectory cases charge them), the case is judged against it (``Given``), so a wrong rule costs
+    no points here. A crash in step() (1 - beta**0 = 0) fails every case that steps Adam.
+    """
     return run_roundtrip(lab, "Adam", inputs)
 
 
 @LAB.case(points=3, inputs=roundtrip_inputs(PUBLIC_SHAPES, 30, sgd_hp(momentum=0.9, nesterov=True)),
           hidden_inputs=(roundtrip_inputs(HIDDEN_SHAPES[0], 34, sgd_hp(lr=0.02, momentum=0.7)),
                          roundtrip_inputs(HIDDEN_SHAPES[1], 32, sgd_hp(lr=0.1, momentum=0.9, dampening=0.2))),
-          checks=_roundtrip_checks("SGD", ("aliased", "lr", "fresh")))
+          checks=_roundtrip_checks("SGD", ("aliased", "lr", "fresh")), given=_roundtrip_given("SGD"))
 def state_dict_sgd(lab, **inputs):
-    """SGD with momentum: state_dict() after step 16, load_state_dict(), continue identically."""
+    """SGD with momentum: state_dict() after step 16, load_state_dict(), continue identically.
+
+    Charges what state_dict_adam charges, for SGD's momentum buffer; a wrong momentum or Nesterov rule
+    is judged against the student's own uninterrupted run (``Given``) and costs no points here.
+    """
     return run_roundtrip(lab, "SGD", inputs)
 
 
@@ -618,8 +667,7 @@ def schedule_check(title: str, named: Sequence[tuple[str, str]]) -> list[Close]:
     known bug is the solution's math, so the instructor module predicts it."""
     return [Close("lrs", f"{title}: optimizer.lr after k = 0..{SCHEDULE_STEPS} scheduler steps", rtol=1e-9,
                   atol=1e-12, explain=SCHEDULE_EXPLAIN,
-                  mistakes=tuple(Mistake(d, instructor(key)) for d, key in named)
-                  + first_difference("lrs", "k", 1e-9, 1e-12, SCHEDULE_STEPS + 1))]
+                  mistakes=tuple(Mistake(d, instructor(key)) for d, key in named), rows="k")]
 
 
 @LAB.case(points=3, inputs=schedule_inputs(step_size=7, gamma=0.5),

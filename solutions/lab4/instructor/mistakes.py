@@ -12,6 +12,8 @@ Keys:
   ``traj.<cls>.<bug>.p<k>``           parameter k's trajectory (initial row included) under ``bug``
   ``state.<cls>.p<k>``                state_per_parameter: one state shared by every parameter
   ``roundtrip.<cls>.<how>.p<k>``      the resumed trajectory after a wrong state_dict round trip
+  ``given.state``, ``given.roundtrip`` the state cases' expected values given the student's own runs
+                                      (``Given`` in cases.py, grader/judging/given.py)
 """
 
 from __future__ import annotations
@@ -271,6 +273,16 @@ for _k in range(N_PARAMS):
     for _cls in ("Adam", "SGD"):
         for _how in ("aliased", "aliased_arrays", "lr", "fresh", "step"):
             PREDICTORS[f"roundtrip.{_cls}.{_how}.p{_k}"] = _roundtrip(_cls, _k, _how)
+
+
+# ----------------------------------------------------------------------------- given the student's own runs
+# ``Given(..., key)`` in cases.py: when the student's update rule differs from the reference's, the state cases
+# are judged against the student's own runs, ``(inputs, got) -> {output: expected}``: three parameters stepped
+# together must follow each one stepped alone; a resumed run must follow the uninterrupted one.
+
+PREDICTORS["given.state"] = lambda i, g: {f"{c}_p{k}": g[f"{c}_p{k}_alone"] for c in ("sgd", "adam")
+                                          for k in range(N_PARAMS)}
+PREDICTORS["given.roundtrip"] = lambda i, g: {f"resumed_p{k}": g[f"uninterrupted_p{k}"] for k in range(N_PARAMS)}
 
 
 # ----------------------------------------------------------------------------- schedules
