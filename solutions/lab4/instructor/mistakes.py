@@ -18,6 +18,7 @@ Keys:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 
@@ -38,9 +39,10 @@ def _sgd(p: np.ndarray, g: np.ndarray, st: dict, lr: float, t: int, hp: dict, bu
     if wd and "decoupled_wd" in bugs:
         p *= 1.0 - lr * wd
     upd = g
-    if mom and "velocity" in bugs:  # v = m v - lr g; p = p + v
+    if mom and "velocity" in bugs:  # v = m v - lr g; p = p + v (dampening left out)
         st["v"] = -lr * g if "v" not in st else mom * st["v"] - lr * g
-        p += st["v"]
+        # Nesterov in this convention: p += m v - lr g (the look-ahead with the new velocity)
+        p += mom * st["v"] - lr * g if nesterov and "no_nesterov" not in bugs else st["v"]
         return
     if mom:
         old = st.get("buf")
@@ -163,8 +165,8 @@ BUGS: dict[str, tuple[str, ...]] = {
     "RMSprop": ("eps_inside", "alpha_swapped", "momentum_before_division", "none_as_zero"),
     "Adam": ("no_bias_correction", "eps_inside", "eps_before_correction", "step_ahead", "global_step",
              "decoupled_in_adam", "none_as_zero"),
-    "AdamW": ("no_bias_correction", "eps_inside", "eps_before_correction", "l2", "decay_without_lr",
-              "decay_after_update", "none_as_zero"),
+    "AdamW": ("no_bias_correction", "eps_inside", "eps_before_correction", "step_ahead", "global_step", "l2",
+              "decay_without_lr", "decay_after_update", "none_as_zero"),
 }
 
 PREDICTORS: dict[str, Predictor] = {}
@@ -226,6 +228,9 @@ def _roundtrip(cls: str, k: int, how: str) -> Predictor:
     return predict
 
 
+ROUNDTRIP_HOWS = ("aliased", "aliased_arrays", "lr", "fresh", "step")
+
+
 def _sgd_buffer_aliases_grad(inputs: Arrays) -> list[np.ndarray]:
     """SGD whose momentum buffer starts AS p.grad (no copy), run with gradients handed in as the cases do
     (tests/lab4/cases.py, _set_grads): zeroed in place and accumulated into the same array each step, so
@@ -268,10 +273,12 @@ for _k in range(N_PARAMS):
     for _cls, _bugs in BUGS.items():
         for _bug in _bugs:
             PREDICTORS[f"traj.{_cls}.{_bug}.p{_k}"] = _trajectory(_cls, _k, [_bug])
+        for _a, _b in itertools.permutations(_bugs, 2):  # two mistakes at once: "traj.<cls>.<a>-<b>.p<k>"
+            PREDICTORS[f"traj.{_cls}.{_a}-{_b}.p{_k}"] = _trajectory(_cls, _k, [_a, _b])
     PREDICTORS[f"state.SGD.p{_k}"] = _shared("SGD", _k, ["shared"])
     PREDICTORS[f"state.Adam.p{_k}"] = _shared("Adam", _k, ["shared", "global_step"])
     for _cls in ("Adam", "SGD"):
-        for _how in ("aliased", "aliased_arrays", "lr", "fresh", "step"):
+        for _how in ROUNDTRIP_HOWS:
             PREDICTORS[f"roundtrip.{_cls}.{_how}.p{_k}"] = _roundtrip(_cls, _k, _how)
 
 
@@ -280,9 +287,48 @@ for _k in range(N_PARAMS):
 # are judged against the student's own runs, ``(inputs, got) -> {output: expected}``: three parameters stepped
 # together must follow each one stepped alone; a resumed run must follow the uninterrupted one.
 
-PREDICTORS["given.state"] = lambda i, g: {f"{c}_p{k}": g[f"{c}_p{k}_alone"] for c in ("sgd", "adam")
-                                          for k in range(N_PARAMS)}
-PREDICTORS["given.roundtrip"] = lambda i, g: {f"resumed_p{k}": g[f"uninterrupted_p{k}"] for k in range(N_PARAMS)}
+MISTAKE_PREFIX = "__mistake__/"  # grader/judging/case.py: predictions travel with the expected values
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal as the cases' Close checks judge it (rtol 1e-7, atol 1e-10)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= 1e-10 + 1e-7 * np.abs(b)))
+
+
+def _given_state(i: Arrays, g: Arrays) -> Arrays:
+    """Together must follow alone. Where the student's rule on one parameter alone equals the reference's for
+    every parameter of an optimizer, the shared-state predictions (made with the reference's rule) still
+    apply to it, and travel with the expected values so that a shared state is still named."""
+    out: Arrays = {}
+    for cls in ("SGD", "Adam"):
+        c = cls.lower()
+        out.update({f"{c}_p{k}": g[f"{c}_p{k}_alone"] for k in range(N_PARAMS)})
+        inp = _as_cls(i, cls)
+        traj, _, _ = simulate(cls, inp)
+        if all(_same(g[f"{c}_p{k}_alone"], np.concatenate([inp[f"x{k}"][None], traj[k]])) for k in range(N_PARAMS)):
+            out.update({f"{MISTAKE_PREFIX}state.{cls}.p{k}": PREDICTORS[f"state.{cls}.p{k}"](i, {})
+                        for k in range(N_PARAMS)})
+    return out
+
+
+def _given_roundtrip(cls: str) -> Predictor:
+    """Resumed must follow uninterrupted. For each parameter whose uninterrupted run equals the reference's,
+    the wrong-restore predictions (made with the reference's rule) still apply, and travel along."""
+    def given(i: Arrays, g: Arrays) -> Arrays:
+        out: Arrays = {f"resumed_p{k}": g[f"uninterrupted_p{k}"] for k in range(N_PARAMS)}
+        traj, _, _ = simulate(cls, i)
+        for k in range(N_PARAMS):
+            if _same(g[f"uninterrupted_p{k}"], traj[k][SAVE_AT:]):
+                out.update({f"{MISTAKE_PREFIX}roundtrip.{cls}.{how}.p{k}": _roundtrip(cls, k, how)(i, {})
+                            for how in ROUNDTRIP_HOWS})
+        return out
+    return given
+
+
+PREDICTORS["given.state"] = _given_state
+PREDICTORS["given.roundtrip.SGD"] = _given_roundtrip("SGD")
+PREDICTORS["given.roundtrip.Adam"] = _given_roundtrip("Adam")
 
 
 # ----------------------------------------------------------------------------- schedules
