@@ -4,7 +4,8 @@ Every failure message says which check failed, how large the error is and where,
 expected and got around that index, and adds hints when the error has a recognisable shape:
 transposed, off by a constant factor (the batch size N, -1, 2, ...), all zeros, equal to
 another array of the case (the wrong variable returned), float32, or a known mistake the case
-names; where NaN/inf appear first and what the inputs are there.
+names; where NaN/inf appear first and what the inputs are there. An output whose rows are ordered in
+time (``Close.rows``: a trajectory, a schedule) also says, once, which row is the first that differs.
 
 A hint must discriminate: a known mistake is named only when its prediction differs from the
 expected value by more than the check's own tolerance and the student's array equals the

@@ -179,8 +179,18 @@ def _trajectory(cls: str, k: int, bugs: Sequence[str]) -> Predictor:
         if "shared" in bugs and len(shapes) > 1:  # one buffer for parameters of other shapes: it crashes
             return None
         traj, _, _ = simulate(cls, inputs, bugs)
-        return np.concatenate([inputs[f"x{k}"][None], traj[k]])
+        both = np.concatenate([inputs[f"x{k}"][None], traj[k]])
+        for one in (bugs if len(bugs) > 1 else ()):  # a pair applies only where each of its bugs changes it
+            alone = predict_one(cls, k, [one], inputs)
+            if alone is not None and _same(both, alone):
+                return None
+        return both
     return predict
+
+
+def predict_one(cls: str, k: int, bugs: Sequence[str], inputs: Arrays) -> np.ndarray | None:
+    """``_trajectory(cls, k, bugs)``'s prediction."""
+    return _trajectory(cls, k, bugs)(inputs, {})
 
 
 def _as_cls(inputs: Arrays, cls: str) -> Arrays:
