@@ -57,6 +57,9 @@ EPS_INSIDE = "eps inside the square root"
 NO_BIAS = "Adam without bias correction"
 GLOBAL_STEP = "one step counter for all parameters"
 NONE_AS_ZERO = "a None gradient treated as zeros"
+PAIR = "matches a known mistake: two mistakes at once: "
+NOT_COPIED = "1 when the state_dict() taken after step 16 is unchanged once training goes on"
+TERMS = "fitted term by term to lr(k) = (base_lr + eta_min)/2 + (base_lr - eta_min)/2 * cos(pi k / T_max)"
 ADAMW_L2 = "weight decay added to the gradient (L2, Adam) where AdamW decouples it"
 
 
@@ -228,6 +231,48 @@ BUGS = [
     bug("sequential-global-step", {"schedulers.py": [(SEQUENTIAL, "active.last_epoch = k")]}, {
         "warmup_cosine": ["the cosine evaluated at the global step k instead of k - milestone",
                           "the first k that differs is 10;"],
+    }),
+    # ---------------------------------------------------------------- two known mistakes at once
+    bug("adam-without-bias-correction-and-eps-inside-sqrt", {"optim.py": [
+        (ADAM_CORRECTION, "m_hat = m\n            v_hat = v"),
+        (ADAM_UPDATE, "p.data -= self.lr * m_hat / np.sqrt(v_hat + self.eps)")]}, {
+        # the instructor module runs both wrong rules together (an optimizer's errors do not add)
+        **{case: [PAIR, f"{NO_BIAS} (m and v used without dividing by 1 - beta**t); AND {EPS_INSIDE}"]
+           for case in ("adam", "adam_weight_decay", "adamw")},
+    }),
+    # a wrong rule and a state bug: the rule costs the trajectory cases, the state bug the state cases, even
+    # though state_dict_sgd is then judged against the student's own (wrong-rule) uninterrupted run
+    bug("sgd-momentum-as-average-and-state-dict-not-copied", {"optim.py": [
+        (SGD_BUF_UPDATE, "buf += (1.0 - self.momentum) * g"),
+        (STATE_DICT, 'return {"lr": self.lr, "state": self.state}')]}, {
+        **{case: [EMA] for case in ("sgd_momentum", "sgd_momentum_lr_change", "sgd_dampening", "sgd_nesterov",
+                                    "sgd_weight_decay")},
+        "state_dict_sgd": [NOT_COPIED, "judged given your own SGD.step's results"],
+        "state_dict_adam": ["state_dict() shares arrays with the optimizer's live state"],
+    }),
+    # ---------------------------------------------------------------- errors no known mistake lists: the terms
+    bug("cosine-with-one-minus-cos", {"schedulers.py": [
+        (COSINE, "cosine = (1.0 - math.cos(math.pi * self.last_epoch / self.T_max)) / 2.0")]}, {
+        "cosine_lr": [TERMS, "the cosine term (base_lr - eta_min)/2 * cos(pi k / T_max), which has the wrong sign"],
+        # warmup_cosine is judged given the student's own CosineAnnealingLR: the bug costs cosine_lr only
+    }),
+    bug("cosine-without-pi", {"schedulers.py": [
+        (COSINE, "cosine = (1.0 + math.cos(self.last_epoch / self.T_max)) / 2.0")]}, {
+        "cosine_lr": [TERMS, "which is cos(k / T_max), without pi"],
+    }),
+    # ---------------------------------------------------------------- regimes a hidden variant uses: public too
+    bug("adam-betas-ignored", {"optim.py": [("self.betas = (float(beta1), float(beta2))", "self.betas = (0.9, 0.999)")]}, {
+        # adam_weight_decay and adamw pass betas that are not the defaults (adam's hidden variants do too)
+        "adam_weight_decay": ["betas ignored: the defaults (0.9, 0.999) were used"],
+        "adamw": ["betas ignored: the defaults (0.9, 0.999) were used"],
+    }),
+    bug("adamw-constructor-drops-eps", {"optim.py": [
+        ("super().__init__(params, lr, betas, eps, weight_decay)", "super().__init__(params, lr, betas, 1e-8, weight_decay)")]}, {
+        "adamw": ["eps ignored: the default 1e-8 was used"],
+    }),
+    bug("rmsprop-alpha-ignored", {"optim.py": [
+        ("self.alpha, self.eps = float(alpha), float(eps)", "self.alpha, self.eps = 0.99, float(eps)")]}, {
+        "rmsprop_momentum": ["alpha ignored: the default 0.99 was used"],
     }),
 ]
 

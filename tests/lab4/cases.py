@@ -13,6 +13,7 @@ tests/engine/test_lab4_torch.py checks it and the simulator against torch.optim.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import re
 from collections.abc import Callable, Sequence
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.judging.case import Accuracy, Arrays, Close, Given, Lab, Mistake, described, instructor
+from grader.judging.case import Accuracy, Arrays, Close, Given, Lab, Mistake, Term, Terms, described, instructor
 from grader.judging.casekit import ConventionError, mnist_inputs
 
 LAB = Lab("lab4", "Lab 4: optimizers and learning-rate schedules")
@@ -412,16 +413,24 @@ def rmsprop(lab, **inputs):
     return run_trajectory(lab, "RMSprop", inputs)
 
 
-@LAB.case(points=4, **variants(rms_hp(momentum=0.9, weight_decay=0.01),
+DEFAULT_ALPHA = ("alpha ignored: the default 0.99 was used instead of the alpha passed to the constructor",
+                 ["default_alpha"])
+
+
+@LAB.case(points=4, **variants(rms_hp(momentum=0.9, weight_decay=0.01, alpha=0.9),
                                [rms_hp(lr=0.003, momentum=0.5, alpha=0.9, weight_decay=0.02),
                                 rms_hp(lr=0.02, momentum=0.8, eps=1e-6, weight_decay=0.05)]),
           checks=trajectory_checks("RMSprop with momentum and weight decay", "RMSprop", [
               ("momentum on the raw gradient (buf = m*buf + g; p -= lr*buf/(sqrt(v)+eps)): PyTorch's buffer "
                "accumulates the normalised step g/(sqrt(v)+eps)", ["momentum_before_division"]),
-              (EPS_INSIDE, ["eps_inside"]),
+              (EPS_INSIDE, ["eps_inside"]), DEFAULT_ALPHA,
           ]))
 def rmsprop_momentum(lab, **inputs):
-    """RMSprop with momentum and weight decay: g = g + wd*p; buf = m*buf + g/(sqrt(v) + eps); p -= lr * buf."""
+    """RMSprop with momentum and weight decay: g = g + wd*p; buf = m*buf + g/(sqrt(v) + eps); p -= lr * buf.
+
+    alpha is not the default here (0.9): a hidden variant of rmsprop uses another alpha, so the public
+    cases must show an alpha that the constructor ignores (this case charges it).
+    """
     return run_trajectory(lab, "RMSprop", inputs)
 
 
@@ -434,6 +443,9 @@ def adam_hp(**kw: float) -> dict[str, float]:
 
 ADAM_MISTAKES = [(NO_BIAS, ["no_bias_correction"]), (EPS_INSIDE, ["eps_inside"]),
                  (EPS_BEFORE, ["eps_before_correction"]), (STEP_AHEAD, ["step_ahead"]), (GLOBAL_STEP, ["global_step"])]
+DEFAULT_BETAS = ("betas ignored: the defaults (0.9, 0.999) were used instead of the betas passed to the constructor",
+                 ["default_betas"])
+DEFAULT_EPS = ("eps ignored: the default 1e-8 was used instead of the eps passed to the constructor", ["default_eps"])
 
 
 @LAB.case(points=9, **variants(adam_hp(), [adam_hp(lr=0.003, beta1=0.8, beta2=0.99, eps=1e-6),
@@ -444,23 +456,40 @@ def adam(lab, **inputs):
     return run_trajectory(lab, "Adam", inputs)
 
 
-@LAB.case(points=4, **variants(adam_hp(weight_decay=0.05), [adam_hp(lr=0.003, weight_decay=0.2, eps=1e-6),
-                                                            adam_hp(lr=0.03, weight_decay=0.01, beta1=0.8)]),
+ADAM_WD_MISTAKES = [(ADAM_DECOUPLED, ["decoupled_in_adam"]), *ADAM_MISTAKES[:2], ADAM_MISTAKES[4]]
+
+
+@LAB.case(points=4, **variants(adam_hp(weight_decay=0.05, beta1=0.85, beta2=0.99, eps=1e-6),
+                               [adam_hp(lr=0.003, weight_decay=0.2, eps=1e-6),
+                                adam_hp(lr=0.03, weight_decay=0.01, beta1=0.8)]),
           checks=trajectory_checks("Adam with weight decay (L2)", "Adam", [
-              (ADAM_DECOUPLED, ["decoupled_in_adam"]), *ADAM_MISTAKES[:2], ADAM_MISTAKES[4]], grads_unchanged=True))
+              *ADAM_WD_MISTAKES, *pairs(ADAM_WD_MISTAKES), DEFAULT_BETAS, DEFAULT_EPS], grads_unchanged=True))
 def adam_weight_decay(lab, **inputs):
-    """Adam's weight_decay is L2: g = g + wd*p before m and v; p.grad stays unchanged."""
+    """Adam's weight_decay is L2: g = g + wd*p before m and v; p.grad stays unchanged.
+
+    Its betas and eps are not the defaults (hidden variants of adam use others): constructor arguments
+    that are ignored are charged here. Adam's own rules (bias correction, eps, the step counter) are
+    named here too, alone and in pairs: this case runs them.
+    """
     return run_trajectory(lab, "Adam", inputs)
 
 
-@LAB.case(points=6, **variants(adam_hp(lr=0.02, weight_decay=0.1), [adam_hp(lr=0.005, weight_decay=0.3, eps=1e-6),
-                                                                    adam_hp(lr=0.05, weight_decay=0.05, beta2=0.99)],
+ADAMW_CORE = [*ADAM_MISTAKES[:3], ADAM_MISTAKES[4]]
+
+
+@LAB.case(points=6, **variants(adam_hp(lr=0.02, weight_decay=0.1, beta2=0.99, eps=1e-6),
+                               [adam_hp(lr=0.005, weight_decay=0.3, eps=1e-6),
+                                adam_hp(lr=0.05, weight_decay=0.05, beta2=0.99)],
                                lr_changes=LR_CHANGES),
           checks=trajectory_checks("AdamW", "AdamW", [
               (ADAMW_L2, ["l2"]), (ADAMW_NO_LR, ["decay_without_lr"]), (ADAMW_AFTER, ["decay_after_update"]),
-              *ADAM_MISTAKES[:3], ADAM_MISTAKES[4]], grads_unchanged=True))
+              *ADAMW_CORE, *pairs(ADAMW_CORE), DEFAULT_BETAS, DEFAULT_EPS], grads_unchanged=True))
 def adamw(lab, **inputs):
-    """AdamW: p *= 1 - lr*wd, then Adam's update without L2; lr changed mid-run."""
+    """AdamW: p *= 1 - lr*wd, then Adam's update without L2; lr changed mid-run.
+
+    beta2 and eps are not the defaults: AdamW has a constructor of its own, which must pass them on.
+    Adam's own rules are named here too, alone and in pairs (AdamW runs them).
+    """
     return run_trajectory(lab, "AdamW", inputs)
 
 
@@ -560,16 +589,35 @@ def run_roundtrip(lab: ModuleType, cls: str, inputs: Arrays) -> Arrays:
     opt = getattr(lab, cls)(params, **kwargs)
     run_steps(opt, cls, params, inputs, 0, SAVE_AT, kwargs["lr"], fresh=True)
     checkpoint = opt.state_dict()
+    snapshot = _numbers(copy.deepcopy(checkpoint))
     saved = [np.array(p.data, copy=True) for p in params]
     steps = len(inputs["lrs"])
     # A goes on: the checkpoint must not change
     on = run_steps(opt, cls, params, inputs, SAVE_AT, steps, None, fresh=True)
+    after = _numbers(checkpoint)
+    unchanged = len(after) == len(snapshot) and all(a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+                                                    for a, b in zip(after, snapshot, strict=True))
     resumed = make_params(lab, saved)
     opt2 = getattr(lab, cls)(resumed, **kwargs)
     opt2.load_state_dict(checkpoint)
+    lr_loaded = float(opt2.lr)
     traj = run_steps(opt2, cls, resumed, inputs, SAVE_AT, steps, None, fresh=True)
     return {**{f"resumed_p{k}": np.stack(traj[k]) for k in range(n)},
-            **{f"uninterrupted_p{k}": np.stack(on[k]) for k in range(n)}}
+            **{f"uninterrupted_p{k}": np.stack(on[k]) for k in range(n)},
+            "checkpoint_unchanged": np.array([float(unchanged)]), "lr_loaded": np.array([lr_loaded])}
+
+
+def _numbers(obj: Any) -> list[np.ndarray]:
+    """Every number and array in a state dict, in a fixed order (dict keys sorted by their text)."""
+    if isinstance(obj, dict):
+        return [a for key in sorted(obj, key=str) for a in _numbers(obj[key])]
+    if isinstance(obj, (list, tuple)):
+        return [a for item in obj for a in _numbers(item)]
+    try:
+        arr = np.array(obj)
+    except Exception:  # noqa: BLE001 - anything that is not a number is not compared
+        return []
+    return [arr] if arr.dtype.kind in "biuf" else []
 
 
 ROUNDTRIP_MISTAKES = {
@@ -593,7 +641,15 @@ def _roundtrip_checks(cls: str, hows: Sequence[str]) -> list[Close]:
                                    "after each later step", explain=ROUNDTRIP_EXPLAIN,
                   mistakes=tuple(Mistake(ROUNDTRIP_MISTAKES[h], instructor(f"roundtrip.{cls}.{h}.p{k}")) for h in hows),
                   rows="row")
-            for k in range(N_PARAMS)]
+            for k in range(N_PARAMS)] + [
+        Close("checkpoint_unchanged", f"{cls}: 1 when the state_dict() taken after step {SAVE_AT} is unchanged once "
+                                      "training goes on", exact=True,
+              explain="state_dict() shares arrays with the optimizer's live state: continuing training changed the "
+                      "checkpoint. Return a copy (copy.deepcopy the state)."),
+        Close("lr_loaded", f"{cls}: optimizer.lr right after load_state_dict() (the lr saved in the checkpoint, "
+                           f"changed after step {LR_CHANGE_AT})",
+              explain="load_state_dict did not restore lr: the resumed optimizer kept its constructor's lr."),
+    ]
 
 
 def _roundtrip_given(cls: str) -> Given:
@@ -684,12 +740,22 @@ def record_lrs(lab: ModuleType, make_scheduler: Callable[[Any], Any], base_lr: f
     return {"lrs": np.array(lrs, dtype=np.float64)}
 
 
-def schedule_check(title: str, named: Sequence[tuple[str, str]]) -> list[Close]:
+def schedule_check(title: str, named: Sequence[tuple[str, str]], terms: Terms | None = None) -> list[Close]:
     """The lrs check; ``named`` = ((description, instructor key), ...): the schedule's closed form with a
-    known bug is the solution's math, so the instructor module predicts it."""
+    known bug is the solution's math, so the instructor module predicts it. ``terms``: the closed form as a
+    sum of terms, to name an error no known mistake matches."""
     return [Close("lrs", f"{title}: optimizer.lr after k = 0..{SCHEDULE_STEPS} scheduler steps", rtol=1e-9,
                   atol=1e-12, explain=SCHEDULE_EXPLAIN,
-                  mistakes=tuple(Mistake(d, instructor(key)) for d, key in named), rows="k")]
+                  mistakes=tuple(Mistake(d, instructor(key)) for d, key in named), rows="k", terms=terms)]
+
+
+# The cosine as a sum of two terms (its own formula regrouped): a wrong sign, a missing half, a cosine
+# without pi or over a half period are then named by the term they touch (grader/judging/terms.py).
+COSINE_TERMS = Terms("lr(k) = (base_lr + eta_min)/2 + (base_lr - eta_min)/2 * cos(pi k / T_max)", (
+    Term("the constant part (base_lr + eta_min)/2", short="constant part"),
+    Term("the cosine term (base_lr - eta_min)/2 * cos(pi k / T_max)",
+         ("cos(k / T_max), without pi", "cos(pi k / (2 T_max)), a half period"), short="cosine term"),
+), instructor("terms.cosine"))
 
 
 @LAB.case(points=3, inputs=schedule_inputs(step_size=7, gamma=0.5),
@@ -712,7 +778,7 @@ def step_lr(lab, base_lr, step_size, gamma):
               ("off by one: the cosine at k + 1", "lr.cosine.ahead"),
               ("eta_min left out: base_lr * (1 + cos(pi k / T_max)) / 2",
                "lr.cosine.no_eta_min"),
-          ]))
+          ], COSINE_TERMS))
 def cosine_lr(lab, base_lr, T_max, eta_min):
     """CosineAnnealingLR: eta_min + (base_lr - eta_min)(1 + cos(pi k / T_max))/2, 100 steps (past T_max)."""
     return record_lrs(lab, lambda opt: lab.CosineAnnealingLR(opt, T_max=int(T_max), eta_min=float(eta_min)),
@@ -745,9 +811,16 @@ def linear_lr(lab, base_lr, start_factor, end_factor, total_iters):
                "lr.warmup_cosine.global_k"),
               ("switching one step late (milestone < k instead of milestone <= k)",
                "lr.warmup_cosine.late"),
-          ]))
+          ]),
+          given=Given("LinearLR and CosineAnnealingLR", ("warm_alone", "cosine_alone"), "given.warmup_cosine"))
 def warmup_cosine(lab, base_lr, start_factor, milestone, warm_iters, eta_min):
-    """Warm-up then cosine: SequentialLR([LinearLR(total_iters=w > m), CosineAnnealingLR(T_max=100-m)], [m])."""
+    """Warm-up then cosine: SequentialLR([LinearLR(total_iters=w > m), CosineAnnealingLR(T_max=100-m)], [m]).
+
+    What it charges: SequentialLR's switching (when, and that the second schedule restarts at the
+    milestone). The student's LinearLR and CosineAnnealingLR are also run alone with the same arguments;
+    when they differ from the reference's (linear_lr and cosine_lr charge that), this case is judged
+    against the sequence they give, switched at the milestone (``Given``).
+    """
     m = int(milestone)
 
     def make(opt: Any) -> Any:
@@ -755,7 +828,13 @@ def warmup_cosine(lab, base_lr, start_factor, milestone, warm_iters, eta_min):
         cos = lab.CosineAnnealingLR(opt, T_max=SCHEDULE_STEPS - m, eta_min=float(eta_min))
         return lab.SequentialLR(opt, [warm, cos], milestones=[m])
 
-    return record_lrs(lab, make, float(base_lr))
+    out = record_lrs(lab, make, float(base_lr))
+    out["warm_alone"] = record_lrs(lab, lambda opt: lab.LinearLR(opt, start_factor=float(start_factor), end_factor=1.0,
+                                                                 total_iters=int(warm_iters)), float(base_lr))["lrs"]
+    out["cosine_alone"] = record_lrs(lab, lambda opt: lab.CosineAnnealingLR(opt, T_max=SCHEDULE_STEPS - m,
+                                                                            eta_min=float(eta_min)),
+                                     float(base_lr))["lrs"]
+    return out
 
 
 # ----------------------------------------------------------------------------- MNIST

@@ -75,6 +75,7 @@ def _rmsprop(p: np.ndarray, g: np.ndarray, st: dict, lr: float, t: int, hp: dict
     wd, eps, alpha, mom = hp["weight_decay"], hp["eps"], hp["alpha"], hp["momentum"]
     if wd:
         g = g + wd * p
+    alpha = DEFAULTS["alpha"] if "default_alpha" in bugs else alpha  # the constructor's alpha ignored
     a = 1.0 - alpha if "alpha_swapped" in bugs else alpha
     st["sq"] = a * st.get("sq", 0.0) + (1.0 - a) * g * g
     denom = np.sqrt(st["sq"] + eps) if "eps_inside" in bugs else np.sqrt(st["sq"]) + eps
@@ -91,6 +92,10 @@ def _rmsprop(p: np.ndarray, g: np.ndarray, st: dict, lr: float, t: int, hp: dict
 
 def _adam(p: np.ndarray, g: np.ndarray, st: dict, lr: float, t: int, hp: dict, bugs: frozenset) -> None:
     wd, eps, b1, b2 = hp["weight_decay"], hp["eps"], hp["beta1"], hp["beta2"]
+    if "default_betas" in bugs:  # the constructor's betas ignored
+        b1, b2 = DEFAULTS["beta1"], DEFAULTS["beta2"]
+    if "default_eps" in bugs:
+        eps = DEFAULTS["eps"]
     decoupled = hp.get("decoupled", False) != ("l2" in bugs or "decoupled_in_adam" in bugs)
     if wd and decoupled:
         if "decay_without_lr" in bugs:
@@ -162,11 +167,11 @@ BUGS: dict[str, tuple[str, ...]] = {
     "SGD": ("ascent", "ema", "shared", "velocity", "damp_first", "no_nesterov", "nesterov_old", "decoupled_wd",
             "wd_after_momentum", "none_as_zero"),
     "Adagrad": ("eps_inside", "sum_without_wd", "none_as_zero"),
-    "RMSprop": ("eps_inside", "alpha_swapped", "momentum_before_division", "none_as_zero"),
+    "RMSprop": ("eps_inside", "alpha_swapped", "momentum_before_division", "default_alpha", "none_as_zero"),
     "Adam": ("no_bias_correction", "eps_inside", "eps_before_correction", "step_ahead", "global_step",
-             "decoupled_in_adam", "none_as_zero"),
+             "decoupled_in_adam", "default_betas", "default_eps", "none_as_zero"),
     "AdamW": ("no_bias_correction", "eps_inside", "eps_before_correction", "step_ahead", "global_step", "l2",
-              "decay_without_lr", "decay_after_update", "none_as_zero"),
+              "decay_without_lr", "decay_after_update", "default_betas", "default_eps", "none_as_zero"),
 }
 
 PREDICTORS: dict[str, Predictor] = {}
@@ -371,6 +376,23 @@ def _warmup_cosine(i: Arrays, shift: float = 1.0, late: bool = False) -> np.ndar
     cos = _cosine({**i, "T_max": np.array(SCHEDULE_STEPS - m)}, k - m * shift)
     return np.where(k > m if late else k >= m, cos, warm)
 
+
+def _cosine_terms(i: Arrays, e: Arrays) -> np.ndarray:
+    """tests/lab4/cases.py COSINE_TERMS: the constant part, the cosine term, then the cosine term's variants."""
+    eta, base, t_max, k = float(i["eta_min"]), float(i["base_lr"]), float(i["T_max"]), _k()
+    half = (base - eta) / 2
+    return np.stack([np.full_like(k, (base + eta) / 2), half * np.cos(np.pi * k / t_max),
+                     half * np.cos(k / t_max), half * np.cos(np.pi * k / (2 * t_max))])
+
+
+def _given_warmup_cosine(i: Arrays, g: Arrays) -> Arrays:
+    """SequentialLR's answer given the student's own LinearLR and CosineAnnealingLR (each run alone)."""
+    k, m = _k().astype(int), int(i["milestone"])
+    return {"lrs": np.where(k < m, g["warm_alone"], g["cosine_alone"][np.maximum(k - m, 0)])}
+
+
+PREDICTORS["terms.cosine"] = _cosine_terms
+PREDICTORS["given.warmup_cosine"] = _given_warmup_cosine
 
 PREDICTORS.update({
     "lr.step.late": lambda i, e: _steplr(i, _k() - 1),
