@@ -261,13 +261,15 @@ BUGS = [
         "cosine_lr": [TERMS, "which is cos(k / T_max), without pi"],
     }),
     # ---------------------------------------------------------------- regimes a hidden variant uses: public too
-    bug("adam-betas-ignored", {"optim.py": [("self.betas = (float(beta1), float(beta2))", "self.betas = (0.9, 0.999)")]}, {
+    bug("adam-betas-ignored", {"optim.py": [
+        ("self.betas = (float(beta1), float(beta2))", "self.betas = (0.9, 0.999)")]}, {
         # adam_weight_decay and adamw pass betas that are not the defaults (adam's hidden variants do too)
         "adam_weight_decay": ["betas ignored: the defaults (0.9, 0.999) were used"],
         "adamw": ["betas ignored: the defaults (0.9, 0.999) were used"],
     }),
     bug("adamw-constructor-drops-eps", {"optim.py": [
-        ("super().__init__(params, lr, betas, eps, weight_decay)", "super().__init__(params, lr, betas, 1e-8, weight_decay)")]}, {
+        ("super().__init__(params, lr, betas, eps, weight_decay)",
+         "super().__init__(params, lr, betas, 1e-8, weight_decay)")]}, {
         "adamw": ["eps ignored: the default 1e-8 was used"],
     }),
     bug("rmsprop-alpha-ignored", {"optim.py": [
