@@ -343,6 +343,17 @@ ALTERNATIVES = {
         ("buf *= self.momentum\n                    buf += (1.0 - self.dampening) * g",
          'buf = state["momentum_buffer"] = self.momentum * buf + (1.0 - self.dampening) * g'),
     ]},
+    # A checkpoint copied by hand (arrays copied, the counter an int), restored by hand: no deepcopy.
+    "state-dict-copied-by-hand": {"optim.py": [
+        (STATE_DICT, 'return {"lr": self.lr, "state": {i: {k: (v.copy() if isinstance(v, np.ndarray) else v)\n'
+                     '            for k, v in s.items()} for i, s in self.state.items()}}'),
+        ("self.state = {int(i): copy.deepcopy(s) for i, s in state_dict[\"state\"].items()}",
+         "self.state = {int(i): {k: (np.array(v) if isinstance(v, np.ndarray) else v) for k, v in s.items()}\n"
+         "                      for i, s in state_dict[\"state\"].items()}"),
+    ]},
+    # A LinearLR that never reads min(): the factor clamped by an if, SequentialLR on top of it unchanged.
+    "linearlr-clamped-by-if": {"schedulers.py": [
+        (LINEAR, "progress = 1.0 if self.last_epoch >= self.total_iters else self.last_epoch / self.total_iters")]},
     # PyTorch's chainable StepLR: multiply the optimizer's current lr by gamma at each multiple of step_size.
     "steplr-chainable": {"schedulers.py": [
         (STEPLR, "k = self.last_epoch\n"
