@@ -58,7 +58,7 @@ NO_BIAS = "Adam without bias correction"
 GLOBAL_STEP = "one step counter for all parameters"
 NONE_AS_ZERO = "a None gradient treated as zeros"
 PAIR = "matches a known mistake: two mistakes at once: "
-NOT_COPIED = "1 when the state_dict() taken after step 16 is unchanged once training goes on"
+NOT_COPIED = "1 when the state_dict() taken after step 16 changed once training went on"
 TERMS = "fitted term by term to lr(k) = (base_lr + eta_min)/2 + (base_lr - eta_min)/2 * cos(pi k / T_max)"
 ADAMW_L2 = "weight decay added to the gradient (L2, Adam) where AdamW decouples it"
 

@@ -604,7 +604,7 @@ def run_roundtrip(lab: ModuleType, cls: str, inputs: Arrays) -> Arrays:
     traj = run_steps(opt2, cls, resumed, inputs, SAVE_AT, steps, None, fresh=True)
     return {**{f"resumed_p{k}": np.stack(traj[k]) for k in range(n)},
             **{f"uninterrupted_p{k}": np.stack(on[k]) for k in range(n)},
-            "checkpoint_unchanged": np.array([float(unchanged)]), "lr_loaded": np.array([lr_loaded])}
+            "checkpoint_changed": np.array([float(not unchanged)]), "lr_loaded": np.array([lr_loaded])}
 
 
 def _numbers(obj: Any) -> list[np.ndarray]:
@@ -642,8 +642,8 @@ def _roundtrip_checks(cls: str, hows: Sequence[str]) -> list[Close]:
                   mistakes=tuple(Mistake(ROUNDTRIP_MISTAKES[h], instructor(f"roundtrip.{cls}.{h}.p{k}")) for h in hows),
                   rows="row")
             for k in range(N_PARAMS)] + [
-        Close("checkpoint_unchanged", f"{cls}: 1 when the state_dict() taken after step {SAVE_AT} is unchanged once "
-                                      "training goes on", exact=True,
+        Close("checkpoint_changed", f"{cls}: 1 when the state_dict() taken after step {SAVE_AT} changed once "
+                                    "training went on (it must stay as it was: 0)", exact=True,
               explain="state_dict() shares arrays with the optimizer's live state: continuing training changed the "
                       "checkpoint. Return a copy (copy.deepcopy the state)."),
         Close("lr_loaded", f"{cls}: optimizer.lr right after load_state_dict() (the lr saved in the checkpoint, "
