@@ -74,8 +74,8 @@ BUGS = [
         "sgd_momentum": [EMA, "SGD with momentum: p0", FIRST],
         "sgd_momentum_lr_change": [EMA],
         "sgd_dampening": [EMA],
-        # the look-ahead and the decayed gradient go through the same buffer: named there too
-        "sgd_nesterov": [EMA],
+        # the decayed gradient goes through the same buffer: named there too; sgd_nesterov is judged given the
+        # student's own momentum run (nesterov=False): not charged
         "sgd_weight_decay": [EMA],
         # state_per_parameter and state_dict_sgd are judged given the student's own runs: not charged
     }),
@@ -86,7 +86,7 @@ BUGS = [
     ]}, {
         "sgd_momentum_lr_change": [VELOCITY, "the first step that differs is 13;"],
         "sgd_dampening": ["dampening ignored"],  # the patch also drops dampening (constant lr: that is what shows)
-        "sgd_nesterov": [VELOCITY, "the first step that differs is 13;"],
+        # sgd_nesterov: judged given the student's own momentum run, whose buffer is -v/lr: not charged
     }),
     bug("sgd-dampening-at-first-step", {"optim.py": [
         (SGD_BUF_INIT, 'buf = state["momentum_buffer"] = (1.0 - self.dampening) * g')]}, {
@@ -245,8 +245,7 @@ BUGS = [
     bug("sgd-momentum-as-average-and-state-dict-not-copied", {"optim.py": [
         (SGD_BUF_UPDATE, "buf += (1.0 - self.momentum) * g"),
         (STATE_DICT, 'return {"lr": self.lr, "state": self.state}')]}, {
-        **{case: [EMA] for case in ("sgd_momentum", "sgd_momentum_lr_change", "sgd_dampening", "sgd_nesterov",
-                                    "sgd_weight_decay")},
+        **{case: [EMA] for case in ("sgd_momentum", "sgd_momentum_lr_change", "sgd_dampening", "sgd_weight_decay")},
         "state_dict_sgd": [NOT_COPIED, "judged given your own SGD.step's results"],
         "state_dict_adam": ["state_dict() shares arrays with the optimizer's live state"],
     }),

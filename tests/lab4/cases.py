@@ -352,12 +352,22 @@ def sgd_dampening(lab, **inputs):
           checks=trajectory_checks("SGD with Nesterov momentum", "SGD", [
               (NO_NESTEROV, ["no_nesterov"]), (NESTEROV_OLD, ["nesterov_old"]),
               (ALIASED_BUFFER, ["buffer_aliases_grad"]),
-              # the momentum rule under the look-ahead (sgd_momentum and sgd_momentum_lr_change charge it too)
-              (EMA_MOMENTUM, ["ema"]), (VELOCITY, ["velocity"]),
-          ]))
+          ]),
+          given=Given("SGD momentum (the same run with nesterov=False)",
+                      tuple(f"momentum_p{k}" for k in range(N_PARAMS)), "given.nesterov"))
 def sgd_nesterov(lab, **inputs):
-    """SGD with Nesterov momentum: p -= lr * (g + m*buf), buf updated first; lr changes mid-run."""
-    return run_trajectory(lab, "SGD", inputs)
+    """SGD with Nesterov momentum: p -= lr * (g + m*buf), buf updated first; lr changes mid-run.
+
+    What it charges: the look-ahead itself. The same run with nesterov=False gives the student's own
+    momentum buffer at every step (buf_t = (p_{t-1} - p_t) / lr_t); when that run differs from the
+    reference (a wrong momentum rule: sgd_momentum and sgd_momentum_lr_change charge it), this case is
+    judged against p_t = p_{t-1} - lr_t * (g_t + momentum * buf_t) with the student's own buffers
+    (``Given``). A buffer that aliases p.grad is still named (it changes the look-ahead's g too).
+    """
+    out = run_trajectory(lab, "SGD", inputs)
+    plain = run_trajectory(lab, "SGD", {**inputs, "nesterov": np.array(False)})
+    out.update({f"momentum_p{k}": plain[f"p{k}"] for k in range(N_PARAMS)})
+    return out
 
 
 @LAB.case(points=5, **variants(sgd_hp(momentum=0.9, weight_decay=0.05),

@@ -341,6 +341,29 @@ def _given_roundtrip(cls: str) -> Predictor:
     return given
 
 
+def _given_nesterov(i: Arrays, g: Arrays) -> Arrays:
+    """sgd_nesterov given the student's own momentum run (nesterov=False): its buffer at step t is
+    (p_{t-1} - p_t) / lr_t, and Nesterov's step is p_t = p_{t-1} - lr_t * (g_t + momentum * buf_t). The
+    predictions of SGD's known wrong rules are exact programs: they travel along, so that one the student's
+    trajectory equals is still named."""
+    m, out = float(i["momentum"]), {}
+    for k in range(N_PARAMS):
+        plain, p = np.asarray(g[f"momentum_p{k}"], dtype=np.float64), np.array(i[f"x{k}"], dtype=np.float64)
+        traj = [p.copy()]
+        for t in range(len(i["lrs"])):
+            if i[f"has{k}"][t]:
+                lr = float(i["lrs"][t])
+                p = p - lr * (i[f"g{k}"][t] + m * (plain[t] - plain[t + 1]) / lr)
+            traj.append(p.copy())
+        out[f"p{k}"] = np.stack(traj)
+        for bug in (*BUGS["SGD"], "buffer_aliases_grad"):
+            value = PREDICTORS[f"traj.SGD.{bug}.p{k}"](i, {})
+            if value is not None:
+                out[f"{MISTAKE_PREFIX}traj.SGD.{bug}.p{k}"] = value
+    return out
+
+
+PREDICTORS["given.nesterov"] = _given_nesterov
 PREDICTORS["given.state"] = _given_state
 PREDICTORS["given.roundtrip.SGD"] = _given_roundtrip("SGD")
 PREDICTORS["given.roundtrip.Adam"] = _given_roundtrip("Adam")
