@@ -493,14 +493,23 @@ ADAMW_CORE = [*ADAM_MISTAKES[:3], ADAM_MISTAKES[4]]
                                lr_changes=LR_CHANGES),
           checks=trajectory_checks("AdamW", "AdamW", [
               (ADAMW_L2, ["l2"]), (ADAMW_NO_LR, ["decay_without_lr"]), (ADAMW_AFTER, ["decay_after_update"]),
-              *ADAMW_CORE, *pairs(ADAMW_CORE), DEFAULT_BETAS, DEFAULT_EPS], grads_unchanged=True))
+              *ADAMW_CORE, *pairs(ADAMW_CORE), DEFAULT_BETAS, DEFAULT_EPS], grads_unchanged=True),
+          given=Given("Adam (the same run with Adam and weight_decay=0)",
+                      tuple(f"adam_p{k}" for k in range(N_PARAMS)), "given.adamw"))
 def adamw(lab, **inputs):
     """AdamW: p *= 1 - lr*wd, then Adam's update without L2; lr changed mid-run.
 
-    beta2 and eps are not the defaults: AdamW has a constructor of its own, which must pass them on.
-    Adam's own rules are named here too, alone and in pairs (AdamW runs them).
+    What it charges: the decoupled decay, and AdamW's own constructor (beta2 and eps are not the
+    defaults: it must pass them on). The gradients are fixed, so Adam's update u_t does not depend on p:
+    the same run with Adam and weight_decay=0 gives the student's own u_t = q_{t-1} - q_t, and when that
+    run differs from the reference (a wrong Adam rule: adam and adam_weight_decay charge it), this case is
+    judged against p_t = p_{t-1} * (1 - lr_t * wd) - u_t (``Given``). Adam's rules are still listed (alone
+    and in pairs) for a student whose AdamW does not go through Adam.step.
     """
-    return run_trajectory(lab, "AdamW", inputs)
+    out = run_trajectory(lab, "AdamW", inputs)
+    plain = run_trajectory(lab, "Adam", {**inputs, "weight_decay": np.array(0.0)})
+    out.update({f"adam_p{k}": plain[f"p{k}"] for k in range(N_PARAMS)})
+    return out
 
 
 # ----------------------------------------------------------------------------- state

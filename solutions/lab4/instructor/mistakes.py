@@ -363,7 +363,28 @@ def _given_nesterov(i: Arrays, g: Arrays) -> Arrays:
     return out
 
 
+def _given_adamw(i: Arrays, g: Arrays) -> Arrays:
+    """adamw given the student's own Adam run with weight_decay=0 (q): with fixed gradients Adam's update does
+    not depend on p, so AdamW's step is p_t = p_{t-1} * (1 - lr_t * wd) - (q_{t-1} - q_t). AdamW's known wrong
+    rules travel along (exact programs), as for sgd_nesterov."""
+    wd, out = float(i["weight_decay"]), {}
+    for k in range(N_PARAMS):
+        plain, p = np.asarray(g[f"adam_p{k}"], dtype=np.float64), np.array(i[f"x{k}"], dtype=np.float64)
+        traj = [p.copy()]
+        for t in range(len(i["lrs"])):
+            if i[f"has{k}"][t]:
+                p = p * (1.0 - float(i["lrs"][t]) * wd) - (plain[t] - plain[t + 1])
+            traj.append(p.copy())
+        out[f"p{k}"] = np.stack(traj)
+        for bug in BUGS["AdamW"]:
+            value = PREDICTORS[f"traj.AdamW.{bug}.p{k}"](i, {})
+            if value is not None:
+                out[f"{MISTAKE_PREFIX}traj.AdamW.{bug}.p{k}"] = value
+    return out
+
+
 PREDICTORS["given.nesterov"] = _given_nesterov
+PREDICTORS["given.adamw"] = _given_adamw
 PREDICTORS["given.state"] = _given_state
 PREDICTORS["given.roundtrip.SGD"] = _given_roundtrip("SGD")
 PREDICTORS["given.roundtrip.Adam"] = _given_roundtrip("Adam")
