@@ -341,7 +341,11 @@ def sgd_momentum_lr_change(lab, **inputs):
               (NO_DAMPENING, ["velocity"]),
           ]))
 def sgd_dampening(lab, **inputs):
-    """SGD with dampening: buf = g first, then buf = m*buf + (1 - dampening)*g."""
+    """SGD with dampening: buf = g first, then buf = m*buf + (1 - dampening)*g.
+
+    Dampening is part of the buffer's rule: a momentum rule that leaves it out (an average, or the
+    v = m*v - lr*g form, which at constant lr shows only as dampening ignored) is named here.
+    """
     return run_trajectory(lab, "SGD", inputs)
 
 
@@ -378,7 +382,11 @@ def sgd_nesterov(lab, **inputs):
               (EMA_MOMENTUM, ["ema"]),  # the momentum rule the decayed gradient goes through
           ], grads_unchanged=True))
 def sgd_weight_decay(lab, **inputs):
-    """SGD weight decay: g = g + wd*p before momentum; p.grad itself stays unchanged."""
+    """SGD weight decay: g = g + wd*p before momentum; p.grad itself stays unchanged.
+
+    The decayed gradient enters the momentum buffer, so a wrong momentum rule shows here too: it is named
+    (momentum as an average), not judged away.
+    """
     return run_trajectory(lab, "SGD", inputs)
 
 
@@ -462,7 +470,12 @@ DEFAULT_EPS = ("eps ignored: the default 1e-8 was used instead of the eps passed
                                            adam_hp(lr=0.03, beta1=0.95, beta2=0.9999)], lr_changes=LR_CHANGES),
           checks=trajectory_checks("Adam", "Adam", [*ADAM_MISTAKES, *pairs(ADAM_MISTAKES)]))
 def adam(lab, **inputs):
-    """Adam with bias correction, a per-parameter step counter, and lr changed mid-run."""
+    """Adam with bias correction, a per-parameter step counter, and lr changed mid-run.
+
+    What it charges: Adam's rule (bias correction, eps, the step counter: one counted per step() call
+    rather than per update shows on p1, which has no gradient on some steps; state_per_parameter does not
+    see it), alone and two mistakes at once.
+    """
     return run_trajectory(lab, "Adam", inputs)
 
 
