@@ -198,6 +198,9 @@ class Close:
     only where its prediction differs from the expected value by more than this tolerance, and the
     student's array matches the prediction within it; pairs of mistakes are tried too);
     ``terms`` (optional) declare the formula's terms, to explain an error no mistake matches.
+    ``rows`` (optional) says that the output's first axis is ordered in time and what a row is called
+    ("step": row t is a trajectory after t steps); the message then says, once, which row is the first
+    that differs (every row before it matches): where to start debugging.
     """
 
     output: str
@@ -208,6 +211,7 @@ class Close:
     mistakes: tuple[Mistake, ...] = ()
     exact: bool = False  # e.g. "the input was not modified": any difference fails
     terms: Terms | None = None  # the formula's terms, to explain an error no known mistake matches
+    rows: str | None = None  # what a row of the output is ("step"), when rows are ordered in time
 
     @property
     def needs_reference(self) -> bool:

@@ -4,7 +4,8 @@ Every failure message says which check failed, how large the error is and where,
 expected and got around that index, and adds hints when the error has a recognisable shape:
 transposed, off by a constant factor (the batch size N, -1, 2, ...), all zeros, equal to
 another array of the case (the wrong variable returned), float32, or a known mistake the case
-names; where NaN/inf appear first and what the inputs are there.
+names; where NaN/inf appear first and what the inputs are there. An output whose rows are ordered in
+time (``Close.rows``: a trajectory, a schedule) also says, once, which row is the first that differs.
 
 A hint must discriminate: a known mistake is named only when its prediction differs from the
 expected value by more than the check's own tolerance and the student's array equals the
@@ -294,11 +295,29 @@ def _shape_problem(got: np.ndarray, ref: np.ndarray) -> str | None:
     return text
 
 
+def first_row(got: np.ndarray, ref: np.ndarray, rtol: float, atol: float, exact: bool = False) -> int | None:
+    """The first index along axis 0 where ``got`` differs from ``ref`` (as ``find_mismatch`` judges), or None."""
+    if got.ndim == 0 or got.shape != ref.shape or not len(got):
+        return None
+    for t in range(len(got)):
+        if find_mismatch(got[t:t + 1], ref[t:t + 1], rtol, atol, exact) is not None:
+            return t
+    return None
+
+
+def _where_rows(rows: str, t: int) -> str:
+    """The one location phrase of an output whose rows are ordered in time (``Close.rows``)."""
+    if t == 0:
+        return f"the first {rows} that differs is 0: the very first"
+    return f"the first {rows} that differs is {t}; every {rows} before it matches"
+
+
 def _compare(got: np.ndarray, ref: np.ndarray, *, rtol: float, atol: float, exact: bool,
              header: str, ref_label: str, inputs: Arrays, expected: Arrays, own_name: str,
              mistakes: tuple[Mistake, ...], factors: Mapping[str, float],
              outputs: Mapping[str, object] | None = None,
-             stored: Mapping[str, np.ndarray] | None = None, terms: Terms | None = None) -> str | None:
+             stored: Mapping[str, np.ndarray] | None = None, terms: Terms | None = None,
+             rows: str | None = None) -> str | None:
     outputs = outputs if outputs is not None else {}
     shape = _shape_problem(got, ref)
     if shape:
@@ -319,8 +338,11 @@ def _compare(got: np.ndarray, ref: np.ndarray, *, rtol: float, atol: float, exac
         else float(got)
     where = (f"got {got_at} there" if not np.isfinite(got_at)
              else f"abs {mismatch.abs_err:.3g}, relative {mismatch.rel_err:.3g}")
+    first = first_row(got, ref, rtol, atol, exact) if rows else None
+    # On the location line itself: it says where, not what (one phrase, not a hint per row).
+    located = f" ({_where_rows(rows, first)})" if rows and first is not None else ""
     lines = [header,
-             f"  {mismatch.n_bad} of {mismatch.size} entries differ; the largest error is at index {at}: "
+             f"  {mismatch.n_bad} of {mismatch.size} entries differ{located}; the largest error is at index {at}: "
              f"{where} (tolerance: {tol})"]
     label, ref_vals = _window(ref, mismatch.index)
     _, got_vals = _window(got, mismatch.index)
@@ -380,7 +402,8 @@ def check_one(check: Check, got: Mapping[str, object], *, inputs: Arrays, expect
         msg = _compare(value, ref, rtol=check.rtol, atol=check.atol, exact=check.exact,
                        header=f"{check.what}: does not match the reference", ref_label="expected",
                        inputs=inputs, expected=expected, own_name=check.output,
-                       mistakes=check.mistakes, factors=factors, outputs=got, stored=stored, terms=check.terms)
+                       mistakes=check.mistakes, factors=factors, outputs=got, stored=stored, terms=check.terms,
+                       rows=check.rows)
         return f"{msg}\n  {check.explain}" if msg and check.explain else msg
     if isinstance(check, GradCheck):
         numeric = _as_numeric(got.get(check.numeric))

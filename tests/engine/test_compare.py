@@ -476,3 +476,28 @@ def test_evaluate_collects_every_failing_check_and_uses_the_case_factors() -> No
     assert messages[0].startswith("Thing.backward: dL/dx: does not match the reference")
     assert messages[1].startswith("Thing.backward (gradcheck): your backward disagrees")
     assert all("(= N (the batch size))" in m for m in messages)
+
+
+# --------------------------------------------------------------------------- rows ordered in time
+
+
+def test_rows_say_the_first_step_that_differs_once_on_the_location_line() -> None:
+    """A trajectory (row t: after t steps) that goes wrong at step 2: one phrase says where to start, on the
+    line that locates the error, never as a hint (the hints are for what went wrong)."""
+    ref = np.cumsum(np.arange(1.0, 13.0).reshape(6, 2), axis=0)
+    got = ref.copy()
+    got[2:] += 0.5
+    got[4, 1] += 1e-12  # inside the tolerance: not "the first"
+    msg = close_msg(got, ref, rows="step")
+    assert msg is not None and msg.count("first step that differs") == 1, msg
+    location = msg.splitlines()[1]
+    assert location.startswith("  8 of 12 entries differ (the first step that differs is 2; every step before it "
+                               "matches); the largest error"), msg
+    assert not any("first" in h for h in hints(msg)), msg
+
+
+def test_rows_that_differ_from_the_first_say_so_and_no_rows_say_nothing() -> None:
+    ref = np.arange(1.0, 7.0).reshape(3, 2)
+    msg = close_msg(ref + 1.0, ref, rows="row")
+    assert "(the first row that differs is 0: the very first)" in msg, msg
+    assert "differs is" not in close_msg(ref + 1.0, ref), "without rows the message says nothing about them"

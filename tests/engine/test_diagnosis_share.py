@@ -68,3 +68,17 @@ def test_a_property_checks_header_names_it() -> None:
     ])
     assert share.names_the_bug(text, case, ["not from np.random's global state"])
     assert not share.names_the_bug(text, case, ["got      = 0.0"])
+
+
+def test_the_first_step_that_differs_is_a_location_not_a_name() -> None:
+    """Close(rows=...) puts "the first step that differs is t" on the location line: it says where, so a bug
+    declared with those words is not named by it."""
+    case = load_cases("lab4", paths.tests_dir()).get("adam")
+    text = "\n".join([
+        "adam (seed 0) failed:",
+        f"{case.checks[0].what}: does not match the reference",
+        "  380 of 396 entries differ (the first step that differs is 1; every step before it matches); the largest "
+        "error is at index (25, 3, 2): abs 0.18, relative 179 (tolerance: ...)",
+        "  expected[25, 3, 0:3] = [ 0.365795 -0.391487 -0.001006]",
+    ])
+    assert not share.names_the_bug(text, case, ["the first step that differs is 1", "every step before it matches"])

@@ -47,14 +47,19 @@ ALIASED = "your momentum buffer IS p.grad (buf = g without a copy)"
 SEQUENTIAL = "active.last_epoch = k - (self.milestones[j - 1] if j else 0)"
 
 RAISED = "your code raised an error"
-FIRST = "every row before it matches"
+FIRST = "every step before it matches"
 EMA = "momentum as an average buf = m*buf + (1-m)*g"
 VELOCITY = "v = m*v - lr*g convention (lr inside the buffer): equal to PyTorch's only while lr is constant"
 SHARED_SGD = "your momentum buffer is shared between parameters"
+SHARED_STATE = "your optimizer's state is shared between parameters"
+STEP_FIRST = "increment the step counter before using it"
 EPS_INSIDE = "eps inside the square root"
 NO_BIAS = "Adam without bias correction"
 GLOBAL_STEP = "one step counter for all parameters"
 NONE_AS_ZERO = "a None gradient treated as zeros"
+PAIR = "matches a known mistake: two mistakes at once: "
+NOT_COPIED = "1 when the state_dict() taken after step 16 changed once training went on"
+TERMS = "fitted term by term to lr(k) = (base_lr + eta_min)/2 + (base_lr - eta_min)/2 * cos(pi k / T_max)"
 ADAMW_L2 = "weight decay added to the gradient (L2, Adam) where AdamW decouples it"
 
 
@@ -69,29 +74,27 @@ BUGS = [
         "sgd_momentum": [EMA, "SGD with momentum: p0", FIRST],
         "sgd_momentum_lr_change": [EMA],
         "sgd_dampening": [EMA],
-        "sgd_nesterov": ["SGD with Nesterov momentum"],
-        "sgd_weight_decay": ["SGD with momentum and weight decay"],
-        "state_per_parameter": ["SGD(momentum=0.9) on three parameters"],
-        "state_dict_sgd": ["resumed from state_dict()"],
+        # the decayed gradient goes through the same buffer: named there too; sgd_nesterov is judged given the
+        # student's own momentum run (nesterov=False): not charged
+        "sgd_weight_decay": [EMA],
+        # state_per_parameter and state_dict_sgd are judged given the student's own runs: not charged
     }),
     bug("sgd-velocity-with-lr-inside", {"optim.py": [
         (SGD_BUF_INIT, 'buf = state["momentum_buffer"] = -self.lr * g'),
         (SGD_BUF_UPDATE, "buf -= self.lr * g"),
         (SGD_NESTEROV, "g = -(g * -self.lr + self.momentum * buf) / self.lr if self.nesterov else -buf / self.lr"),
     ]}, {
-        "sgd_momentum_lr_change": [VELOCITY, "the first difference is at step 13;"],
-        "sgd_dampening": ["SGD with momentum and dampening"],  # the patch also drops dampening
-        "sgd_nesterov": ["SGD with Nesterov momentum", "the first difference is at step 13;"],
-        "state_dict_sgd": ["resumed from state_dict()"],
+        "sgd_momentum_lr_change": [VELOCITY, "the first step that differs is 13;"],
+        "sgd_dampening": ["dampening ignored"],  # the patch also drops dampening (constant lr: that is what shows)
+        # sgd_nesterov: judged given the student's own momentum run, whose buffer is -v/lr: not charged
     }),
     bug("sgd-dampening-at-first-step", {"optim.py": [
         (SGD_BUF_INIT, 'buf = state["momentum_buffer"] = (1.0 - self.dampening) * g')]}, {
         "sgd_dampening": ["dampening applied at the first step (a buffer started at zero)",
-                          "the first difference is at step 1;"],
+                          "the first step that differs is 1;"],
     }),
     bug("sgd-nesterov-ignored", {"optim.py": [(SGD_NESTEROV, "g = buf")]}, {
-        "sgd_nesterov": ["nesterov=True ignored", "the first difference is at step 1;"],
-        "state_dict_sgd": ["resumed from state_dict()"],
+        "sgd_nesterov": ["nesterov=True ignored", "the first step that differs is 1;"],
     }),
     bug("sgd-weight-decay-decoupled", {"optim.py": [
         (SGD_DECAY, "g = p.grad\n            p.data *= 1.0 - self.lr * self.weight_decay\n"
@@ -104,14 +107,12 @@ BUGS = [
         "sgd_weight_decay": ["p.grad after the last step", "never p.grad += ..."],
     }),
     bug("sgd-shared-momentum-buffer", {"optim.py": [(SGD_STATE, "state = self.state.setdefault(0, {})")]}, {
-        "state_per_parameter": [SHARED_SGD, "the first difference is at step 1;"],
-        # different shapes: the shared buffer cannot even be added to
-        "sgd_momentum": [RAISED, "could not be broadcast"],
-        "sgd_momentum_lr_change": [RAISED],
-        "sgd_dampening": [RAISED],
-        "sgd_nesterov": [RAISED],
-        "sgd_weight_decay": [RAISED],
-        "state_dict_sgd": [RAISED],
+        "state_per_parameter": [SHARED_SGD, "the first step that differs is 1;"],
+        # different shapes: the shared buffer cannot even be added to; there is no trajectory to judge, and the
+        # broadcasting error between two parameters' shapes is the evidence each of these cases names
+        **{case: [RAISED, SHARED_STATE, "could not be broadcast"] for case in (
+            "sgd_momentum", "sgd_momentum_lr_change", "sgd_dampening", "sgd_nesterov", "sgd_weight_decay",
+            "state_dict_sgd")},
     }),
     # ---------------------------------------------------------------- no gradient (grad is None)
     bug("none-gradient-treated-as-zeros", {"optim.py": [
@@ -123,8 +124,6 @@ BUGS = [
         "adam": [NONE_AS_ZERO, "Adam: p1 (small gradients; NO gradient on some steps)"],
         "adam_weight_decay": [NONE_AS_ZERO],
         "adamw": [NONE_AS_ZERO],
-        "state_per_parameter": ["Adam on three parameters"],
-        "state_dict_adam": ["resumed from state_dict()"],
     }),
     bug("none-gradient-not-skipped", {"optim.py": [
         ("        for i, p in enumerate(self.params):\n            if p.grad is None:\n                continue\n"
@@ -148,44 +147,40 @@ BUGS = [
     }),
     bug("rmsprop-momentum-on-raw-gradient", {"optim.py": [
         (RMS_MOMENTUM, "buf += g\n                p.data -= self.lr * buf / denom")]}, {
-        "rmsprop_momentum": ["momentum on the raw gradient", "the first difference is at step 2;"],
+        "rmsprop_momentum": ["momentum on the raw gradient", "the first step that differs is 2;"],
     }),
     # ---------------------------------------------------------------- Adam, AdamW
     bug("adam-without-bias-correction", {"optim.py": [(ADAM_CORRECTION, "m_hat = m\n            v_hat = v")]}, {
-        "adam": [NO_BIAS, "the first difference is at step 1;"],
+        "adam": [NO_BIAS, "the first step that differs is 1;"],
         "adam_weight_decay": [NO_BIAS],
-        "adamw": [],
-        "state_per_parameter": ["Adam on three parameters"],
-        "state_dict_adam": ["resumed from state_dict()"],
+        # adamw: judged given the student's own Adam run (weight_decay=0): not charged
     }),
     bug("adam-eps-inside-sqrt", {"optim.py": [
         (ADAM_UPDATE, "p.data -= self.lr * m_hat / np.sqrt(v_hat + self.eps)")]}, {
         "adam": [EPS_INSIDE],
         "adam_weight_decay": [EPS_INSIDE],
-        "adamw": [EPS_INSIDE],
-        "state_per_parameter": ["Adam on three parameters"],
-        "state_dict_adam": ["resumed from state_dict()"],
+        # adamw: judged given the student's own Adam run: not charged
     }),
     bug("adam-step-counter-incremented-after-use", {"optim.py": [
         (ADAM_STEP, 't = state["step"]\n            state["step"] += 1')]}, {
-        "adam": [RAISED, "increment the step counter before using it", "optimizer step 1"],
-        "adam_weight_decay": [RAISED, "increment the step counter before using it"],
-        "adamw": [RAISED],
-        "state_per_parameter": [RAISED],
-        "state_dict_adam": [RAISED],
+        # a crash at Adam's first step: no trajectory to judge, in every case that steps Adam
+        "adam": [RAISED, STEP_FIRST, "optimizer step 1"],
+        **{case: [RAISED, STEP_FIRST] for case in ("adam_weight_decay", "adamw", "state_per_parameter",
+                                                   "state_dict_adam")},
     }),
     bug("adam-one-step-counter-for-all-parameters", {"optim.py": [
         (ADAM_LOOP, "beta1, beta2 = self.betas\n        self.t = getattr(self, 't', 0) + 1\n"),
         (ADAM_STEP, 'state["step"] += 1\n            t = self.t')]}, {
         "adam": [GLOBAL_STEP, "Adam: p1 (small gradients; NO gradient on some steps)",
-                 "the first difference is at step 5;"],
-        "state_per_parameter": ["Adam on three parameters"],
-        "adam_weight_decay": [],
-        "adamw": [],
-        "state_dict_adam": [],
+                 "the first step that differs is 5;"],
+        # per step() call is the same alone and together: state_per_parameter does not charge it
+        "adam_weight_decay": [GLOBAL_STEP],  # (adamw: judged given the student's own Adam run)
+        # self.t lives outside self.state: the checkpoint loses it (named for the parameters with a gradient
+        # at every step, whose own uninterrupted run equals the reference's)
+        "state_dict_adam": ["the step counter was not restored"],
     }),
     bug("adamw-coupled-l2", {"optim.py": [(ADAMW_DECAY, "return g + self.weight_decay * p.data")]}, {
-        "adamw": [ADAMW_L2, "the first difference is at step 1;"],
+        "adamw": [ADAMW_L2, "the first step that differs is 1;"],
     }),
     bug("adamw-decay-without-lr", {"optim.py": [
         (ADAMW_DECAY, "p.data *= 1.0 - self.weight_decay\n        return g")]}, {
@@ -202,7 +197,7 @@ BUGS = [
         "state_dict_sgd": ["state_dict() shares arrays with the optimizer's live state"],  # no counter in SGD
     }),
     bug("load-state-dict-ignores-lr", {"optim.py": [(LOAD_LR, "\n")]}, {
-        "state_dict_adam": ["load_state_dict did not restore lr", "the first difference is at row 0;"],
+        "state_dict_adam": ["load_state_dict did not restore lr", "the first row that differs is 0:"],
         "state_dict_sgd": ["load_state_dict did not restore lr"],
     }),
     bug("zero-grad-new-arrays", {"optim.py": [(ZERO_GRAD, "p.grad = np.zeros_like(p.data)")]}, {
@@ -211,31 +206,73 @@ BUGS = [
     # ---------------------------------------------------------------- schedules
     bug("steplr-one-step-late", {"schedulers.py": [
         (STEPLR, "return self.base_lr * self.gamma ** (max(self.last_epoch - 1, 0) // self.step_size)")]}, {
-        "step_lr": ["the decay comes one step late", "the first difference is at k 7;"],
+        "step_lr": ["the decay comes one step late", "the first k that differs is 7;"],
     }),
     bug("cosine-held-at-eta-min", {"schedulers.py": [
         (COSINE, "cosine = (1.0 + math.cos(math.pi * min(self.last_epoch, self.T_max) / self.T_max)) / 2.0")]}, {
-        "cosine_lr": ["held at eta_min after T_max steps", "the first difference is at k 41;"],
+        "cosine_lr": ["held at eta_min after T_max steps", "the first k that differs is 41;"],
         "mnist_accuracy": [],  # not graded here (FAST), listed to document: the cosine ends at T_max
     }),
     bug("linearlr-not-clamped", {"schedulers.py": [(LINEAR, "progress = self.last_epoch / self.total_iters")]}, {
-        "linear_lr": ["not clamped after total_iters", "the first difference is at k 21;"],
+        "linear_lr": ["not clamped after total_iters", "the first k that differs is 21;"],
     }),
     bug("sequential-switches-one-step-late", {"schedulers.py": [
         ("j = sum(1 for m in self.milestones if m <= k)", "j = sum(1 for m in self.milestones if m < k)")]}, {
         # visible because the warm-up is cut off before it reaches 1.0 (warm_iters > milestone)
-        "warmup_cosine": ["switching one step late", "the first difference is at k 10;"],
+        "warmup_cosine": ["switching one step late", "the first k that differs is 10;"],
     }),
     bug("sgd-momentum-buffer-aliases-grad", {"optim.py": [
         (SGD_BUF_INIT, 'buf = state["momentum_buffer"] = g')]}, {
         # visible because the cases hand in gradients as a loop does: zeroed in place, accumulated into p.grad
         **{case: [ALIASED] for case in ("sgd_momentum", "sgd_momentum_lr_change", "sgd_dampening", "sgd_nesterov")},
-        "state_per_parameter": ["SGD(momentum=0.9) on three parameters"],
-        "state_dict_sgd": ["SGD resumed from state_dict()"],
+        # state_per_parameter: the same alone and together; state_dict_sgd hands in new gradient arrays
     }),
     bug("sequential-global-step", {"schedulers.py": [(SEQUENTIAL, "active.last_epoch = k")]}, {
         "warmup_cosine": ["the cosine evaluated at the global step k instead of k - milestone",
-                          "the first difference is at k 10;"],
+                          "the first k that differs is 10;"],
+    }),
+    # ---------------------------------------------------------------- two known mistakes at once
+    bug("adam-without-bias-correction-and-eps-inside-sqrt", {"optim.py": [
+        (ADAM_CORRECTION, "m_hat = m\n            v_hat = v"),
+        (ADAM_UPDATE, "p.data -= self.lr * m_hat / np.sqrt(v_hat + self.eps)")]}, {
+        # the instructor module runs both wrong rules together (an optimizer's errors do not add)
+        **{case: [PAIR, f"{NO_BIAS} (m and v used without dividing by 1 - beta**t); AND {EPS_INSIDE}"]
+           for case in ("adam", "adam_weight_decay")},  # adamw: given the student's own Adam run
+    }),
+    # a wrong rule and a state bug: the rule costs the trajectory cases, the state bug the state cases, even
+    # though state_dict_sgd is then judged against the student's own (wrong-rule) uninterrupted run
+    bug("sgd-momentum-as-average-and-state-dict-not-copied", {"optim.py": [
+        (SGD_BUF_UPDATE, "buf += (1.0 - self.momentum) * g"),
+        (STATE_DICT, 'return {"lr": self.lr, "state": self.state}')]}, {
+        **{case: [EMA] for case in ("sgd_momentum", "sgd_momentum_lr_change", "sgd_dampening", "sgd_weight_decay")},
+        "state_dict_sgd": [NOT_COPIED, "judged given your own SGD.step's results"],
+        "state_dict_adam": ["state_dict() shares arrays with the optimizer's live state"],
+    }),
+    # ---------------------------------------------------------------- errors no known mistake lists: the terms
+    bug("cosine-with-one-minus-cos", {"schedulers.py": [
+        (COSINE, "cosine = (1.0 - math.cos(math.pi * self.last_epoch / self.T_max)) / 2.0")]}, {
+        "cosine_lr": [TERMS, "the cosine term (base_lr - eta_min)/2 * cos(pi k / T_max), which has the wrong sign"],
+        # warmup_cosine is judged given the student's own CosineAnnealingLR: the bug costs cosine_lr only
+    }),
+    bug("cosine-without-pi", {"schedulers.py": [
+        (COSINE, "cosine = (1.0 + math.cos(self.last_epoch / self.T_max)) / 2.0")]}, {
+        "cosine_lr": [TERMS, "which is cos(k / T_max), without pi"],
+    }),
+    # ---------------------------------------------------------------- regimes a hidden variant uses: public too
+    bug("adam-betas-ignored", {"optim.py": [
+        ("self.betas = (float(beta1), float(beta2))", "self.betas = (0.9, 0.999)")]}, {
+        # adam_weight_decay passes betas that are not the defaults (adam's hidden variants do too); adamw does
+        # too, but is judged given the student's own Adam run with the same betas: not charged there
+        "adam_weight_decay": ["betas ignored: the defaults (0.9, 0.999) were used"],
+    }),
+    bug("adamw-constructor-drops-eps", {"optim.py": [
+        ("super().__init__(params, lr, betas, eps, weight_decay)",
+         "super().__init__(params, lr, betas, 1e-8, weight_decay)")]}, {
+        "adamw": ["eps ignored: the default 1e-8 was used"],
+    }),
+    bug("rmsprop-alpha-ignored", {"optim.py": [
+        ("self.alpha, self.eps = float(alpha), float(eps)", "self.alpha, self.eps = 0.99, float(eps)")]}, {
+        "rmsprop_momentum": ["alpha ignored: the default 0.99 was used"],
     }),
 ]
 
@@ -304,6 +341,17 @@ ALTERNATIVES = {
         ("buf *= self.momentum\n                    buf += (1.0 - self.dampening) * g",
          'buf = state["momentum_buffer"] = self.momentum * buf + (1.0 - self.dampening) * g'),
     ]},
+    # A checkpoint copied by hand (arrays copied, the counter an int), restored by hand: no deepcopy.
+    "state-dict-copied-by-hand": {"optim.py": [
+        (STATE_DICT, 'return {"lr": self.lr, "state": {i: {k: (v.copy() if isinstance(v, np.ndarray) else v)\n'
+                     '            for k, v in s.items()} for i, s in self.state.items()}}'),
+        ("self.state = {int(i): copy.deepcopy(s) for i, s in state_dict[\"state\"].items()}",
+         "self.state = {int(i): {k: (np.array(v) if isinstance(v, np.ndarray) else v) for k, v in s.items()}\n"
+         "                      for i, s in state_dict[\"state\"].items()}"),
+    ]},
+    # A LinearLR that never reads min(): the factor clamped by an if, SequentialLR on top of it unchanged.
+    "linearlr-clamped-by-if": {"schedulers.py": [
+        (LINEAR, "progress = 1.0 if self.last_epoch >= self.total_iters else self.last_epoch / self.total_iters")]},
     # PyTorch's chainable StepLR: multiply the optimizer's current lr by gamma at each multiple of step_size.
     "steplr-chainable": {"schedulers.py": [
         (STEPLR, "k = self.last_epoch\n"

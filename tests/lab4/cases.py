@@ -13,6 +13,9 @@ tests/engine/test_lab4_torch.py checks it and the simulator against torch.optim.
 
 from __future__ import annotations
 
+import copy
+import itertools
+import re
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from types import ModuleType
@@ -20,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.judging.case import Accuracy, Arrays, Close, Lab, Mistake, described, instructor
+from grader.judging.case import Accuracy, Arrays, Close, Given, Lab, Mistake, Term, Terms, described, instructor
 from grader.judging.casekit import ConventionError, mnist_inputs
 
 LAB = Lab("lab4", "Lab 4: optimizers and learning-rate schedules")
@@ -108,40 +111,76 @@ def _arithmetic(cls: str, step: int, params: list[Any]):
         raise ConventionError(f"{cls}.step, optimizer step {step + 1}: NumPy reports '{exc}'. {said}") from exc
 
 
-def _set_grads(params: list[Any], inputs: Arrays, t: int) -> None:
+def _set_grads(params: list[Any], inputs: Arrays, t: int, fresh: bool = False) -> None:
     """This step's gradients, handed in as a real training loop does: zero_grad() zeroes p.grad in place
     and backward adds into the same array, so an optimizer state that aliases p.grad (a momentum buffer
-    started as ``buf = p.grad`` without a copy) is wiped here as it would be in training."""
+    started as ``buf = p.grad`` without a copy) is wiped here as it would be in training.
+
+    ``fresh``: a new array every step instead, where aliasing p.grad is not what the case tests (the
+    state_dict cases: a checkpoint's deep copy cannot keep the alias, so an aliasing buffer would make the
+    resumed run differ from the uninterrupted one and cost points there too; the trajectory cases charge it).
+    """
     for k, p in enumerate(params):
         g = inputs[f"g{k}"][t]
         if not inputs[f"has{k}"][t]:
             p.grad = None
-        elif isinstance(p.grad, np.ndarray) and p.grad.shape == g.shape and p.grad.flags.writeable:
+        elif not fresh and isinstance(p.grad, np.ndarray) and p.grad.shape == g.shape and p.grad.flags.writeable:
             p.grad.fill(0.0)  # in place, as zero_grad() does
             p.grad += g
         else:
             p.grad = g.copy()
 
 
+_SHAPES = re.compile(r"\((\d+(?:, ?\d+)*,?)\)")
+
+
+def _shared_state(cls: str, t: int, params: list[Any], exc: ValueError) -> None:
+    """A broadcasting error between the shapes of two different parameters: evidence that one state (a
+    buffer, m or v) serves parameters of different shapes. Raises the explanation; returns otherwise."""
+    if "broadcast" not in str(exc):
+        return
+    named = {tuple(int(d) for d in m.split(",") if d.strip()) for m in _SHAPES.findall(str(exc))}
+    shapes = {tuple(np.shape(p.data)) for p in params}
+    if len(named & shapes) < 2:
+        return
+    raise ConventionError(
+        f"{cls}.step, optimizer step {t + 1}: ValueError: {str(exc).strip()}. These are the shapes of two different "
+        "parameters of this case, which meet in one array: your optimizer's state is shared between parameters "
+        "(one buffer, or self.state[0], for all of them). Keep one state per parameter: self.state[i] for "
+        "self.params[i]") from exc
+
+
+def _none_grad(cls: str, t: int, params: list[Any], exc: Exception) -> None:
+    """A TypeError/AttributeError about None on a step where a parameter's grad is None: says so, else re-raises."""
+    if "NoneType" not in str(exc) or all(p.grad is not None for p in params):
+        raise exc
+    raise ConventionError(
+        f"{cls}.step, optimizer step {t + 1}: {type(exc).__name__}: {exc}. On this step a parameter's "
+        "grad is None (it got no gradient): skip that parameter entirely (`if p.grad is None: continue`), "
+        "as torch.optim does") from exc
+
+
 def run_steps(opt: Any, cls: str, params: list[Any], inputs: Arrays, start: int, stop: int,
-              lr: float | None) -> list[list[np.ndarray]]:
-    """Steps ``start..stop-1``, setting ``opt.lr`` only where ``lrs`` changes; each parameter's values after each."""
+              lr: float | None, fresh: bool = False) -> list[list[np.ndarray]]:
+    """Steps ``start..stop-1``, setting ``opt.lr`` only where ``lrs`` changes; each parameter's values after each.
+
+    ``fresh``: hand in each gradient as a new array (``_set_grads``)."""
     out: list[list[np.ndarray]] = [[] for _ in params]
     for t in range(start, stop):
         new_lr = float(inputs["lrs"][t])
         if lr is not None and new_lr != lr:
             opt.lr = lr = new_lr
-        _set_grads(params, inputs, t)
+        _set_grads(params, inputs, t, fresh)
         try:
             with _arithmetic(cls, t, params):
                 opt.step()
-        except (TypeError, AttributeError) as exc:
-            if "NoneType" not in str(exc) or all(p.grad is not None for p in params):
+        except Exception as exc:  # noqa: BLE001 - the call guard reports a shape error as its own Feedback
+            cause = exc if isinstance(exc, ValueError) else exc.__cause__
+            if isinstance(cause, ValueError):
+                _shared_state(cls, t, params, cause)
+            if not isinstance(exc, (TypeError, AttributeError)):
                 raise
-            raise ConventionError(
-                f"{cls}.step, optimizer step {t + 1}: {type(exc).__name__}: {exc}. On this step a parameter's "
-                "grad is None (it got no gradient): skip that parameter entirely (`if p.grad is None: continue`), "
-                "as torch.optim does") from exc
+            _none_grad(cls, t, params, exc)
         for k, p in enumerate(params):
             out[k].append(np.array(p.data, dtype=np.float64, copy=True))
     return out
@@ -171,28 +210,12 @@ def run_trajectory(lab: ModuleType, cls: str, inputs: Arrays) -> Arrays:
 # predictions are stored in fixtures/public.npz; isolated grading computes them for hidden variants.
 
 
-def first_difference(name: str, explain_row: str, rtol: float, atol: float, max_rows: int = 120) -> tuple[Mistake, ...]:
-    """Locating hints: 'the first <row> that differs is t' (predictions that apply only at that row).
-
-    Each returns the student's own array (so it "matches") exactly when row t is the first row
-    outside the tolerance; it needs the engine's three-argument predictions (the student's outputs).
-    """
-
-    def locate(t: int) -> Callable[..., np.ndarray | None]:
-        def predict(inputs: Arrays, expected: Arrays, got: Any = None) -> np.ndarray | None:
-            if got is None or name not in got or name not in expected:
-                return None
-            mine, ref = np.asarray(got[name], dtype=np.float64), np.asarray(expected[name], dtype=np.float64)
-            if mine.shape != ref.shape or mine.ndim == 0:
-                return None
-            with np.errstate(invalid="ignore"):
-                bad = ~(np.abs(mine - ref) <= atol + rtol * np.abs(ref))
-            rows = np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1))
-            return mine if len(rows) and rows[0] == t else None
-        return predict
-
-    return tuple(Mistake(f"[where] the first difference is at {explain_row} {t}; every row before it matches",
-                         locate(t)) for t in range(max_rows))
+def pairs(named: Sequence[tuple[str, Sequence[str]]]) -> list[tuple[str, list[str]]]:
+    """Each two of the rules ``named`` at once, as one more named rule: the instructor module predicts the pair
+    by running both wrong rules together (an optimizer's errors do not add, so the engine's sum of two single
+    predictions, grader/judging/compare.py, cannot find them)."""
+    return [(f"two mistakes at once: {da}; AND {db}", [*ba, *bb])
+            for (da, ba), (db, bb) in itertools.combinations(named, 2)]
 
 
 def traj_mistake(description: str, cls: str, k: int, bugs: Sequence[str]) -> Mistake:
@@ -209,8 +232,7 @@ def trajectory_checks(title: str, cls: str, named: Sequence[tuple[str, Sequence[
         if k == 1:  # the parameter that gets no gradient on some steps
             mistakes += (traj_mistake(NONE_AS_ZERO, cls, k, ["none_as_zero"]),)
         checks.append(Close(f"p{k}", f"{title}: {ROLES[k]} after each step", rtol=rtol, atol=atol,
-                            explain=TRAJ_EXPLAIN,
-                            mistakes=mistakes + first_difference(f"p{k}", "step", rtol, atol)))
+                            explain=TRAJ_EXPLAIN, mistakes=mistakes, rows="step"))
     if grads_unchanged:
         checks.append(Close("grads_after", f"{title}: p.grad after the last step", exact=True,
                             explain="step() must not modify p.grad: compute the decayed gradient into a new "
@@ -222,6 +244,8 @@ def trajectory_checks(title: str, cls: str, named: Sequence[tuple[str, Sequence[
 
 VELOCITY = ("v = m*v - lr*g convention (lr inside the buffer): equal to PyTorch's only while lr is constant; "
             "PyTorch keeps lr out of the buffer (buf = m*buf + g; p -= lr*buf), so a new lr applies at once")
+NO_DAMPENING = ("dampening ignored (buf = m*buf + g, or v = m*v - lr*g): PyTorch scales every gradient after "
+                "the first by (1 - dampening), buf = m*buf + (1 - dampening)*g")
 EMA_MOMENTUM = "momentum as an average buf = m*buf + (1-m)*g: PyTorch adds the full gradient (1 - dampening)*g"
 DAMP_FIRST = ("dampening applied at the first step (a buffer started at zero): PyTorch starts the buffer "
               "AS the first gradient, buf = g, and dampens only later steps")
@@ -314,9 +338,14 @@ def sgd_momentum_lr_change(lab, **inputs):
                                 sgd_hp(lr=0.1, momentum=0.9, dampening=0.1)]),
           checks=trajectory_checks("SGD with momentum and dampening", "SGD", [
               (DAMP_FIRST, ["damp_first"]), (EMA_MOMENTUM, ["ema"]), (ALIASED_BUFFER, ["buffer_aliases_grad"]),
+              (NO_DAMPENING, ["velocity"]),
           ]))
 def sgd_dampening(lab, **inputs):
-    """SGD with dampening: buf = g first, then buf = m*buf + (1 - dampening)*g."""
+    """SGD with dampening: buf = g first, then buf = m*buf + (1 - dampening)*g.
+
+    Dampening is part of the buffer's rule: a momentum rule that leaves it out (an average, or the
+    v = m*v - lr*g form, which at constant lr shows only as dampening ignored) is named here.
+    """
     return run_trajectory(lab, "SGD", inputs)
 
 
@@ -327,10 +356,22 @@ def sgd_dampening(lab, **inputs):
           checks=trajectory_checks("SGD with Nesterov momentum", "SGD", [
               (NO_NESTEROV, ["no_nesterov"]), (NESTEROV_OLD, ["nesterov_old"]),
               (ALIASED_BUFFER, ["buffer_aliases_grad"]),
-          ]))
+          ]),
+          given=Given("SGD momentum (the same run with nesterov=False)",
+                      tuple(f"momentum_p{k}" for k in range(N_PARAMS)), "given.nesterov"))
 def sgd_nesterov(lab, **inputs):
-    """SGD with Nesterov momentum: p -= lr * (g + m*buf), buf updated first; lr changes mid-run."""
-    return run_trajectory(lab, "SGD", inputs)
+    """SGD with Nesterov momentum: p -= lr * (g + m*buf), buf updated first; lr changes mid-run.
+
+    What it charges: the look-ahead itself. The same run with nesterov=False gives the student's own
+    momentum buffer at every step (buf_t = (p_{t-1} - p_t) / lr_t); when that run differs from the
+    reference (a wrong momentum rule: sgd_momentum and sgd_momentum_lr_change charge it), this case is
+    judged against p_t = p_{t-1} - lr_t * (g_t + momentum * buf_t) with the student's own buffers
+    (``Given``). A buffer that aliases p.grad is still named (it changes the look-ahead's g too).
+    """
+    out = run_trajectory(lab, "SGD", inputs)
+    plain = run_trajectory(lab, "SGD", {**inputs, "nesterov": np.array(False)})
+    out.update({f"momentum_p{k}": plain[f"p{k}"] for k in range(N_PARAMS)})
+    return out
 
 
 @LAB.case(points=5, **variants(sgd_hp(momentum=0.9, weight_decay=0.05),
@@ -338,9 +379,14 @@ def sgd_nesterov(lab, **inputs):
                                 sgd_hp(lr=0.1, momentum=0.5, weight_decay=0.02)]),
           checks=trajectory_checks("SGD with momentum and weight decay", "SGD", [
               (SGD_DECOUPLED, ["decoupled_wd"]), (SGD_WD_AFTER, ["wd_after_momentum"]),
+              (EMA_MOMENTUM, ["ema"]),  # the momentum rule the decayed gradient goes through
           ], grads_unchanged=True))
 def sgd_weight_decay(lab, **inputs):
-    """SGD weight decay: g = g + wd*p before momentum; p.grad itself stays unchanged."""
+    """SGD weight decay: g = g + wd*p before momentum; p.grad itself stays unchanged.
+
+    The decayed gradient enters the momentum buffer, so a wrong momentum rule shows here too: it is named
+    (momentum as an average), not judged away.
+    """
     return run_trajectory(lab, "SGD", inputs)
 
 
@@ -385,16 +431,24 @@ def rmsprop(lab, **inputs):
     return run_trajectory(lab, "RMSprop", inputs)
 
 
-@LAB.case(points=4, **variants(rms_hp(momentum=0.9, weight_decay=0.01),
+DEFAULT_ALPHA = ("alpha ignored: the default 0.99 was used instead of the alpha passed to the constructor",
+                 ["default_alpha"])
+
+
+@LAB.case(points=4, **variants(rms_hp(momentum=0.9, weight_decay=0.01, alpha=0.9),
                                [rms_hp(lr=0.003, momentum=0.5, alpha=0.9, weight_decay=0.02),
                                 rms_hp(lr=0.02, momentum=0.8, eps=1e-6, weight_decay=0.05)]),
           checks=trajectory_checks("RMSprop with momentum and weight decay", "RMSprop", [
               ("momentum on the raw gradient (buf = m*buf + g; p -= lr*buf/(sqrt(v)+eps)): PyTorch's buffer "
                "accumulates the normalised step g/(sqrt(v)+eps)", ["momentum_before_division"]),
-              (EPS_INSIDE, ["eps_inside"]),
+              (EPS_INSIDE, ["eps_inside"]), DEFAULT_ALPHA,
           ]))
 def rmsprop_momentum(lab, **inputs):
-    """RMSprop with momentum and weight decay: g = g + wd*p; buf = m*buf + g/(sqrt(v) + eps); p -= lr * buf."""
+    """RMSprop with momentum and weight decay: g = g + wd*p; buf = m*buf + g/(sqrt(v) + eps); p -= lr * buf.
+
+    alpha is not the default here (0.9): a hidden variant of rmsprop uses another alpha, so the public
+    cases must show an alpha that the constructor ignores (this case charges it).
+    """
     return run_trajectory(lab, "RMSprop", inputs)
 
 
@@ -407,34 +461,68 @@ def adam_hp(**kw: float) -> dict[str, float]:
 
 ADAM_MISTAKES = [(NO_BIAS, ["no_bias_correction"]), (EPS_INSIDE, ["eps_inside"]),
                  (EPS_BEFORE, ["eps_before_correction"]), (STEP_AHEAD, ["step_ahead"]), (GLOBAL_STEP, ["global_step"])]
+DEFAULT_BETAS = ("betas ignored: the defaults (0.9, 0.999) were used instead of the betas passed to the constructor",
+                 ["default_betas"])
+DEFAULT_EPS = ("eps ignored: the default 1e-8 was used instead of the eps passed to the constructor", ["default_eps"])
 
 
 @LAB.case(points=9, **variants(adam_hp(), [adam_hp(lr=0.003, beta1=0.8, beta2=0.99, eps=1e-6),
                                            adam_hp(lr=0.03, beta1=0.95, beta2=0.9999)], lr_changes=LR_CHANGES),
-          checks=trajectory_checks("Adam", "Adam", ADAM_MISTAKES))
+          checks=trajectory_checks("Adam", "Adam", [*ADAM_MISTAKES, *pairs(ADAM_MISTAKES)]))
 def adam(lab, **inputs):
-    """Adam with bias correction, a per-parameter step counter, and lr changed mid-run."""
+    """Adam with bias correction, a per-parameter step counter, and lr changed mid-run.
+
+    What it charges: Adam's rule (bias correction, eps, the step counter: one counted per step() call
+    rather than per update shows on p1, which has no gradient on some steps; state_per_parameter does not
+    see it), alone and two mistakes at once.
+    """
     return run_trajectory(lab, "Adam", inputs)
 
 
-@LAB.case(points=4, **variants(adam_hp(weight_decay=0.05), [adam_hp(lr=0.003, weight_decay=0.2, eps=1e-6),
-                                                            adam_hp(lr=0.03, weight_decay=0.01, beta1=0.8)]),
+ADAM_WD_MISTAKES = [(ADAM_DECOUPLED, ["decoupled_in_adam"]), *ADAM_MISTAKES[:2], ADAM_MISTAKES[4]]
+
+
+@LAB.case(points=4, **variants(adam_hp(weight_decay=0.05, beta1=0.85, beta2=0.99, eps=1e-6),
+                               [adam_hp(lr=0.003, weight_decay=0.2, eps=1e-6),
+                                adam_hp(lr=0.03, weight_decay=0.01, beta1=0.8)]),
           checks=trajectory_checks("Adam with weight decay (L2)", "Adam", [
-              (ADAM_DECOUPLED, ["decoupled_in_adam"]), *ADAM_MISTAKES[:2]], grads_unchanged=True))
+              *ADAM_WD_MISTAKES, *pairs(ADAM_WD_MISTAKES), DEFAULT_BETAS, DEFAULT_EPS], grads_unchanged=True))
 def adam_weight_decay(lab, **inputs):
-    """Adam's weight_decay is L2: g = g + wd*p before m and v; p.grad stays unchanged."""
+    """Adam's weight_decay is L2: g = g + wd*p before m and v; p.grad stays unchanged.
+
+    Its betas and eps are not the defaults (hidden variants of adam use others): constructor arguments
+    that are ignored are charged here. Adam's own rules (bias correction, eps, the step counter) are
+    named here too, alone and in pairs: this case runs them.
+    """
     return run_trajectory(lab, "Adam", inputs)
 
 
-@LAB.case(points=6, **variants(adam_hp(lr=0.02, weight_decay=0.1), [adam_hp(lr=0.005, weight_decay=0.3, eps=1e-6),
-                                                                    adam_hp(lr=0.05, weight_decay=0.05, beta2=0.99)],
+ADAMW_CORE = [*ADAM_MISTAKES[:3], ADAM_MISTAKES[4]]
+
+
+@LAB.case(points=6, **variants(adam_hp(lr=0.02, weight_decay=0.1, beta2=0.99, eps=1e-6),
+                               [adam_hp(lr=0.005, weight_decay=0.3, eps=1e-6),
+                                adam_hp(lr=0.05, weight_decay=0.05, beta2=0.99)],
                                lr_changes=LR_CHANGES),
           checks=trajectory_checks("AdamW", "AdamW", [
               (ADAMW_L2, ["l2"]), (ADAMW_NO_LR, ["decay_without_lr"]), (ADAMW_AFTER, ["decay_after_update"]),
-              *ADAM_MISTAKES[:3]], grads_unchanged=True))
+              *ADAMW_CORE, *pairs(ADAMW_CORE), DEFAULT_BETAS, DEFAULT_EPS], grads_unchanged=True),
+          given=Given("Adam (the same run with Adam and weight_decay=0)",
+                      tuple(f"adam_p{k}" for k in range(N_PARAMS)), "given.adamw"))
 def adamw(lab, **inputs):
-    """AdamW: p *= 1 - lr*wd, then Adam's update without L2; lr changed mid-run."""
-    return run_trajectory(lab, "AdamW", inputs)
+    """AdamW: p *= 1 - lr*wd, then Adam's update without L2; lr changed mid-run.
+
+    What it charges: the decoupled decay, and AdamW's own constructor (beta2 and eps are not the
+    defaults: it must pass them on). The gradients are fixed, so Adam's update u_t does not depend on p:
+    the same run with Adam and weight_decay=0 gives the student's own u_t = q_{t-1} - q_t, and when that
+    run differs from the reference (a wrong Adam rule: adam and adam_weight_decay charge it), this case is
+    judged against p_t = p_{t-1} * (1 - lr_t * wd) - u_t (``Given``). Adam's rules are still listed (alone
+    and in pairs) for a student whose AdamW does not go through Adam.step.
+    """
+    out = run_trajectory(lab, "AdamW", inputs)
+    plain = run_trajectory(lab, "Adam", {**inputs, "weight_decay": np.array(0.0)})
+    out.update({f"adam_p{k}": plain[f"p{k}"] for k in range(N_PARAMS)})
+    return out
 
 
 # ----------------------------------------------------------------------------- state
@@ -471,21 +559,43 @@ def _state_checks() -> list[Close]:
             name = f"{cls.lower()}_p{k}"
             checks.append(Close(name, f"{what} on three parameters of the same shape: parameter {k} after each step",
                                 explain="Each parameter has its own state: optimizer.state[i] for params[i].",
-                                mistakes=(Mistake(desc, instructor(f"state.{cls}.p{k}")),
-                                          *first_difference(name, "step", 1e-7, 1e-10))))
+                                mistakes=(Mistake(desc, instructor(f"state.{cls}.p{k}")),), rows="step"))
     return checks
+
+
+def _alone(inputs: Arrays, k: int) -> Arrays:
+    """The inputs of parameter ``k`` alone (as parameter 0), with the same gradients, lrs and hyperparameters."""
+    inp = {name: v for name, v in inputs.items() if name[0] not in "xgh" or name == "lrs"}
+    inp.update(x0=inputs[f"x{k}"], g0=inputs[f"g{k}"], has0=inputs[f"has{k}"])
+    return inp
+
+
+STATE_OUTPUTS = tuple(f"{cls}_p{k}" for cls in ("sgd", "adam") for k in range(N_PARAMS))
 
 
 @LAB.case(points=5, inputs=same_shape_inputs((4, 3), 32), hidden_inputs=(same_shape_inputs((2, 5), 30),
                                                                          same_shape_inputs((6,), 36)),
-          checks=_state_checks())
+          checks=_state_checks(),
+          given=Given("step()", tuple(f"{n}_alone" for n in STATE_OUTPUTS), "given.state"))
 def state_per_parameter(lab, **inputs):
-    """SGD momentum and Adam keep one state per parameter (three parameters of the same shape)."""
+    """SGD momentum and Adam keep one state per parameter (three parameters of the same shape).
+
+    What it charges: state that one parameter's step reads or writes in another's (a buffer, m or v
+    shared between parameters). Each parameter is also stepped alone, by an optimizer of its own over the
+    same steps (step() called on every step, grad None where it has none), and the three stepped together
+    must follow those trajectories: when the student's step() on one parameter alone differs from the
+    reference (a wrong update rule: the trajectory cases charge it), this case is judged against the
+    student's own alone trajectories (``Given``), so a wrong rule costs no points here. A step counter
+    counted per step() call rather than per update is the same alone and together: the ``adam`` case
+    charges it (p1 has no gradient on some steps there).
+    """
     out = {}
     for cls in ("SGD", "Adam"):
         inp = _as_cls(inputs, cls)
         res = run_trajectory(lab, cls, inp)
         out.update({f"{cls.lower()}_p{k}": res[f"p{k}"] for k in range(N_PARAMS)})
+        for k in range(N_PARAMS):
+            out[f"{cls.lower()}_p{k}_alone"] = run_trajectory(lab, cls, _alone(inp, k))["p0"]
     return out
 
 
@@ -500,22 +610,46 @@ def roundtrip_inputs(shapes: Sequence[tuple[int, ...]], steps: int, hp: dict[str
 def run_roundtrip(lab: ModuleType, cls: str, inputs: Arrays) -> Arrays:
     """A runs SAVE_AT steps (lr changed before), saves, continues; B loads the checkpoint and continues.
 
-    B is built with the constructor's lr: the changed lr must come from the checkpoint.
+    B is built with the constructor's lr: the changed lr must come from the checkpoint. Returns B's
+    trajectory (``resumed_p<k>``) and A's over the same steps (``uninterrupted_p<k>``), the student's own
+    uninterrupted run. Gradients are handed in as new arrays (``_set_grads``: aliasing p.grad is charged
+    in the trajectory cases, and a checkpoint's copy cannot keep an alias).
     """
     n = sum(1 for k in inputs if k.startswith("x"))
     kwargs = optimizer_kwargs(inputs)
     params = make_params(lab, [inputs[f"x{k}"] for k in range(n)])
     opt = getattr(lab, cls)(params, **kwargs)
-    run_steps(opt, cls, params, inputs, 0, SAVE_AT, kwargs["lr"])
+    run_steps(opt, cls, params, inputs, 0, SAVE_AT, kwargs["lr"], fresh=True)
     checkpoint = opt.state_dict()
+    snapshot = _numbers(copy.deepcopy(checkpoint))
     saved = [np.array(p.data, copy=True) for p in params]
     steps = len(inputs["lrs"])
-    run_steps(opt, cls, params, inputs, SAVE_AT, steps, None)  # A goes on: the checkpoint must not change
+    # A goes on: the checkpoint must not change
+    on = run_steps(opt, cls, params, inputs, SAVE_AT, steps, None, fresh=True)
+    after = _numbers(checkpoint)
+    unchanged = len(after) == len(snapshot) and all(a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+                                                    for a, b in zip(after, snapshot, strict=True))
     resumed = make_params(lab, saved)
     opt2 = getattr(lab, cls)(resumed, **kwargs)
     opt2.load_state_dict(checkpoint)
-    traj = run_steps(opt2, cls, resumed, inputs, SAVE_AT, steps, None)
-    return {f"resumed_p{k}": np.stack(traj[k]) for k in range(n)}
+    lr_loaded = float(opt2.lr)
+    traj = run_steps(opt2, cls, resumed, inputs, SAVE_AT, steps, None, fresh=True)
+    return {**{f"resumed_p{k}": np.stack(traj[k]) for k in range(n)},
+            **{f"uninterrupted_p{k}": np.stack(on[k]) for k in range(n)},
+            "checkpoint_changed": np.array([float(not unchanged)]), "lr_loaded": np.array([lr_loaded])}
+
+
+def _numbers(obj: Any) -> list[np.ndarray]:
+    """Every number and array in a state dict, in a fixed order (dict keys sorted by their text)."""
+    if isinstance(obj, dict):
+        return [a for key in sorted(obj, key=str) for a in _numbers(obj[key])]
+    if isinstance(obj, (list, tuple)):
+        return [a for item in obj for a in _numbers(item)]
+    try:
+        arr = np.array(obj)
+    except Exception:  # noqa: BLE001 - anything that is not a number is not compared
+        return []
+    return [arr] if arr.dtype.kind in "biuf" else []
 
 
 ROUNDTRIP_MISTAKES = {
@@ -537,26 +671,51 @@ ROUNDTRIP_EXPLAIN = (f"Row r is the parameter after step {SAVE_AT + 1} + r. Resu
 def _roundtrip_checks(cls: str, hows: Sequence[str]) -> list[Close]:
     return [Close(f"resumed_p{k}", f"{cls} resumed from state_dict() taken after step {SAVE_AT}: parameter {k} "
                                    "after each later step", explain=ROUNDTRIP_EXPLAIN,
-                  mistakes=tuple(Mistake(ROUNDTRIP_MISTAKES[h], instructor(f"roundtrip.{cls}.{h}.p{k}")) for h in hows)
-                  + first_difference(f"resumed_p{k}", "row", 1e-7, 1e-10))
-            for k in range(N_PARAMS)]
+                  mistakes=tuple(Mistake(ROUNDTRIP_MISTAKES[h], instructor(f"roundtrip.{cls}.{h}.p{k}")) for h in hows),
+                  rows="row")
+            for k in range(N_PARAMS)] + [
+        Close("checkpoint_changed", f"{cls}: 1 when the state_dict() taken after step {SAVE_AT} changed once "
+                                    "training went on (it must stay as it was: 0)", exact=True,
+              explain="state_dict() shares arrays with the optimizer's live state: continuing training changed the "
+                      "checkpoint. Return a copy (copy.deepcopy the state)."),
+        Close("lr_loaded", f"{cls}: optimizer.lr right after load_state_dict() (the lr saved in the checkpoint, "
+                           f"changed after step {LR_CHANGE_AT})",
+              explain="load_state_dict did not restore lr: the resumed optimizer kept its constructor's lr."),
+    ]
+
+
+def _roundtrip_given(cls: str) -> Given:
+    """Judged against the student's own uninterrupted run when that run differs from the reference's."""
+    return Given(f"{cls}.step", tuple(f"uninterrupted_p{k}" for k in range(N_PARAMS)), f"given.roundtrip.{cls}")
 
 
 @LAB.case(points=4, inputs=roundtrip_inputs(PUBLIC_SHAPES, 30, adam_hp()),
           hidden_inputs=(roundtrip_inputs(HIDDEN_SHAPES[0], 34, adam_hp(lr=0.003, beta1=0.8)),
                          roundtrip_inputs(HIDDEN_SHAPES[1], 32, adam_hp(lr=0.03, eps=1e-6))),
-          checks=_roundtrip_checks("Adam", ("aliased", "aliased_arrays", "lr", "fresh", "step")))
+          checks=_roundtrip_checks("Adam", ("aliased", "aliased_arrays", "lr", "fresh", "step")),
+          given=_roundtrip_given("Adam"))
 def state_dict_adam(lab, **inputs):
-    """Adam: state_dict() after step 16, load_state_dict() into a new optimizer, continue identically."""
+    """Adam: state_dict() after step 16, load_state_dict() into a new optimizer, continue identically.
+
+    What it charges: a checkpoint that changes when training goes on (no deep copy), and a restore that
+    loses lr, the step counter or the state. The resumed run must equal the student's OWN uninterrupted
+    run: when that differs from the reference (a wrong update rule, or a None gradient treated as zeros:
+    the trajectory cases charge them), the case is judged against it (``Given``), so a wrong rule costs
+    no points here. A crash in step() (1 - beta**0 = 0) fails every case that steps Adam.
+    """
     return run_roundtrip(lab, "Adam", inputs)
 
 
 @LAB.case(points=3, inputs=roundtrip_inputs(PUBLIC_SHAPES, 30, sgd_hp(momentum=0.9, nesterov=True)),
           hidden_inputs=(roundtrip_inputs(HIDDEN_SHAPES[0], 34, sgd_hp(lr=0.02, momentum=0.7)),
                          roundtrip_inputs(HIDDEN_SHAPES[1], 32, sgd_hp(lr=0.1, momentum=0.9, dampening=0.2))),
-          checks=_roundtrip_checks("SGD", ("aliased", "lr", "fresh")))
+          checks=_roundtrip_checks("SGD", ("aliased", "lr", "fresh")), given=_roundtrip_given("SGD"))
 def state_dict_sgd(lab, **inputs):
-    """SGD with momentum: state_dict() after step 16, load_state_dict(), continue identically."""
+    """SGD with momentum: state_dict() after step 16, load_state_dict(), continue identically.
+
+    Charges what state_dict_adam charges, for SGD's momentum buffer; a wrong momentum or Nesterov rule
+    is judged against the student's own uninterrupted run (``Given``) and costs no points here.
+    """
     return run_roundtrip(lab, "SGD", inputs)
 
 
@@ -613,13 +772,22 @@ def record_lrs(lab: ModuleType, make_scheduler: Callable[[Any], Any], base_lr: f
     return {"lrs": np.array(lrs, dtype=np.float64)}
 
 
-def schedule_check(title: str, named: Sequence[tuple[str, str]]) -> list[Close]:
+def schedule_check(title: str, named: Sequence[tuple[str, str]], terms: Terms | None = None) -> list[Close]:
     """The lrs check; ``named`` = ((description, instructor key), ...): the schedule's closed form with a
-    known bug is the solution's math, so the instructor module predicts it."""
+    known bug is the solution's math, so the instructor module predicts it. ``terms``: the closed form as a
+    sum of terms, to name an error no known mistake matches."""
     return [Close("lrs", f"{title}: optimizer.lr after k = 0..{SCHEDULE_STEPS} scheduler steps", rtol=1e-9,
                   atol=1e-12, explain=SCHEDULE_EXPLAIN,
-                  mistakes=tuple(Mistake(d, instructor(key)) for d, key in named)
-                  + first_difference("lrs", "k", 1e-9, 1e-12, SCHEDULE_STEPS + 1))]
+                  mistakes=tuple(Mistake(d, instructor(key)) for d, key in named), rows="k", terms=terms)]
+
+
+# The cosine as a sum of two terms (its own formula regrouped): a wrong sign, a missing half, a cosine
+# without pi or over a half period are then named by the term they touch (grader/judging/terms.py).
+COSINE_TERMS = Terms("lr(k) = (base_lr + eta_min)/2 + (base_lr - eta_min)/2 * cos(pi k / T_max)", (
+    Term("the constant part (base_lr + eta_min)/2", short="constant part"),
+    Term("the cosine term (base_lr - eta_min)/2 * cos(pi k / T_max)",
+         ("cos(k / T_max), without pi", "cos(pi k / (2 T_max)), a half period"), short="cosine term"),
+), instructor("terms.cosine"))
 
 
 @LAB.case(points=3, inputs=schedule_inputs(step_size=7, gamma=0.5),
@@ -642,7 +810,7 @@ def step_lr(lab, base_lr, step_size, gamma):
               ("off by one: the cosine at k + 1", "lr.cosine.ahead"),
               ("eta_min left out: base_lr * (1 + cos(pi k / T_max)) / 2",
                "lr.cosine.no_eta_min"),
-          ]))
+          ], COSINE_TERMS))
 def cosine_lr(lab, base_lr, T_max, eta_min):
     """CosineAnnealingLR: eta_min + (base_lr - eta_min)(1 + cos(pi k / T_max))/2, 100 steps (past T_max)."""
     return record_lrs(lab, lambda opt: lab.CosineAnnealingLR(opt, T_max=int(T_max), eta_min=float(eta_min)),
@@ -675,9 +843,16 @@ def linear_lr(lab, base_lr, start_factor, end_factor, total_iters):
                "lr.warmup_cosine.global_k"),
               ("switching one step late (milestone < k instead of milestone <= k)",
                "lr.warmup_cosine.late"),
-          ]))
+          ]),
+          given=Given("LinearLR and CosineAnnealingLR", ("warm_alone", "cosine_alone"), "given.warmup_cosine"))
 def warmup_cosine(lab, base_lr, start_factor, milestone, warm_iters, eta_min):
-    """Warm-up then cosine: SequentialLR([LinearLR(total_iters=w > m), CosineAnnealingLR(T_max=100-m)], [m])."""
+    """Warm-up then cosine: SequentialLR([LinearLR(total_iters=w > m), CosineAnnealingLR(T_max=100-m)], [m]).
+
+    What it charges: SequentialLR's switching (when, and that the second schedule restarts at the
+    milestone). The student's LinearLR and CosineAnnealingLR are also run alone with the same arguments;
+    when they differ from the reference's (linear_lr and cosine_lr charge that), this case is judged
+    against the sequence they give, switched at the milestone (``Given``).
+    """
     m = int(milestone)
 
     def make(opt: Any) -> Any:
@@ -685,7 +860,13 @@ def warmup_cosine(lab, base_lr, start_factor, milestone, warm_iters, eta_min):
         cos = lab.CosineAnnealingLR(opt, T_max=SCHEDULE_STEPS - m, eta_min=float(eta_min))
         return lab.SequentialLR(opt, [warm, cos], milestones=[m])
 
-    return record_lrs(lab, make, float(base_lr))
+    out = record_lrs(lab, make, float(base_lr))
+    out["warm_alone"] = record_lrs(lab, lambda opt: lab.LinearLR(opt, start_factor=float(start_factor), end_factor=1.0,
+                                                                 total_iters=int(warm_iters)), float(base_lr))["lrs"]
+    out["cosine_alone"] = record_lrs(lab, lambda opt: lab.CosineAnnealingLR(opt, T_max=SCHEDULE_STEPS - m,
+                                                                            eta_min=float(eta_min)),
+                                     float(base_lr))["lrs"]
+    return out
 
 
 # ----------------------------------------------------------------------------- MNIST

@@ -12,10 +12,13 @@ Keys:
   ``traj.<cls>.<bug>.p<k>``           parameter k's trajectory (initial row included) under ``bug``
   ``state.<cls>.p<k>``                state_per_parameter: one state shared by every parameter
   ``roundtrip.<cls>.<how>.p<k>``      the resumed trajectory after a wrong state_dict round trip
+  ``given.state``, ``given.roundtrip`` the state cases' expected values given the student's own runs
+                                      (``Given`` in cases.py, grader/judging/given.py)
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 
@@ -36,9 +39,10 @@ def _sgd(p: np.ndarray, g: np.ndarray, st: dict, lr: float, t: int, hp: dict, bu
     if wd and "decoupled_wd" in bugs:
         p *= 1.0 - lr * wd
     upd = g
-    if mom and "velocity" in bugs:  # v = m v - lr g; p = p + v
+    if mom and "velocity" in bugs:  # v = m v - lr g; p = p + v (dampening left out)
         st["v"] = -lr * g if "v" not in st else mom * st["v"] - lr * g
-        p += st["v"]
+        # Nesterov in this convention: p += m v - lr g (the look-ahead with the new velocity)
+        p += mom * st["v"] - lr * g if nesterov and "no_nesterov" not in bugs else st["v"]
         return
     if mom:
         old = st.get("buf")
@@ -71,6 +75,7 @@ def _rmsprop(p: np.ndarray, g: np.ndarray, st: dict, lr: float, t: int, hp: dict
     wd, eps, alpha, mom = hp["weight_decay"], hp["eps"], hp["alpha"], hp["momentum"]
     if wd:
         g = g + wd * p
+    alpha = DEFAULTS["alpha"] if "default_alpha" in bugs else alpha  # the constructor's alpha ignored
     a = 1.0 - alpha if "alpha_swapped" in bugs else alpha
     st["sq"] = a * st.get("sq", 0.0) + (1.0 - a) * g * g
     denom = np.sqrt(st["sq"] + eps) if "eps_inside" in bugs else np.sqrt(st["sq"]) + eps
@@ -87,6 +92,10 @@ def _rmsprop(p: np.ndarray, g: np.ndarray, st: dict, lr: float, t: int, hp: dict
 
 def _adam(p: np.ndarray, g: np.ndarray, st: dict, lr: float, t: int, hp: dict, bugs: frozenset) -> None:
     wd, eps, b1, b2 = hp["weight_decay"], hp["eps"], hp["beta1"], hp["beta2"]
+    if "default_betas" in bugs:  # the constructor's betas ignored
+        b1, b2 = DEFAULTS["beta1"], DEFAULTS["beta2"]
+    if "default_eps" in bugs:
+        eps = DEFAULTS["eps"]
     decoupled = hp.get("decoupled", False) != ("l2" in bugs or "decoupled_in_adam" in bugs)
     if wd and decoupled:
         if "decay_without_lr" in bugs:
@@ -158,11 +167,11 @@ BUGS: dict[str, tuple[str, ...]] = {
     "SGD": ("ascent", "ema", "shared", "velocity", "damp_first", "no_nesterov", "nesterov_old", "decoupled_wd",
             "wd_after_momentum", "none_as_zero"),
     "Adagrad": ("eps_inside", "sum_without_wd", "none_as_zero"),
-    "RMSprop": ("eps_inside", "alpha_swapped", "momentum_before_division", "none_as_zero"),
+    "RMSprop": ("eps_inside", "alpha_swapped", "momentum_before_division", "default_alpha", "none_as_zero"),
     "Adam": ("no_bias_correction", "eps_inside", "eps_before_correction", "step_ahead", "global_step",
-             "decoupled_in_adam", "none_as_zero"),
-    "AdamW": ("no_bias_correction", "eps_inside", "eps_before_correction", "l2", "decay_without_lr",
-              "decay_after_update", "none_as_zero"),
+             "decoupled_in_adam", "default_betas", "default_eps", "none_as_zero"),
+    "AdamW": ("no_bias_correction", "eps_inside", "eps_before_correction", "step_ahead", "global_step", "l2",
+              "decay_without_lr", "decay_after_update", "default_betas", "default_eps", "none_as_zero"),
 }
 
 PREDICTORS: dict[str, Predictor] = {}
@@ -175,8 +184,18 @@ def _trajectory(cls: str, k: int, bugs: Sequence[str]) -> Predictor:
         if "shared" in bugs and len(shapes) > 1:  # one buffer for parameters of other shapes: it crashes
             return None
         traj, _, _ = simulate(cls, inputs, bugs)
-        return np.concatenate([inputs[f"x{k}"][None], traj[k]])
+        both = np.concatenate([inputs[f"x{k}"][None], traj[k]])
+        for one in (bugs if len(bugs) > 1 else ()):  # a pair applies only where each of its bugs changes it
+            alone = predict_one(cls, k, [one], inputs)
+            if alone is not None and _same(both, alone):
+                return None
+        return both
     return predict
+
+
+def predict_one(cls: str, k: int, bugs: Sequence[str], inputs: Arrays) -> np.ndarray | None:
+    """``_trajectory(cls, k, bugs)``'s prediction."""
+    return _trajectory(cls, k, bugs)(inputs, {})
 
 
 def _as_cls(inputs: Arrays, cls: str) -> Arrays:
@@ -224,6 +243,9 @@ def _roundtrip(cls: str, k: int, how: str) -> Predictor:
     return predict
 
 
+ROUNDTRIP_HOWS = ("aliased", "aliased_arrays", "lr", "fresh", "step")
+
+
 def _sgd_buffer_aliases_grad(inputs: Arrays) -> list[np.ndarray]:
     """SGD whose momentum buffer starts AS p.grad (no copy), run with gradients handed in as the cases do
     (tests/lab4/cases.py, _set_grads): zeroed in place and accumulated into the same array each step, so
@@ -266,11 +288,106 @@ for _k in range(N_PARAMS):
     for _cls, _bugs in BUGS.items():
         for _bug in _bugs:
             PREDICTORS[f"traj.{_cls}.{_bug}.p{_k}"] = _trajectory(_cls, _k, [_bug])
+        for _a, _b in itertools.permutations(_bugs, 2):  # two mistakes at once: "traj.<cls>.<a>-<b>.p<k>"
+            PREDICTORS[f"traj.{_cls}.{_a}-{_b}.p{_k}"] = _trajectory(_cls, _k, [_a, _b])
     PREDICTORS[f"state.SGD.p{_k}"] = _shared("SGD", _k, ["shared"])
     PREDICTORS[f"state.Adam.p{_k}"] = _shared("Adam", _k, ["shared", "global_step"])
     for _cls in ("Adam", "SGD"):
-        for _how in ("aliased", "aliased_arrays", "lr", "fresh", "step"):
+        for _how in ROUNDTRIP_HOWS:
             PREDICTORS[f"roundtrip.{_cls}.{_how}.p{_k}"] = _roundtrip(_cls, _k, _how)
+
+
+# ----------------------------------------------------------------------------- given the student's own runs
+# ``Given(..., key)`` in cases.py: when the student's update rule differs from the reference's, the state cases
+# are judged against the student's own runs, ``(inputs, got) -> {output: expected}``: three parameters stepped
+# together must follow each one stepped alone; a resumed run must follow the uninterrupted one.
+
+MISTAKE_PREFIX = "__mistake__/"  # grader/judging/case.py: predictions travel with the expected values
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal as the cases' Close checks judge it (rtol 1e-7, atol 1e-10)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= 1e-10 + 1e-7 * np.abs(b)))
+
+
+def _given_state(i: Arrays, g: Arrays) -> Arrays:
+    """Together must follow alone. Where the student's rule on one parameter alone equals the reference's for
+    every parameter of an optimizer, the shared-state predictions (made with the reference's rule) still
+    apply to it, and travel with the expected values so that a shared state is still named."""
+    out: Arrays = {}
+    for cls in ("SGD", "Adam"):
+        c = cls.lower()
+        out.update({f"{c}_p{k}": g[f"{c}_p{k}_alone"] for k in range(N_PARAMS)})
+        inp = _as_cls(i, cls)
+        traj, _, _ = simulate(cls, inp)
+        if all(_same(g[f"{c}_p{k}_alone"], np.concatenate([inp[f"x{k}"][None], traj[k]])) for k in range(N_PARAMS)):
+            out.update({f"{MISTAKE_PREFIX}state.{cls}.p{k}": PREDICTORS[f"state.{cls}.p{k}"](i, {})
+                        for k in range(N_PARAMS)})
+    return out
+
+
+def _given_roundtrip(cls: str) -> Predictor:
+    """Resumed must follow uninterrupted. For each parameter whose uninterrupted run equals the reference's,
+    the wrong-restore predictions (made with the reference's rule) still apply, and travel along."""
+    def given(i: Arrays, g: Arrays) -> Arrays:
+        out: Arrays = {f"resumed_p{k}": g[f"uninterrupted_p{k}"] for k in range(N_PARAMS)}
+        traj, _, _ = simulate(cls, i)
+        for k in range(N_PARAMS):
+            if _same(g[f"uninterrupted_p{k}"], traj[k][SAVE_AT:]):
+                out.update({f"{MISTAKE_PREFIX}roundtrip.{cls}.{how}.p{k}": _roundtrip(cls, k, how)(i, {})
+                            for how in ROUNDTRIP_HOWS})
+        return out
+    return given
+
+
+def _given_nesterov(i: Arrays, g: Arrays) -> Arrays:
+    """sgd_nesterov given the student's own momentum run (nesterov=False): its buffer at step t is
+    (p_{t-1} - p_t) / lr_t, and Nesterov's step is p_t = p_{t-1} - lr_t * (g_t + momentum * buf_t). The
+    predictions of SGD's known wrong rules are exact programs: they travel along, so that one the student's
+    trajectory equals is still named."""
+    m, out = float(i["momentum"]), {}
+    for k in range(N_PARAMS):
+        plain, p = np.asarray(g[f"momentum_p{k}"], dtype=np.float64), np.array(i[f"x{k}"], dtype=np.float64)
+        traj = [p.copy()]
+        for t in range(len(i["lrs"])):
+            if i[f"has{k}"][t]:
+                lr = float(i["lrs"][t])
+                p = p - lr * (i[f"g{k}"][t] + m * (plain[t] - plain[t + 1]) / lr)
+            traj.append(p.copy())
+        out[f"p{k}"] = np.stack(traj)
+        for bug in (*BUGS["SGD"], "buffer_aliases_grad"):
+            value = PREDICTORS[f"traj.SGD.{bug}.p{k}"](i, {})
+            if value is not None:
+                out[f"{MISTAKE_PREFIX}traj.SGD.{bug}.p{k}"] = value
+    return out
+
+
+def _given_adamw(i: Arrays, g: Arrays) -> Arrays:
+    """adamw given the student's own Adam run with weight_decay=0 (q): with fixed gradients Adam's update does
+    not depend on p, so AdamW's step is p_t = p_{t-1} * (1 - lr_t * wd) - (q_{t-1} - q_t). AdamW's known wrong
+    rules travel along (exact programs), as for sgd_nesterov."""
+    wd, out = float(i["weight_decay"]), {}
+    for k in range(N_PARAMS):
+        plain, p = np.asarray(g[f"adam_p{k}"], dtype=np.float64), np.array(i[f"x{k}"], dtype=np.float64)
+        traj = [p.copy()]
+        for t in range(len(i["lrs"])):
+            if i[f"has{k}"][t]:
+                p = p * (1.0 - float(i["lrs"][t]) * wd) - (plain[t] - plain[t + 1])
+            traj.append(p.copy())
+        out[f"p{k}"] = np.stack(traj)
+        for bug in BUGS["AdamW"]:
+            value = PREDICTORS[f"traj.AdamW.{bug}.p{k}"](i, {})
+            if value is not None:
+                out[f"{MISTAKE_PREFIX}traj.AdamW.{bug}.p{k}"] = value
+    return out
+
+
+PREDICTORS["given.nesterov"] = _given_nesterov
+PREDICTORS["given.adamw"] = _given_adamw
+PREDICTORS["given.state"] = _given_state
+PREDICTORS["given.roundtrip.SGD"] = _given_roundtrip("SGD")
+PREDICTORS["given.roundtrip.Adam"] = _given_roundtrip("Adam")
 
 
 # ----------------------------------------------------------------------------- schedules
@@ -303,6 +420,23 @@ def _warmup_cosine(i: Arrays, shift: float = 1.0, late: bool = False) -> np.ndar
     cos = _cosine({**i, "T_max": np.array(SCHEDULE_STEPS - m)}, k - m * shift)
     return np.where(k > m if late else k >= m, cos, warm)
 
+
+def _cosine_terms(i: Arrays, e: Arrays) -> np.ndarray:
+    """tests/lab4/cases.py COSINE_TERMS: the constant part, the cosine term, then the cosine term's variants."""
+    eta, base, t_max, k = float(i["eta_min"]), float(i["base_lr"]), float(i["T_max"]), _k()
+    half = (base - eta) / 2
+    return np.stack([np.full_like(k, (base + eta) / 2), half * np.cos(np.pi * k / t_max),
+                     half * np.cos(k / t_max), half * np.cos(np.pi * k / (2 * t_max))])
+
+
+def _given_warmup_cosine(i: Arrays, g: Arrays) -> Arrays:
+    """SequentialLR's answer given the student's own LinearLR and CosineAnnealingLR (each run alone)."""
+    k, m = _k().astype(int), int(i["milestone"])
+    return {"lrs": np.where(k < m, g["warm_alone"], g["cosine_alone"][np.maximum(k - m, 0)])}
+
+
+PREDICTORS["terms.cosine"] = _cosine_terms
+PREDICTORS["given.warmup_cosine"] = _given_warmup_cosine
 
 PREDICTORS.update({
     "lr.step.late": lambda i, e: _steplr(i, _k() - 1),
