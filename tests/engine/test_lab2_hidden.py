@@ -19,9 +19,9 @@ LAB = load_cases("lab2", paths.tests_dir())
 BN, DR = "batchnorm.py", "dropout.py"
 
 HARD_CODED = {
-    # momentum ignored: always the public 0.1
-    "momentum-hard-coded": ({BN: [("m = self.momentum", "m = 0.1")]},
-                            ["bn1d_running_stats", "bn1d_eval_forward", "bn2d_running_stats_and_eval"]),
+    # momentum ignored: always the public 0.1 (eval cases are judged given the student's own running
+    # statistics, so they pass: the bug costs points in the running-statistics cases only)
+    "momentum-hard-coded": ({BN: [("m = self.momentum", "m = 0.1")]}, ["bn1d_running_stats", "bn2d_running_stats"]),
     # eps ignored in the training forward: always the public 1e-5
     "eps-hard-coded": ({BN: [("std = np.sqrt(var + self.eps)", "std = np.sqrt(var + 1e-5)")]},
                        ["bn1d_train_forward", "bn2d_train_forward", "bn2d_backward"]),
