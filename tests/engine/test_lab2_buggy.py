@@ -49,6 +49,10 @@ UNROWS_BWD = "return dx.reshape(n, h, w, c).transpose(0, 3, 1, 2)"
 MASK = "self._scale = (self.rng.random(x.shape) >= self.p) / (1.0 - self.p)"
 DR_BWD = "return grad_output * self._scale"
 DR_EVAL = "if not self.training or self.p == 0.0:"
+MD = "model.py"
+BUILD = ("    return Sequential(Linear(784, 128, rng), BatchNorm1d(128), ReLU(), Dropout(0.2, rng=rng),\n"
+         "                      Linear(128, 10, rng))\n")
+FIT_RNG = "rng = np.random.default_rng(seed)"
 
 def _reference_region(file: str, start: str, end: str = "        ### END SOLUTION") -> str:
     """The reference's text from ``start`` to ``end`` (excluded): a patch that replaces a whole body."""
@@ -253,6 +257,53 @@ BUGS = [
         "bn2d_backward": ["the gradient of a forward with statistics over axis 0 only", FOLLOWS,
                           "x_hat from a forward with statistics over axis 0 only"],
     }),
+    # ---------------------------------------------------------------- the MNIST model's structure
+    # Each of these still trains (see scripts/lab2_structure_accuracy.py for what they reach on MNIST); only
+    # mnist_model_structure, which inspects the model and two tiny fit_mnist runs, can fail them.
+    bug("model-without-batchnorm", {MD: [(BUILD, "    return Sequential(Linear(784, 128, rng), ReLU(), "
+                                                 "Dropout(0.2, rng=rng), Linear(128, 10, rng))\n")]}, {
+        "mnist_model_structure": ["holds a BatchNorm1d that its training forward goes through",
+                                  "no BatchNorm1d of this lab (lab2.BatchNorm1d) is called"],
+    }),
+    # A BatchNorm1d built but left out of the Sequential: present as an attribute, never called.
+    bug("model-batchnorm-never-called", {MD: [(BUILD, "    model = Sequential(Linear(784, 128, rng), ReLU(), "
+                                                      "Dropout(0.2, rng=rng), Linear(128, 10, rng))\n"
+                                                      "    model.bn = BatchNorm1d(128)\n    return model\n")]}, {
+        "mnist_model_structure": ["no BatchNorm1d of this lab (lab2.BatchNorm1d) is called"],
+    }),
+    bug("model-without-dropout", {MD: [(BUILD, "    return Sequential(Linear(784, 128, rng), BatchNorm1d(128), "
+                                               "ReLU(), Linear(128, 10, rng))\n")]}, {
+        "mnist_model_structure": ["holds a Dropout with p > 0", "no Dropout of this lab (lab2.Dropout) with p > 0"],
+    }),
+    bug("model-dropout-p-zero", {MD: [(BUILD, BUILD.replace("Dropout(0.2, rng=rng)", "Dropout(0.0, rng=rng)"))]}, {
+        "mnist_model_structure": ["no Dropout of this lab (lab2.Dropout) with p > 0"],
+    }),
+    bug("model-dropout-without-rng", {MD: [(BUILD, BUILD.replace("Dropout(0.2, rng=rng)", "Dropout(0.2)"))]}, {
+        "mnist_model_structure": ["two runs with the same seed give the same model",
+                                  "a Dropout left with its own unseeded generator", "Dropout(0.2, rng=rng)"],
+    }),
+    bug("fit-mnist-unseeded-generator", {MD: [(FIT_RNG, "rng = np.random.default_rng()")]}, {
+        "mnist_model_structure": ["two runs with the same seed give the same model",
+                                  "np.random.default_rng() without a seed"],
+    }),
+    bug("fit-mnist-ignores-its-seed", {MD: [(FIT_RNG, "rng = np.random.default_rng(0)")]}, {
+        "mnist_model_structure": ["runs with different seeds give different models", "the seed is ignored"],
+    }),
+    # ---------------------------------------------------------------- regimes a hidden variant uses, public too
+    # BatchNorm1d's N >= 2 check copied into BatchNorm2d: a hidden variant of bn2d_backward has N = 1.
+    bug("bn2d-refuses-one-image", {BN: [(ROWS_FWD, "if n < 2:\n            raise ValueError(f'BatchNorm2d needs "
+                                                   "at least 2 samples per batch in training, got {n}')\n"
+                                                   f"        {ROWS_FWD}")]}, {
+        "bn2d_train_forward": ["on ONE image (N = 1) raised ValueError", "BatchNorm2d must work on a single image"],
+    }),
+    # 1 / (1 - p) at p = 1: 0 / 0 (a hidden variant of dropout_eval_and_edges reaches p = 0.97, none p = 1).
+    bug("dropout-p-one-gives-nan", {DR: [("        if self.p == 1.0:\n            self._scale = np.zeros_like(x)\n"
+                                          "        else:\n            self._scale = (self.rng.random(x.shape) >= "
+                                          "self.p) / (1.0 - self.p)\n",
+                                          "        self._scale = (self.rng.random(x.shape) >= self.p) / (1.0 - "
+                                          "self.p)\n")]}, {
+        "dropout_eval_and_edges": ["Dropout(p=1).forward in training: y must be all zeros", "handle p = 1 apart"],
+    }),
     # ---------------------------------------------------------------- Dropout
     bug("dropout-p-as-keep-probability", {DR: [(MASK, "self._scale = (self.rng.random(x.shape) < self.p) / self.p")]}, {
         "dropout_train_forward": ["p used as the probability to KEEP", "expected = 0.3", "got      = 0.7"],
@@ -407,6 +458,14 @@ def _running_in_place(files):
         .replace(RUN_VAR, "self.running_var *= 1.0 - m\n        self.running_var += m * x.var(axis=0, ddof=1)")
 
 
+def _deeper_model(files):
+    """Two hidden layers, BatchNorm after the ReLU, Dropout 0.1 in a nested Sequential: still the lab's model."""
+    files[MD] = files[MD].replace(BUILD, (
+        "    block = Sequential(Linear(256, 64, rng), ReLU(), BatchNorm1d(64))\n"
+        "    return Sequential(Linear(784, 256, rng), ReLU(), BatchNorm1d(256), Sequential(Dropout(0.1, rng=rng)),\n"
+        "                      block, Linear(64, 10, rng))\n"))
+
+
 ALTERNATIVES = [
     alternative("compact-backward-formula", _compact),
     alternative("bn2d-with-axes-not-reshape", _bn2d_axes),
@@ -414,13 +473,14 @@ ALTERNATIVES = [
     alternative("dropout-mask-by-binomial", _dropout_binomial),
     alternative("dropout-mask-by-uniform-below-keep", _dropout_uniform_lt),
     alternative("running-stats-in-place-with-ddof", _running_in_place),
+    alternative("deeper-model-other-order", _deeper_model),
 ]
 
 
 @pytest.mark.parametrize("edit", ALTERNATIVES)
 def test_correct_alternative_keeps_full_marks(patched_reference, request, edit) -> None:
     root = patched_reference(request.node.callspec.id, {}, lab="lab2")
-    files = {name: (root / "lab2" / name).read_text() for name in (BN, DR)}
+    files = {name: (root / "lab2" / name).read_text() for name in (BN, DR, MD)}
     before = dict(files)
     edit(files)
     assert files != before, "the alternative did not change anything"
