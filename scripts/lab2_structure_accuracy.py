@@ -19,14 +19,16 @@ import statistics
 import time
 from collections.abc import Callable
 from types import ModuleType
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from grader import paths
-from grader.data import mnist  # first: it pins BLAS to one thread before NumPy does real work
+from grader.data import mnist  # before NumPy loads: it pins BLAS to one thread
 from grader.isolation.loading import load_cases, load_package
 
-Builder = Callable[[ModuleType, np.random.Generator], object]
+if TYPE_CHECKING:
+    import numpy as np
+
+Builder = Callable[[ModuleType, "np.random.Generator"], object]
 
 
 def _mlp(lab: ModuleType, rng: np.random.Generator, *, batchnorm: bool, dropout: bool, seeded: bool = True) -> object:

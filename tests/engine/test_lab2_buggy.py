@@ -103,6 +103,7 @@ SWAPPED = "gamma and beta swapped"
 NO_SCALING = "no inverted-dropout scaling"
 RAISED = "your code raised an error"
 TWO_AT_ONCE = "matches two known mistakes at once"
+PAIR = "two mistakes at once:"
 TWICE = "correction applied twice to running_var"
 FORWARD_TOO = "so your FORWARD differs from the reference as well"
 FOLLOWS = "so the forward (or a convention) differs from the reference, and backward follows it"
@@ -157,6 +158,24 @@ BUGS = [
     bug("biased-running-var", {BN: [(RUN_VAR, "self.running_var = (1.0 - m) * self.running_var + m * var")]}, {
         "bn1d_running_stats": ["BatchNorm1d.running_var after training steps", BIASED, "divide by N - 1"],
         "bn2d_running_stats": [BIASED],
+    }),
+    # Two conventions at once: Keras' momentum and the biased variance (one listed prediction for the pair).
+    bug("keras-momentum-and-biased-running-var", {BN: [
+        (RUN_MEAN, "self.running_mean = m * self.running_mean + (1.0 - m) * mu"),
+        (RUN_VAR, "self.running_var = m * self.running_var + (1.0 - m) * var"),
+    ]}, {
+        "bn1d_running_stats": [KERAS, "; and running_var updated with the BIASED batch variance"],
+        "bn2d_running_stats": [KERAS],
+    }),
+    # Two forward mistakes at once, found by trying pairs of the listed ones.
+    bug("eps-outside-sqrt-and-gamma-beta-swapped", {BN: [
+        (STD, "std = np.sqrt(var) + self.eps"), (FWD_OUT, "return self.bias.data * x_hat + self.weight.data")]}, {
+        "bn1d_train_forward": [PAIR, EPS_OUTSIDE, SWAPPED],
+        "bn1d_batch_sizes": [PAIR, EPS_OUTSIDE, SWAPPED],
+        "bn1d_backward_dx": [GRAD_DISAGREES],
+        "bn1d_backward_params": [GRAD_DISAGREES],
+        "bn2d_train_forward": [PAIR, EPS_OUTSIDE, SWAPPED],
+        "bn2d_backward": [GRAD_DISAGREES],
     }),
     bug("running-stats-not-updated", {BN: [(f"        {RUN_MEAN}\n        {RUN_VAR}\n", "")]}, {
         "bn1d_running_stats": [NOT_UPDATED],

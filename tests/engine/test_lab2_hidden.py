@@ -42,3 +42,4 @@ def test_hard_coded_public_hyperparameters_fail_only_on_hidden_variants(sandbox,
     for case in hidden.cases:
         assert not case.passed, f"{case.name} passed its hidden variants with {bug_id}"
         assert "hidden variant" in case.output, case.output
+        assert "(inputs: " in case.output, case.output  # says what kind of input the variant used

@@ -129,19 +129,35 @@ def bn1d_inputs(n: int, d: int, eps: float = 1e-5, momentum: float = 0.1):
     return described(f"N={n}, D={d}, eps={eps:g}, momentum={momentum:g}", make)
 
 
+def _with_pairs(singles: tuple[tuple[str, str], ...], exclusive: tuple[frozenset[str], ...],
+                key: Callable[[str], str]) -> tuple[Mistake, ...]:
+    """Each known mistake (bug name, description), then every pair of them at once (a student often makes
+    two: their effects do not add up in a normalisation, so each pair is predicted as such). Two bugs of
+    one ``exclusive`` group (two ways to choose the axes) cannot happen together. ``key(bug)`` names the
+    instructor prediction; a pair's is ``key("a-b")`` (solutions/lab2/instructor/mistakes.py)."""
+    mistakes = [Mistake(description, instructor(key(bug))) for bug, description in singles]
+    for k, (a, da) in enumerate(singles):
+        for b, db in singles[k + 1:]:
+            if not any(a in group and b in group for group in exclusive):
+                mistakes.append(Mistake(f"two mistakes at once: {da}; AND {db}", instructor(key(f"{a}-{b}"))))
+    return tuple(mistakes)
+
+
+FORWARD_1D = (
+    ("eps_outside", "eps outside the square root: x_hat = (x - mean) / (sqrt(var) + eps); the convention is "
+                    "(x - mean) / sqrt(var + eps)"),
+    ("unbiased", "normalising with the UNBIASED variance (divide by N - 1); normalise with the biased one "
+                 "(divide by N), keep N / (N - 1) for running_var only"),
+    ("axis1", "statistics over axis 1 (each sample's features) instead of axis 0 (the batch)"),
+    ("swapped", "gamma and beta swapped: y = beta * x_hat + gamma"),
+    ("no_affine", "leaving out gamma and beta (returning x_hat)"),
+)
+AFFINE = frozenset({"swapped", "no_affine"})  # two ways to get gamma and beta wrong: one at a time
+
+
 def _forward_mistakes(key: str = "x") -> tuple[Mistake, ...]:
-    """Known wrong training forwards of BatchNorm1d on the input ``key``."""
-    def y(bug: str) -> Any:
-        return instructor(f"bn1d_y.{bug}.{key}")
-    return (
-        Mistake("eps outside the square root: x_hat = (x - mean) / (sqrt(var) + eps); the convention is "
-                "(x - mean) / sqrt(var + eps)", y("eps_outside")),
-        Mistake("normalising with the UNBIASED variance (divide by N - 1); normalise with the biased one "
-                "(divide by N), keep N / (N - 1) for running_var only", y("unbiased")),
-        Mistake("statistics over axis 1 (each sample's features) instead of axis 0 (the batch)", y("axis1")),
-        Mistake("gamma and beta swapped: y = beta * x_hat + gamma", y("swapped")),
-        Mistake("leaving out gamma and beta (returning x_hat)", y("no_affine")),
-    )
+    """Known wrong training forwards of BatchNorm1d on the input ``key``, and pairs of them."""
+    return _with_pairs(FORWARD_1D, (AFFINE,), lambda bug: f"bn1d_y.{bug}.{key}")
 
 
 @LAB.case(points=8, inputs=bn1d_inputs(6, 4),
@@ -464,17 +480,18 @@ AXES_2D = "statistics per CHANNEL over axes (0, 2, 3), i.e. over N, H and W"
 FLAT_RESHAPE = ("x.reshape(-1, C) without moving the channel axis last first: the rows mix channels and pixels; "
                 "use x.transpose(0, 2, 3, 1).reshape(-1, C) (and undo both after)")
 AXES0_FORWARD = f"statistics over axis 0 only (per channel AND pixel); the convention is {AXES_2D}"
-BN2D_MISTAKES = (
-    Mistake(AXES0_FORWARD, instructor("bn2d_y.axes0")),
-    Mistake(f"statistics over axes (2, 3) only (per sample and channel: that is instance norm); {AXES_2D}",
-            instructor("bn2d_y.axes23")),
-    Mistake(f"statistics over axes (0, 1) (N and C); {AXES_2D}", instructor("bn2d_y.axes01")),
-    Mistake(FLAT_RESHAPE, instructor("bn2d_y.flat_reshape")),
-    Mistake("eps outside the square root: (x - mean) / (sqrt(var) + eps)", instructor("bn2d_y.eps_outside")),
-    Mistake("normalising with the UNBIASED variance (divide by M - 1, M = N * H * W); normalise with the biased "
-            "one, keep M / (M - 1) for running_var only", instructor("bn2d_y.unbiased")),
-    Mistake("gamma and beta swapped: y = beta * x_hat + gamma", instructor("bn2d_y.swapped")),
+FORWARD_2D = (
+    ("axes0", AXES0_FORWARD),
+    ("axes23", f"statistics over axes (2, 3) only (per sample and channel: that is instance norm); {AXES_2D}"),
+    ("axes01", f"statistics over axes (0, 1) (N and C); {AXES_2D}"),
+    ("flat_reshape", FLAT_RESHAPE),
+    ("eps_outside", "eps outside the square root: (x - mean) / (sqrt(var) + eps)"),
+    ("unbiased", "normalising with the UNBIASED variance (divide by M - 1, M = N * H * W); normalise with the "
+                 "biased one, keep M / (M - 1) for running_var only"),
+    ("swapped", "gamma and beta swapped: y = beta * x_hat + gamma"),
 )
+BN2D_MISTAKES = _with_pairs(FORWARD_2D, (frozenset({"axes0", "axes23", "axes01", "flat_reshape"}),),
+                            lambda bug: f"bn2d_y.{bug}")
 
 
 @LAB.case(points=7, inputs=bn2d_inputs((3, 4, 2, 5)),

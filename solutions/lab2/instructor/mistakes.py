@@ -121,18 +121,40 @@ def _batches2d(i: Arrays) -> list[np.ndarray]:
 PREDICTORS: dict[str, Predictor] = {}
 
 
-def _forward_1d(src: str) -> None:
-    def y(**kw: Any) -> Predictor:
-        return lambda i, e: _affine(_normalise(i[src], _eps(i), **kw), i["gamma"], i["beta"])
-    PREDICTORS[f"bn1d_y.eps_outside.{src}"] = y(eps_outside=True)
-    PREDICTORS[f"bn1d_y.unbiased.{src}"] = y(ddof=True)
-    PREDICTORS[f"bn1d_y.axis1.{src}"] = y(axes=(1,))
-    PREDICTORS[f"bn1d_y.swapped.{src}"] = lambda i, e: _affine(_normalise(i[src], _eps(i)), i["beta"], i["gamma"])
-    PREDICTORS[f"bn1d_y.no_affine.{src}"] = lambda i, e: _normalise(i[src], _eps(i))
+# Each forward bug as switches of one forward; a pair of bugs is both switch sets at once (cases.py lists
+# the singles and every pair not within one exclusive group: two settings of the same switch).
+FORWARD_1D: dict[str, dict[str, Any]] = {"eps_outside": {"eps_outside": True}, "unbiased": {"ddof": True},
+                                         "axis1": {"axes": (1,)}, "swapped": {"affine": "swapped"},
+                                         "no_affine": {"affine": "none"}}
+
+
+def _forward(x: np.ndarray, i: Arrays, axes: tuple[int, ...] = (0,), affine: str = "ok", flat: bool = False,
+             **kw: Any) -> np.ndarray:
+    """BatchNorm's training forward of ``x`` with the case's gamma, beta, eps, under bug switches."""
+    g, b = i["gamma"], i["beta"]
+    if flat:  # BatchNorm2d through x.reshape(-1, C): rows that mix channels and pixels
+        c = x.shape[1]
+        return _forward(x.reshape(-1, c), i, affine=affine, **kw).reshape(x.shape)
+    xhat = _normalise(x, _eps(i), axes, **kw)
+    return xhat if affine == "none" else _affine(xhat, b, g) if affine == "swapped" else _affine(xhat, g, b)
+
+
+def _register_forwards(prefix: str, table: dict[str, dict[str, Any]], src: str, suffix: str = "",
+                       base: dict[str, Any] | None = None) -> None:
+    """Predictions of every single bug of ``table`` and of every pair whose switches do not collide
+    (``base``: the correct settings a bug does not change, e.g. BatchNorm2d's axes)."""
+    def predict(kw: dict[str, Any]) -> Predictor:
+        return lambda i, e: _forward(i[src], i, **{**(base or {}), **kw})
+    names = list(table)
+    for k, a in enumerate(names):
+        PREDICTORS[f"{prefix}.{a}{suffix}"] = predict(table[a])
+        for b in names[k + 1:]:
+            if not set(table[a]) & set(table[b]):
+                PREDICTORS[f"{prefix}.{a}-{b}{suffix}"] = predict({**table[a], **table[b]})
 
 
 for _src in ("x", "x_small", "x_large"):
-    _forward_1d(_src)
+    _register_forwards("bn1d_y", FORWARD_1D, _src, f".{_src}")
 
 
 def _running_1d(which: int, **kw: Any) -> Predictor:
@@ -174,16 +196,12 @@ def _y2d(i: Arrays, axes: tuple[int, ...], **kw: Any) -> np.ndarray:
     return _affine(_normalise(i["x"], _eps(i), axes, **kw), i["gamma"], i["beta"])
 
 
-def _y2d_flat(i: Arrays) -> np.ndarray:
-    x, c = i["x"], i["x"].shape[1]
-    return _affine(_normalise(x.reshape(-1, c), _eps(i)), i["gamma"], i["beta"]).reshape(x.shape)
-
-
-PREDICTORS["bn2d_y.axes0"] = lambda i, e: _y2d(i, (0,))
-PREDICTORS["bn2d_y.axes23"] = lambda i, e: _y2d(i, (2, 3))
-PREDICTORS["bn2d_y.axes01"] = lambda i, e: _y2d(i, (0, 1))
-PREDICTORS["bn2d_y.flat_reshape"] = lambda i, e: _y2d_flat(i)
-PREDICTORS["bn2d_y.eps_outside"] = lambda i, e: _y2d(i, (0, 2, 3), eps_outside=True)
+# "axes" and "flat" both choose the statistics' axes: one key, so that they never pair.
+FORWARD_2D: dict[str, dict[str, Any]] = {
+    "axes0": {"axes": (0,)}, "axes23": {"axes": (2, 3)}, "axes01": {"axes": (0, 1)},
+    "flat_reshape": {"axes": (0,), "flat": True}, "eps_outside": {"eps_outside": True}, "unbiased": {"ddof": True},
+    "swapped": {"affine": "swapped"}}
+_register_forwards("bn2d_y", FORWARD_2D, "x", base={"axes": (0, 2, 3)})
 
 
 def _running2d(i: Arrays, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -239,8 +257,6 @@ PREDICTORS["bn2d_dx.terms"] = lambda i, e: np.stack(_dx_terms(i["x"], i["gamma"]
 # given the student's own running statistics, so it is not charged there again).
 
 PREDICTORS["bn1d_running.var.twice"] = _running_1d(1, twice=True)
-PREDICTORS["bn2d_y.unbiased"] = lambda i, e: _y2d(i, (0, 2, 3), ddof=True)
-PREDICTORS["bn2d_y.swapped"] = lambda i, e: _affine(_normalise(i["x"], _eps(i), (0, 2, 3)), i["beta"], i["gamma"])
 PREDICTORS["bn2d_running.var.twice"] = lambda i, e: _running2d(i, twice=True)[1]
 
 
