@@ -16,6 +16,7 @@ from grader.runner import grade
 pytestmark = pytest.mark.sandbox
 
 LAB = load_cases("lab2", paths.tests_dir())
+HANDOUT = (paths.labs_dir() / "lab2" / "README.md").read_text(encoding="utf-8")
 BN, DR = "batchnorm.py", "dropout.py"
 
 HARD_CODED = {
@@ -43,3 +44,6 @@ def test_hard_coded_public_hyperparameters_fail_only_on_hidden_variants(sandbox,
         assert not case.passed, f"{case.name} passed its hidden variants with {bug_id}"
         assert "hidden variant" in case.output, case.output
         assert "(inputs: " in case.output, case.output  # says what kind of input the variant used
+        if bug_id == "momentum-hard-coded" and case.name == "bn1d_running_stats":  # the handout quotes it
+            quoted = " ".join(HANDOUT.split("e.g. `", 1)[1].split("`", 1)[0].split())
+            assert case.output.splitlines()[0] == f"{quoted}:", (case.output, quoted)
