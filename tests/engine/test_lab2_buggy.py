@@ -49,6 +49,40 @@ UNROWS_BWD = "return dx.reshape(n, h, w, c).transpose(0, 3, 1, 2)"
 MASK = "self._scale = (self.rng.random(x.shape) >= self.p) / (1.0 - self.p)"
 DR_BWD = "return grad_output * self._scale"
 DR_EVAL = "if not self.training or self.p == 0.0:"
+MD = "model.py"
+BUILD = ("    return Sequential(Linear(784, 128, rng), BatchNorm1d(128), ReLU(), Dropout(0.2, rng=rng),\n"
+         "                      Linear(128, 10, rng))\n")
+FIT_RNG = "rng = np.random.default_rng(seed)"
+
+def _reference_region(file: str, start: str, end: str = "        ### END SOLUTION") -> str:
+    """The reference's text from ``start`` to ``end`` (excluded): a patch that replaces a whole body."""
+    text = (paths.solutions_dir() / "lab2" / file).read_text()
+    i = text.index(start)
+    return text[i:text.index(end, i)]
+
+
+BN2D_FWD_BODY = _reference_region(BN, "        n, c, h, w = x.shape\n")
+BN2D_BWD_BODY = _reference_region(BN, "        n, c, h, w = grad_output.shape\n")
+AXES0_2D = """        g, b = self.weight.data.reshape(1, -1, 1, 1), self.bias.data.reshape(1, -1, 1, 1)
+        if not self.training:
+            rm, rv = self.running_mean.reshape(1, -1, 1, 1), self.running_var.reshape(1, -1, 1, 1)
+            return g * (x - rm) / np.sqrt(rv + self.eps) + b
+        n = x.shape[0]
+        mu = x.mean(axis=0)
+        xc = x - mu
+        var = (xc**2).mean(axis=0)
+        self._istd = 1.0 / np.sqrt(var + self.eps)
+        self._x_hat = xc * self._istd
+        m = self.momentum
+        self.running_mean = (1 - m) * self.running_mean + m * mu.mean(axis=(1, 2))
+        self.running_var = (1 - m) * self.running_var + m * var.mean(axis=(1, 2)) * n / (n - 1)
+        return g * self._x_hat + b
+"""
+AXES0_2D_BWD = """        self.bias.grad += grad_output.sum(axis=(0, 2, 3))
+        self.weight.grad += (grad_output * self._x_hat).sum(axis=(0, 2, 3))
+        dx_hat = grad_output * self.weight.data.reshape(1, -1, 1, 1)
+        return self._istd * (dx_hat - dx_hat.mean(axis=0) - self._x_hat * (dx_hat * self._x_hat).mean(axis=0))
+"""
 
 GRAD_DISAGREES = "numerical gradient"  # the engine words the rest (it may say whether forward or backward is off)
 EPS_OUTSIDE = "eps outside the square root"
@@ -69,6 +103,7 @@ SWAPPED = "gamma and beta swapped"
 NO_SCALING = "no inverted-dropout scaling"
 RAISED = "your code raised an error"
 TWO_AT_ONCE = "matches two known mistakes at once"
+PAIR = "two mistakes at once:"
 TWICE = "correction applied twice to running_var"
 FORWARD_TOO = "so your FORWARD differs from the reference as well"
 FOLLOWS = "so the forward (or a convention) differs from the reference, and backward follows it"
@@ -97,11 +132,10 @@ BUGS = [
         "bn1d_batch_sizes": [UNBIASED_NORM],
         # var feeds the running variance too: it is now corrected twice.
         "bn1d_running_stats": ["BatchNorm1d.running_var after training steps", TWICE],
-        "bn1d_eval_forward": ["BatchNorm1d.forward in eval mode", TWICE],
         "bn1d_backward_dx": [GRAD_DISAGREES, FORWARD_TOO],
         "bn1d_backward_params": ["BatchNorm1d.backward: weight.grad (dL/dgamma)", FOLLOWS],
         "bn2d_train_forward": ["BatchNorm2d.forward (training): output y", UNBIASED_NORM],
-        "bn2d_running_stats_and_eval": ["BatchNorm2d.running_var after training steps", TWICE],
+        "bn2d_running_stats": ["BatchNorm2d.running_var after training steps", TWICE],
         "bn2d_backward": [GRAD_DISAGREES, FORWARD_TOO],
     }),
     bug("gamma-beta-swapped", {BN: [(FWD_OUT, "return self.bias.data * x_hat + self.weight.data")]}, {
@@ -119,30 +153,47 @@ BUGS = [
     ]}, {
         "bn1d_running_stats": ["BatchNorm1d.running_mean after training steps", KERAS,
                                "running = (1 - momentum) * running + momentum * batch"],
-        "bn1d_eval_forward": [f"eval with running statistics from {KERAS}"],
-        "bn2d_running_stats_and_eval": [KERAS],
+        "bn2d_running_stats": [KERAS],
     }),
     bug("biased-running-var", {BN: [(RUN_VAR, "self.running_var = (1.0 - m) * self.running_var + m * var")]}, {
         "bn1d_running_stats": ["BatchNorm1d.running_var after training steps", BIASED, "divide by N - 1"],
-        "bn1d_eval_forward": [f"eval with {BIASED}"],
-        "bn2d_running_stats_and_eval": [BIASED],
+        "bn2d_running_stats": [BIASED],
+    }),
+    # Two conventions at once: Keras' momentum and the biased variance (one listed prediction for the pair).
+    bug("keras-momentum-and-biased-running-var", {BN: [
+        (RUN_MEAN, "self.running_mean = m * self.running_mean + (1.0 - m) * mu"),
+        (RUN_VAR, "self.running_var = m * self.running_var + (1.0 - m) * var"),
+    ]}, {
+        "bn1d_running_stats": [KERAS, "; and running_var updated with the BIASED batch variance"],
+        "bn2d_running_stats": [KERAS],
+    }),
+    # Two forward mistakes at once, found by trying pairs of the listed ones.
+    bug("eps-outside-sqrt-and-gamma-beta-swapped", {BN: [
+        (STD, "std = np.sqrt(var) + self.eps"), (FWD_OUT, "return self.bias.data * x_hat + self.weight.data")]}, {
+        "bn1d_train_forward": [PAIR, EPS_OUTSIDE, SWAPPED],
+        "bn1d_batch_sizes": [PAIR, EPS_OUTSIDE, SWAPPED],
+        "bn1d_backward_dx": [GRAD_DISAGREES],
+        "bn1d_backward_params": [GRAD_DISAGREES],
+        "bn2d_train_forward": [PAIR, EPS_OUTSIDE, SWAPPED],
+        "bn2d_backward": [GRAD_DISAGREES],
     }),
     bug("running-stats-not-updated", {BN: [(f"        {RUN_MEAN}\n        {RUN_VAR}\n", "")]}, {
         "bn1d_running_stats": [NOT_UPDATED],
-        "bn1d_eval_forward": ["eval with running statistics that were never updated in training"],
-        "bn2d_running_stats_and_eval": [NOT_UPDATED],
+        "bn2d_running_stats": [NOT_UPDATED],
     }),
     bug("eval-uses-batch-stats", {BN: [(EVAL_BRANCH, "        if False:\n            return")]}, {
         "bn1d_eval_forward": [BATCH_IN_EVAL, "must use running_mean and running_var"],
-        "bn2d_running_stats_and_eval": [BATCH_IN_EVAL],
+        "bn2d_eval_forward": [BATCH_IN_EVAL],
         "train_eval_nested": ["eval output independent of the rest of the batch",
                               "your layers must read self.training"],
     }),
+    # The eval cases pass: float32 running statistics count as differing from the reference's (given.py),
+    # so eval is judged given them, and their rounding is not charged again there.
     bug("running-var-float32", {BN: [
         (RUN_VAR, f"self.running_var = ({RUN_VAR.split(' = ', 1)[1]}).astype(np.float32)")]}, {
         "bn1d_float64": ["got     [0:6] = [8. 8. 8. 4. 8. 8.]", "A 4 is float32"],
         "bn1d_running_stats": ["dtype: expected float64, got float32"],
-        "bn2d_running_stats_and_eval": ["dtype: expected float64, got float32"],
+        "bn2d_running_stats": ["dtype: expected float64, got float32"],
     }),
     # ---------------------------------------------------------------- backward
     bug("mean-path-missing", {BN: [(DX_RET, "return dxc ")]}, {
@@ -211,24 +262,66 @@ BUGS = [
         (UNROWS_BWD, "return dx.reshape(n, c, h, w)"),
     ]}, {
         "bn2d_train_forward": [FLAT, "x.transpose(0, 2, 3, 1).reshape(-1, C)"],
-        "bn2d_running_stats_and_eval": ["BatchNorm2d.running_var after training steps", FLAT],
+        "bn2d_running_stats": ["BatchNorm2d.running_var after training steps", FLAT],
+        # eval is judged given the student's own (flat) running statistics: still wrong, and named
+        "bn2d_eval_forward": [f"eval with {FLAT}", "judged given your own"],
         "bn2d_backward": [FLAT],
     }),
-    bug("2d-stats-over-axis-0-only", {BN: [
-        (ROWS_FWD, "rows = x.reshape(n, -1)  # per (channel, pixel)"),
-        ("bn = BatchNorm1d(c, self.eps, self.momentum)", "bn = BatchNorm1d(c * h * w, self.eps, self.momentum)"),
-        ("bn.weight, bn.bias = self.weight, self.bias", "bn.weight.data[...] = np.repeat(self.weight.data, h * w)\n"
-                                                        "        bn.bias.data[...] = np.repeat(self.bias.data, h * w)"),
-        ("        bn.running_mean, bn.running_var = self.running_mean, self.running_var\n", ""),
-        ("self.running_mean, self.running_var = bn.running_mean, bn.running_var",
-         "self.running_mean = bn.running_mean.reshape(c, -1).mean(axis=1)\n"
-         "        self.running_var = bn.running_var.reshape(c, -1).mean(axis=1)"),
-        (UNROWS_FWD, "return y.reshape(n, c, h, w)"),
-    ]}, {
+    # BatchNorm2d written with axis=0 statistics (per channel AND pixel), consistently: its running_mean (the
+    # pixels' means averaged) is right, its running_var is not, its eval is right given its own running
+    # statistics (not charged again), its backward is the gradient of its own forward.
+    bug("2d-stats-over-axis-0-only", {BN: [(BN2D_FWD_BODY, AXES0_2D), (BN2D_BWD_BODY, AXES0_2D_BWD)]}, {
         "bn2d_train_forward": ["statistics over axis 0 only (per channel AND pixel)", "over N, H and W"],
-        "bn2d_running_stats_and_eval": ["BatchNorm2d.running_var after training steps"],
-        # backward still uses the (per-channel) parameters' shapes: it raises
-        "bn2d_backward": [RAISED],
+        "bn2d_running_stats": ["BatchNorm2d.running_var after training steps", "statistics over axis 0 only"],
+        "bn2d_backward": ["the gradient of a forward with statistics over axis 0 only", FOLLOWS,
+                          "x_hat from a forward with statistics over axis 0 only"],
+    }),
+    # ---------------------------------------------------------------- the MNIST model's structure
+    # Each of these still trains (see scripts/lab2_structure_accuracy.py for what they reach on MNIST); only
+    # mnist_model_structure, which inspects the model and two tiny fit_mnist runs, can fail them.
+    bug("model-without-batchnorm", {MD: [(BUILD, "    return Sequential(Linear(784, 128, rng), ReLU(), "
+                                                 "Dropout(0.2, rng=rng), Linear(128, 10, rng))\n")]}, {
+        "mnist_model_structure": ["holds a BatchNorm1d that its training forward goes through",
+                                  "no BatchNorm1d of this lab (lab2.BatchNorm1d) is called"],
+    }),
+    # A BatchNorm1d built but left out of the Sequential: present as an attribute, never called.
+    bug("model-batchnorm-never-called", {MD: [(BUILD, "    model = Sequential(Linear(784, 128, rng), ReLU(), "
+                                                      "Dropout(0.2, rng=rng), Linear(128, 10, rng))\n"
+                                                      "    model.bn = BatchNorm1d(128)\n    return model\n")]}, {
+        "mnist_model_structure": ["no BatchNorm1d of this lab (lab2.BatchNorm1d) is called"],
+    }),
+    bug("model-without-dropout", {MD: [(BUILD, "    return Sequential(Linear(784, 128, rng), BatchNorm1d(128), "
+                                               "ReLU(), Linear(128, 10, rng))\n")]}, {
+        "mnist_model_structure": ["holds a Dropout with p > 0", "no Dropout of this lab (lab2.Dropout) with p > 0"],
+    }),
+    bug("model-dropout-p-zero", {MD: [(BUILD, BUILD.replace("Dropout(0.2, rng=rng)", "Dropout(0.0, rng=rng)"))]}, {
+        "mnist_model_structure": ["no Dropout of this lab (lab2.Dropout) with p > 0"],
+    }),
+    bug("model-dropout-without-rng", {MD: [(BUILD, BUILD.replace("Dropout(0.2, rng=rng)", "Dropout(0.2)"))]}, {
+        "mnist_model_structure": ["two runs with the same seed give the same model",
+                                  "a Dropout left with its own unseeded generator", "Dropout(0.2, rng=rng)"],
+    }),
+    bug("fit-mnist-unseeded-generator", {MD: [(FIT_RNG, "rng = np.random.default_rng()")]}, {
+        "mnist_model_structure": ["two runs with the same seed give the same model",
+                                  "np.random.default_rng() without a seed"],
+    }),
+    bug("fit-mnist-ignores-its-seed", {MD: [(FIT_RNG, "rng = np.random.default_rng(0)")]}, {
+        "mnist_model_structure": ["runs with different seeds give different models", "the seed is ignored"],
+    }),
+    # ---------------------------------------------------------------- regimes a hidden variant uses, public too
+    # BatchNorm1d's N >= 2 check copied into BatchNorm2d: a hidden variant of bn2d_backward has N = 1.
+    bug("bn2d-refuses-one-image", {BN: [(ROWS_FWD, "if n < 2:\n            raise ValueError(f'BatchNorm2d needs "
+                                                   "at least 2 samples per batch in training, got {n}')\n"
+                                                   f"        {ROWS_FWD}")]}, {
+        "bn2d_train_forward": ["on ONE image (N = 1) raised ValueError", "BatchNorm2d must work on a single image"],
+    }),
+    # 1 / (1 - p) at p = 1: 0 / 0 (a hidden variant of dropout_eval_and_edges reaches p = 0.97, none p = 1).
+    bug("dropout-p-one-gives-nan", {DR: [("        if self.p == 1.0:\n            self._scale = np.zeros_like(x)\n"
+                                          "        else:\n            self._scale = (self.rng.random(x.shape) >= "
+                                          "self.p) / (1.0 - self.p)\n",
+                                          "        self._scale = (self.rng.random(x.shape) >= self.p) / (1.0 - "
+                                          "self.p)\n")]}, {
+        "dropout_eval_and_edges": ["Dropout(p=1).forward in training: y must be all zeros", "handle p = 1 apart"],
     }),
     # ---------------------------------------------------------------- Dropout
     bug("dropout-p-as-keep-probability", {DR: [(MASK, "self._scale = (self.rng.random(x.shape) < self.p) / self.p")]}, {
@@ -384,6 +477,14 @@ def _running_in_place(files):
         .replace(RUN_VAR, "self.running_var *= 1.0 - m\n        self.running_var += m * x.var(axis=0, ddof=1)")
 
 
+def _deeper_model(files):
+    """Two hidden layers, BatchNorm after the ReLU, Dropout 0.1 in a nested Sequential: still the lab's model."""
+    files[MD] = files[MD].replace(BUILD, (
+        "    block = Sequential(Linear(256, 64, rng), ReLU(), BatchNorm1d(64))\n"
+        "    return Sequential(Linear(784, 256, rng), ReLU(), BatchNorm1d(256), Sequential(Dropout(0.1, rng=rng)),\n"
+        "                      block, Linear(64, 10, rng))\n"))
+
+
 ALTERNATIVES = [
     alternative("compact-backward-formula", _compact),
     alternative("bn2d-with-axes-not-reshape", _bn2d_axes),
@@ -391,13 +492,14 @@ ALTERNATIVES = [
     alternative("dropout-mask-by-binomial", _dropout_binomial),
     alternative("dropout-mask-by-uniform-below-keep", _dropout_uniform_lt),
     alternative("running-stats-in-place-with-ddof", _running_in_place),
+    alternative("deeper-model-other-order", _deeper_model),
 ]
 
 
 @pytest.mark.parametrize("edit", ALTERNATIVES)
 def test_correct_alternative_keeps_full_marks(patched_reference, request, edit) -> None:
     root = patched_reference(request.node.callspec.id, {}, lab="lab2")
-    files = {name: (root / "lab2" / name).read_text() for name in (BN, DR)}
+    files = {name: (root / "lab2" / name).read_text() for name in (BN, DR, MD)}
     before = dict(files)
     edit(files)
     assert files != before, "the alternative did not change anything"

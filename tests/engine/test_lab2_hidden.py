@@ -16,12 +16,13 @@ from grader.runner import grade
 pytestmark = pytest.mark.sandbox
 
 LAB = load_cases("lab2", paths.tests_dir())
+HANDOUT = (paths.labs_dir() / "lab2" / "README.md").read_text(encoding="utf-8")
 BN, DR = "batchnorm.py", "dropout.py"
 
 HARD_CODED = {
-    # momentum ignored: always the public 0.1
-    "momentum-hard-coded": ({BN: [("m = self.momentum", "m = 0.1")]},
-                            ["bn1d_running_stats", "bn1d_eval_forward", "bn2d_running_stats_and_eval"]),
+    # momentum ignored: always the public 0.1 (eval cases are judged given the student's own running
+    # statistics, so they pass: the bug costs points in the running-statistics cases only)
+    "momentum-hard-coded": ({BN: [("m = self.momentum", "m = 0.1")]}, ["bn1d_running_stats", "bn2d_running_stats"]),
     # eps ignored in the training forward: always the public 1e-5
     "eps-hard-coded": ({BN: [("std = np.sqrt(var + self.eps)", "std = np.sqrt(var + 1e-5)")]},
                        ["bn1d_train_forward", "bn2d_train_forward", "bn2d_backward"]),
@@ -42,3 +43,7 @@ def test_hard_coded_public_hyperparameters_fail_only_on_hidden_variants(sandbox,
     for case in hidden.cases:
         assert not case.passed, f"{case.name} passed its hidden variants with {bug_id}"
         assert "hidden variant" in case.output, case.output
+        assert "(inputs: " in case.output, case.output  # says what kind of input the variant used
+        if bug_id == "momentum-hard-coded" and case.name == "bn1d_running_stats":  # the handout quotes it
+            quoted = " ".join(HANDOUT.split("e.g. `", 1)[1].split("`", 1)[0].split())
+            assert case.output.splitlines()[0] == f"{quoted}:", (case.output, quoted)

@@ -94,12 +94,15 @@ def test_student_release_names_the_bug_from_the_stored_predictions(solutions, pa
     submission = patched_reference("keras", KERAS_PATCH, lab="lab2")
     monkeypatch.setenv("GRADELAB_ROOT", str(_release_like(tmp_path)))
     assert not paths.solutions_dir().exists() and exp.load_instructor("lab2") is None
-    result = grade(LAB, submission, isolated=False, only=[CASE, "bn1d_eval_forward", "bn2d_running_stats_and_eval"])
+    result = grade(LAB, submission, isolated=False, only=[CASE, "bn1d_eval_forward", "bn2d_running_stats"])
     outputs = {c.name: c.output for c in result.cases}
     assert not any(c.passed for c in result.cases), outputs
     assert KERAS in outputs[CASE]
-    assert "eval with running statistics from the Keras convention" in outputs["bn1d_eval_forward"]
-    assert KERAS in outputs["bn2d_running_stats_and_eval"]
+    assert KERAS in outputs["bn2d_running_stats"]
+    # eval is judged given the student's own running statistics; with no instructor module to apply the
+    # reference's eval to them, the student is sent to the running statistics, not told eval is wrong
+    assert "computed through your running_mean/running_var update" in outputs["bn1d_eval_forward"]
+    assert "fix running_mean/running_var update (the training forward) first" in outputs["bn1d_eval_forward"]
 
 
 def test_fixtures_without_the_predictions_give_no_hint_and_no_crash(solutions, patched_reference, tmp_path,

@@ -32,7 +32,20 @@ from typing import Any
 
 import numpy as np
 
-from grader.judging.case import Accuracy, Arrays, Close, GradCheck, Lab, Metric, Mistake, Term, Terms, instructor
+from grader.judging.case import (
+    Accuracy,
+    Arrays,
+    Close,
+    Given,
+    GradCheck,
+    Lab,
+    Metric,
+    Mistake,
+    Term,
+    Terms,
+    described,
+    instructor,
+)
 from grader.judging.casekit import ConventionError, mnist_inputs, param_loss
 from grader.judging.gradcheck import directional_loss, numerical_gradient
 
@@ -113,22 +126,38 @@ def bn1d_inputs(n: int, d: int, eps: float = 1e-5, momentum: float = 0.1):
         gamma, beta = _affine_params(rng, d)
         return {"x": _features(rng, (n, d)), "gamma": gamma, "beta": beta, "eps": np.array(eps),
                 "momentum": np.array(momentum), "dout": rng.standard_normal((n, d))}
-    return make
+    return described(f"N={n}, D={d}, eps={eps:g}, momentum={momentum:g}", make)
+
+
+def _with_pairs(singles: tuple[tuple[str, str], ...], exclusive: tuple[frozenset[str], ...],
+                key: Callable[[str], str]) -> tuple[Mistake, ...]:
+    """Each known mistake (bug name, description), then every pair of them at once (a student often makes
+    two: their effects do not add up in a normalisation, so each pair is predicted as such). Two bugs of
+    one ``exclusive`` group (two ways to choose the axes) cannot happen together. ``key(bug)`` names the
+    instructor prediction; a pair's is ``key("a-b")`` (solutions/lab2/instructor/mistakes.py)."""
+    mistakes = [Mistake(description, instructor(key(bug))) for bug, description in singles]
+    for k, (a, da) in enumerate(singles):
+        for b, db in singles[k + 1:]:
+            if not any(a in group and b in group for group in exclusive):
+                mistakes.append(Mistake(f"two mistakes at once: {da}; AND {db}", instructor(key(f"{a}-{b}"))))
+    return tuple(mistakes)
+
+
+FORWARD_1D = (
+    ("eps_outside", "eps outside the square root: x_hat = (x - mean) / (sqrt(var) + eps); the convention is "
+                    "(x - mean) / sqrt(var + eps)"),
+    ("unbiased", "normalising with the UNBIASED variance (divide by N - 1); normalise with the biased one "
+                 "(divide by N), keep N / (N - 1) for running_var only"),
+    ("axis1", "statistics over axis 1 (each sample's features) instead of axis 0 (the batch)"),
+    ("swapped", "gamma and beta swapped: y = beta * x_hat + gamma"),
+    ("no_affine", "leaving out gamma and beta (returning x_hat)"),
+)
+AFFINE = frozenset({"swapped", "no_affine"})  # two ways to get gamma and beta wrong: one at a time
 
 
 def _forward_mistakes(key: str = "x") -> tuple[Mistake, ...]:
-    """Known wrong training forwards of BatchNorm1d on the input ``key``."""
-    def y(bug: str) -> Any:
-        return instructor(f"bn1d_y.{bug}.{key}")
-    return (
-        Mistake("eps outside the square root: x_hat = (x - mean) / (sqrt(var) + eps); the convention is "
-                "(x - mean) / sqrt(var + eps)", y("eps_outside")),
-        Mistake("normalising with the UNBIASED variance (divide by N - 1); normalise with the biased one "
-                "(divide by N), keep N / (N - 1) for running_var only", y("unbiased")),
-        Mistake("statistics over axis 1 (each sample's features) instead of axis 0 (the batch)", y("axis1")),
-        Mistake("gamma and beta swapped: y = beta * x_hat + gamma", y("swapped")),
-        Mistake("leaving out gamma and beta (returning x_hat)", y("no_affine")),
-    )
+    """Known wrong training forwards of BatchNorm1d on the input ``key``, and pairs of them."""
+    return _with_pairs(FORWARD_1D, (AFFINE,), lambda bug: f"bn1d_y.{bug}.{key}")
 
 
 @LAB.case(points=8, inputs=bn1d_inputs(6, 4),
@@ -148,7 +177,7 @@ def batch_size_inputs(n_small: int, n_large: int, d: int):
         gamma, beta = _affine_params(rng, d)
         return {"x_small": _features(rng, (n_small, d)), "x_large": _features(rng, (n_large, d)),
                 "gamma": gamma, "beta": beta, "eps": np.array(1e-5), "momentum": np.array(0.1)}
-    return make
+    return described(f"N={n_small} and N={n_large}, D={d}", make)
 
 
 @LAB.case(points=4, inputs=batch_size_inputs(2, 2000, 3),
@@ -198,7 +227,7 @@ def steps_inputs(sizes: tuple[int, ...], d: int, momentum: float, eps: float = 1
         out.update(gamma=gamma, beta=beta, eps=np.array(eps), momentum=np.array(momentum),
                    x_eval=_features(rng, (5, d)))
         return out
-    return make
+    return described(f"batches of N={', '.join(map(str, sizes))}, D={d}, momentum={momentum:g}, eps={eps:g}", make)
 
 
 def _batches(i: Arrays) -> list[np.ndarray]:
@@ -249,28 +278,40 @@ def bn1d_running_stats(lab, **inputs):
     return {"running_mean": mean, "running_var": var}
 
 
+# Eval is judged given the student's OWN running statistics (grader/judging/given.py): a convention
+# difference in the running statistics (Keras' momentum, the biased variance, never updated) is charged
+# in the running-statistics cases, which name it; eval cases then fail only when eval itself is wrong.
+RUNNING_EARLIER = "running_mean/running_var update (the training forward)"
+EVAL_FORMULA = "In eval mode: y = weight * (x - running_mean) / sqrt(running_var + eps) + bias."
+
+
+def _running_used(layer: Any) -> dict[str, np.ndarray]:
+    """The layer's running statistics after training (each in its own dtype): what its eval forward must use."""
+    mean, var = _stats(layer)
+    return {"running_mean_used": mean, "running_var_used": var}
+
+
+RUNNING_USED = ("running_mean_used", "running_var_used")
+
+
 @LAB.case(points=8, inputs=steps_inputs((6, 4, 7), 3, 0.1),
-          hidden_inputs=(steps_inputs((3, 5), 6, 0.2), steps_inputs((8, 2, 5, 4), 2, 0.01, eps=1e-2)), checks=[
+          hidden_inputs=(steps_inputs((3, 5), 6, 0.2), steps_inputs((8, 2, 5, 4), 2, 0.01, eps=1e-2)),
+          given=Given(RUNNING_EARLIER, RUNNING_USED, "given.bn1d_eval"), checks=[
     Close("y_eval", "BatchNorm1d.forward in eval mode (after model.eval()), after training steps", mistakes=(
         Mistake("eval still normalising with the BATCH statistics; after eval() it must use "
                 "running_mean and running_var", instructor("bn1d_eval.batch_stats")),
-        Mistake(f"eval with running statistics that were never updated in training (0 and 1): {NOT_UPDATED}",
-                instructor("bn1d_eval.never_updated")),
-        Mistake(f"eval with running statistics from {KERAS}", instructor("bn1d_eval.keras")),
-        Mistake(f"eval with {BIASED_RUNNING}", instructor("bn1d_eval.biased")),
-        Mistake(f"eval with running statistics from training with {TWICE}", instructor("bn1d_eval.twice")),
-    ), explain="In eval mode: y = weight * (x - running_mean) / sqrt(running_var + eps) + bias."),
+    ), explain=EVAL_FORMULA),
     Close("stats_after_eval", "BatchNorm1d: running_mean and running_var (concatenated) after an EVAL forward",
-          mistakes=(Mistake(f"running statistics from training with {TWICE}", instructor("bn1d_eval_stats.twice")),),
           explain="An eval forward must not change the running statistics (only training forwards update them)."),
 ])
 def bn1d_eval_forward(lab, **inputs):
     """After 3 training steps, eval() normalises with the running statistics and does not update them."""
     layer = make_bn(lab, inputs["gamma"], inputs["beta"], inputs["eps"], inputs["momentum"])
     _train_steps(layer, _batches(inputs))
+    used = _running_used(layer)
     layer.eval()
     y = layer(inputs["x_eval"])
-    return {"y_eval": y, "stats_after_eval": np.concatenate(_stats(layer))}
+    return {"y_eval": y, "stats_after_eval": np.concatenate(_stats(layer)), **used}
 
 
 # ----------------------------------------------------------------------------- BatchNorm1d: backward
@@ -426,8 +467,11 @@ def bn2d_inputs(shape: tuple[int, int, int, int], eps: float = 1e-5, momentum: f
                "momentum": np.array(momentum), "dout": rng.standard_normal(shape)}
         for k in range(steps):  # further training batches with other N
             out[f"x{k}"] = _features(rng, (shape[0] + k + 1, *shape[1:]))
+        # one image (N = 1): each channel still has H * W values; only BatchNorm1d needs N >= 2
+        out["x_single"] = _features(rng, (1, *shape[1:]))
         return out
-    return make
+    more = f", {steps} more batch{'es' if steps > 1 else ''}" if steps else ""
+    return described(f"(N, C, H, W) = {shape}, eps={eps:g}, momentum={momentum:g}{more}", make)
 
 
 AXES_2D = "statistics per CHANNEL over axes (0, 2, 3), i.e. over N, H and W"
@@ -435,39 +479,53 @@ AXES_2D = "statistics per CHANNEL over axes (0, 2, 3), i.e. over N, H and W"
 
 FLAT_RESHAPE = ("x.reshape(-1, C) without moving the channel axis last first: the rows mix channels and pixels; "
                 "use x.transpose(0, 2, 3, 1).reshape(-1, C) (and undo both after)")
-BN2D_MISTAKES = (
-    Mistake(f"statistics over axis 0 only (per channel AND pixel); the convention is {AXES_2D}",
-            instructor("bn2d_y.axes0")),
-    Mistake(f"statistics over axes (2, 3) only (per sample and channel: that is instance norm); {AXES_2D}",
-            instructor("bn2d_y.axes23")),
-    Mistake(f"statistics over axes (0, 1) (N and C); {AXES_2D}", instructor("bn2d_y.axes01")),
-    Mistake(FLAT_RESHAPE, instructor("bn2d_y.flat_reshape")),
-    Mistake("eps outside the square root: (x - mean) / (sqrt(var) + eps)", instructor("bn2d_y.eps_outside")),
-    Mistake("normalising with the UNBIASED variance (divide by M - 1, M = N * H * W); normalise with the biased "
-            "one, keep M / (M - 1) for running_var only", instructor("bn2d_y.unbiased")),
-    Mistake("gamma and beta swapped: y = beta * x_hat + gamma", instructor("bn2d_y.swapped")),
+AXES0_FORWARD = f"statistics over axis 0 only (per channel AND pixel); the convention is {AXES_2D}"
+FORWARD_2D = (
+    ("axes0", AXES0_FORWARD),
+    ("axes23", f"statistics over axes (2, 3) only (per sample and channel: that is instance norm); {AXES_2D}"),
+    ("axes01", f"statistics over axes (0, 1) (N and C); {AXES_2D}"),
+    ("flat_reshape", FLAT_RESHAPE),
+    ("eps_outside", "eps outside the square root: (x - mean) / (sqrt(var) + eps)"),
+    ("unbiased", "normalising with the UNBIASED variance (divide by M - 1, M = N * H * W); normalise with the "
+                 "biased one, keep M / (M - 1) for running_var only"),
+    ("swapped", "gamma and beta swapped: y = beta * x_hat + gamma"),
 )
+BN2D_MISTAKES = _with_pairs(FORWARD_2D, (frozenset({"axes0", "axes23", "axes01", "flat_reshape"}),),
+                            lambda bug: f"bn2d_y.{bug}")
 
 
 @LAB.case(points=7, inputs=bn2d_inputs((3, 4, 2, 5)),
           hidden_inputs=(bn2d_inputs((2, 3, 4, 4), eps=1e-3), bn2d_inputs((5, 2, 3, 1))), checks=[
     Close("y", "BatchNorm2d.forward (training): output y", mistakes=BN2D_MISTAKES),
     Close("x_after", "BatchNorm2d.forward: the input x after the call", exact=True, explain=UNCHANGED),
+    Close("y_single", "BatchNorm2d.forward (training) on ONE image (N = 1): output y",
+          explain="With N = 1 each channel still has H * W values to normalise over: BatchNorm2d must work on a "
+                  "single image (only BatchNorm1d, with one value per feature, needs N >= 2)."),
 ])
-def bn2d_train_forward(lab, x, gamma, beta, eps, momentum, dout):
-    """BatchNorm2d training forward on (N=3, C=4, H=2, W=5): statistics per channel over N, H, W."""
+def bn2d_train_forward(lab, x, gamma, beta, eps, momentum, dout, x_single, **_):
+    """BatchNorm2d training forward on (N=3, C=4, H=2, W=5), and on one image: statistics per channel over N, H, W."""
     x_in = x.copy()
     y = make_bn(lab, gamma, beta, eps, momentum, "BatchNorm2d")(x_in)
-    return {"y": y, "x_after": x_in}
+    try:
+        y_single = make_bn(lab, gamma, beta, eps, momentum, "BatchNorm2d")(x_single)
+    except Exception as exc:
+        raise ConventionError(f"BatchNorm2d.forward (training) on ONE image (N = 1) raised {type(exc).__name__}: "
+                              f"{exc}. With N = 1 each channel still has H * W values to normalise over: "
+                              "BatchNorm2d must work on a single image (only BatchNorm1d needs N >= 2)") from exc
+    return {"y": y, "x_after": x_in, "y_single": y_single}
 
 
 def _batches2d(i: Arrays) -> list[np.ndarray]:
     return [i["x"]] + [i[f"x{k}"] for k in range(sum(1 for key in i if key[1:].isdigit()))]
 
 
-@LAB.case(points=5, inputs=bn2d_inputs((2, 3, 3, 2), steps=2),
-          hidden_inputs=(bn2d_inputs((3, 2, 2, 4), momentum=0.25, steps=1), bn2d_inputs((2, 4, 1, 3), steps=3)),
-          checks=[
+AXES0_RUNNING = (f"statistics over axis 0 only (per channel AND pixel), averaged over the pixels: the running "
+                 f"variance then misses how the pixels' means differ; {AXES_2D}")
+BN2D_STEPS = (bn2d_inputs((2, 3, 3, 2), steps=2),
+              (bn2d_inputs((3, 2, 2, 4), momentum=0.25, steps=1), bn2d_inputs((2, 4, 1, 3), steps=3)))
+
+
+@LAB.case(points=3, inputs=BN2D_STEPS[0], hidden_inputs=BN2D_STEPS[1], checks=[
     Close("running_var", "BatchNorm2d.running_var after training steps", mistakes=(
         Mistake("the unbiased correction with the batch size only, N / (N - 1); each channel has M = N * H * W "
                 "values, so it is M / (M - 1)", instructor("bn2d_running.var.batch_count")),
@@ -476,26 +534,48 @@ def _batches2d(i: Arrays) -> list[np.ndarray]:
         Mistake(NOT_UPDATED, lambda i, e: np.ones(len(i["gamma"]))),
         Mistake(TWICE_2D, instructor("bn2d_running.var.twice")),
         Mistake(FLAT_RESHAPE, instructor("bn2d_running.var.flat_reshape")),
+        Mistake(AXES0_RUNNING, instructor("bn2d_running.var.axes0")),
     ), explain=PYTORCH_MOMENTUM),
     Close("running_mean", "BatchNorm2d.running_mean after training steps", mistakes=(
         Mistake(KERAS, instructor("bn2d_running.mean.keras")),
         Mistake(NOT_UPDATED, lambda i, e: np.zeros(len(i["gamma"]))),
         Mistake(FLAT_RESHAPE, instructor("bn2d_running.mean.flat_reshape")),
     )),
-    Close("y_eval", "BatchNorm2d.forward in eval mode after the training steps", mistakes=(
-        Mistake("eval still normalising with the BATCH statistics; after eval() it must use the running ones",
-                instructor("bn2d_eval.batch_stats")),
-        Mistake(f"eval with running statistics from training with {TWICE_2D}", instructor("bn2d_eval.twice")),
-        Mistake(f"eval with {FLAT_RESHAPE}", instructor("bn2d_eval.flat_reshape")),
-    )),
 ])
-def bn2d_running_stats_and_eval(lab, **inputs):
-    """BatchNorm2d's running statistics over N*H*W values per channel, and its eval forward."""
+def bn2d_running_stats(lab, **inputs):
+    """BatchNorm2d's running statistics over N*H*W values per channel, after training steps."""
     layer = make_bn(lab, inputs["gamma"], inputs["beta"], inputs["eps"], inputs["momentum"], "BatchNorm2d")
     _train_steps(layer, _batches2d(inputs))
     mean, var = _stats(layer)
+    return {"running_mean": mean, "running_var": var}
+
+
+def _eval2d_flat(i: Arrays, e: Arrays, o: dict[str, Any]) -> np.ndarray | None:
+    """Eval through x.reshape(-1, C) (no transpose), with the student's own running statistics."""
+    x, c = i["x"], i["x"].shape[1]
+    mean, var = (np.asarray(o.get(k, ()), dtype=np.float64) for k in RUNNING_USED)
+    if mean.shape != (c,) or var.shape != (c,):
+        return None
+    rows = (x.reshape(-1, c) - mean) / np.sqrt(var + float(i["eps"])) * i["gamma"] + i["beta"]
+    return rows.reshape(x.shape)
+
+
+@LAB.case(points=2, inputs=BN2D_STEPS[0], hidden_inputs=BN2D_STEPS[1],
+          given=Given(RUNNING_EARLIER, RUNNING_USED, "given.bn2d_eval"), checks=[
+    Close("y_eval", "BatchNorm2d.forward in eval mode after the training steps", mistakes=(
+        Mistake("eval still normalising with the BATCH statistics; after eval() it must use the running ones",
+                instructor("bn2d_eval.batch_stats")),
+        Mistake(f"eval with {FLAT_RESHAPE}", _eval2d_flat),
+    ), explain="In eval mode, per channel c: y = weight[c] * (x - running_mean[c]) / sqrt(running_var[c] + eps) "
+               "+ bias[c]."),
+])
+def bn2d_eval_forward(lab, **inputs):
+    """BatchNorm2d's eval forward after training steps, judged given your own running statistics."""
+    layer = make_bn(lab, inputs["gamma"], inputs["beta"], inputs["eps"], inputs["momentum"], "BatchNorm2d")
+    _train_steps(layer, _batches2d(inputs))
+    used = _running_used(layer)
     layer.eval()
-    return {"running_mean": mean, "running_var": var, "y_eval": layer(inputs["x"])}
+    return {"y_eval": layer(inputs["x"]), **used}
 
 
 @LAB.case(points=8, inputs=bn2d_inputs((2, 3, 2, 3)),
@@ -503,18 +583,20 @@ def bn2d_running_stats_and_eval(lab, **inputs):
     GradCheck("dx", "dx_numeric", "BatchNorm2d.backward: dL/dx (its return value)"),
     Close("dx", "BatchNorm2d.backward: dL/dx (its return value)", rtol=1e-6, atol=1e-9, mistakes=(
         Mistake(FLAT_RESHAPE, instructor("bn2d_dx.flat_reshape")),
+        Mistake(f"the gradient of a forward with {AXES0_FORWARD}", instructor("bn2d_dx.axes0")),
         *DX_MISTAKES[:-1]), terms=BN2D_DX_TERMS),
     Close("dgamma", "BatchNorm2d.backward: weight.grad (dL/dgamma, summed over N, H, W)", mistakes=(
         Mistake("dL/dgamma = sum dy * x; it is sum dy * x_hat (the normalised x)",
                 lambda i, e: (i["dout"] * i["x"]).sum(axis=(0, 2, 3))),
         Mistake(FLAT_RESHAPE, instructor("bn2d_dgamma.flat_reshape")),
+        Mistake(f"x_hat from a forward with {AXES0_FORWARD}", instructor("bn2d_dgamma.axes0")),
     )),
     Close("dbeta", "BatchNorm2d.backward: bias.grad (dL/dbeta, summed over N, H, W)", mistakes=(
         Mistake(FLAT_RESHAPE, lambda i, e: i["dout"].reshape(-1, len(i["gamma"])).sum(axis=0)),
         Mistake("averaging (mean) instead of summing", lambda i, e: i["dout"].mean(axis=(0, 2, 3))),
     )),
 ])
-def bn2d_backward(lab, x, gamma, beta, eps, momentum, dout):
+def bn2d_backward(lab, x, gamma, beta, eps, momentum, dout, **_):
     """BatchNorm2d.backward: dL/dx and dL/dgamma, dL/dbeta per channel, random upstream gradient."""
     layer = make_bn(lab, gamma, beta, eps, momentum, "BatchNorm2d")
     layer(x)
@@ -555,7 +637,7 @@ def dropout_inputs(p: float, p_high: float = 0.9):
         x = rng.uniform(0.5, 2.0, size=DROPOUT_SHAPE) * rng.choice([-1.0, 1.0], size=DROPOUT_SHAPE)
         return {"x": x, "dout": rng.standard_normal(DROPOUT_SHAPE), "p": np.array(p), "p_high": np.array(p_high),
                 "seed": np.array(rng.integers(2**31))}
-    return make
+    return described(f"p={p:g}, p close to 1: {p_high:g}", make)
 
 
 def _dropout(lab: ModuleType, p: Any, seed: Any) -> Any:
@@ -788,9 +870,14 @@ def dropout_backward(lab, x, dout, p, p_high, seed):
                             lambda i, e: np.array(1.0 - float(i["p_high"]))),)),
     Close("kept_scale_high", "Dropout(p close to 1).forward: [min, max] of y / x over the kept entries",
           mistakes=_scale_mistakes("p_high")),
+    Close("y_p1", "Dropout(p=1).forward in training: y must be all zeros", exact=True,
+          explain="p = 1 drops every entry: y = 0 and dx = 0. Scaling by 1 / (1 - p) divides by zero there "
+                  "(0 / 0 is NaN): handle p = 1 apart."),
+    Close("dx_p1", "Dropout(p=1).backward: dx must be all zeros", exact=True),
 ])
 def dropout_eval_and_edges(lab, x, dout, p, p_high, seed):
-    """Dropout is the identity in eval mode and for p = 0; p close to 1 keeps few entries, scaled by 1/(1-p)."""
+    """Dropout is the identity in eval mode and for p = 0; p close to 1 keeps few entries, scaled by 1/(1-p);
+    p = 1 drops everything (zeros, not NaN)."""
     layer = _dropout(lab, p, seed)
     layer(x)
     layer.eval()
@@ -798,9 +885,11 @@ def dropout_eval_and_edges(lab, x, dout, p, p_high, seed):
     dx_eval = layer.backward(dout)
     y_p0 = _dropout(lab, 0.0, seed)(x)
     high = _dropout(lab, p_high, seed)(x)
+    everything = _dropout(lab, 1.0, seed)
+    y_p1 = everything(x)
     return {"y_eval": y_eval, "dx_eval": dx_eval, "y_p0": y_p0,
             "drop_fraction_high": np.array(_snap(float(np.mean(high == 0)), float(p_high), high.size)),
-            "kept_scale_high": _kept_ratio(high, x)}
+            "kept_scale_high": _kept_ratio(high, x), "y_p1": y_p1, "dx_p1": everything.backward(dout)}
 
 
 # ----------------------------------------------------------------------------- train() / eval() on a model
@@ -810,7 +899,7 @@ def nested_inputs(n: int, d: int, m: int):
     def make(rng: np.random.Generator) -> Arrays:
         return {"x": _features(rng, (n, d)), "x_eval": _features(rng, (3, d)),
                 "w": rng.standard_normal((m, d)) / np.sqrt(d), "b": rng.standard_normal(m), "seed": np.array(7)}
-    return make
+    return described(f"N={n}, D={d}, {m} features after the Linear", make)
 
 
 def _modules(module: Any) -> Iterator[Any]:
@@ -852,17 +941,90 @@ def train_eval_nested(lab, x, x_eval, w, b, seed):
 # ----------------------------------------------------------------------------- MNIST
 
 
-@LAB.case(points=8, inputs=mnist_inputs, private=["test_labels"], hidden=False, timeout=300, slow=True,
+def structure_inputs(n: int):
+    """A tiny stand-in for MNIST (random digits-shaped images): enough for a few SGD steps of fit_mnist."""
+    def make(rng: np.random.Generator) -> Arrays:
+        return {"images": rng.integers(0, 256, size=(n, 28, 28)).astype(np.uint8),
+                "labels": rng.integers(0, 10, size=n), "seed": np.array(rng.integers(1000))}
+    return described(f"{n} random images", make)
+
+
+def _calls(layer: Any) -> list[int]:
+    """Counts the calls of ``layer``'s forward from now on (an instance attribute: Module.__call__ and
+    Sequential reach it; the layer's own code is untouched)."""
+    count = [0]
+    forward = layer.forward
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        count[0] += 1
+        return forward(*args, **kwargs)
+    layer.forward = counted
+    return count
+
+
+def _in_training_forward(lab: ModuleType, model: Any, cls: str, x: np.ndarray) -> float:
+    """1 when the model holds a ``cls`` whose forward a training forward of the model calls (and, for
+    Dropout, whose p is above 0), else 0."""
+    layers = [m for m in _modules(model) if isinstance(m, getattr(lab, cls))]
+    if cls == "Dropout":
+        layers = [m for m in layers if float(getattr(m, "p", 0.0)) > 0.0]
+    counts = [_calls(m) for m in layers]
+    model.train()
+    model(x)
+    return float(any(c[0] > 0 for c in counts))
+
+
+def _fitted_logits(lab: ModuleType, images: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
+    """Eval logits, on the training images, of fit_mnist(seed); the global np.random is seeded alike before
+    each run, so a layer that draws from it (charged in its own case) does not make runs differ here."""
+    np.random.seed(12345)
+    model = lab.fit_mnist(images, labels, seed=seed)
+    model.eval()
+    return np.asarray(model(lab.preprocess(images)), dtype=np.float64)
+
+
+MODEL_ASKS = ("build_model must return the lab's MLP with BatchNorm and Dropout (suggested: Linear(784, 128) -> "
+              "BatchNorm1d(128) -> ReLU -> Dropout(0.2) -> Linear(128, 10)): ")
+SEEDED = ("every random draw must come from the generator fit_mnist makes from its seed: build_model gets it as rng; "
+          "pass it to every Linear (Linear(784, 128, rng)) and to every Dropout (Dropout(0.2, rng=rng)), and shuffle "
+          "with it (the provided fit_mnist does).")
+
+
+@LAB.case(points=3, inputs=structure_inputs(64), hidden_inputs=(structure_inputs(80),), checks=[
+    Close("has_batchnorm", "build_model: the model holds a BatchNorm1d that its training forward goes through "
+                           "(1 = yes)", exact=True,
+          explain=MODEL_ASKS + "no BatchNorm1d of this lab (lab2.BatchNorm1d) is called by the model's forward."),
+    Close("has_dropout", "build_model: the model holds a Dropout with p > 0 that its training forward goes through "
+                         "(1 = yes)", exact=True,
+          explain=MODEL_ASKS + "no Dropout of this lab (lab2.Dropout) with p > 0 is called by the model's forward."),
+    Close("same_seed_same_model", "fit_mnist: two runs with the same seed give the same model (1 = yes)", exact=True,
+          explain="Two fit_mnist runs with one seed gave models with different outputs: something draws random "
+                  "numbers that the seed does not fix (np.random.default_rng() without a seed, or a Dropout "
+                  "left with its own unseeded generator). " + SEEDED),
+    Close("other_seed_other_model", "fit_mnist: runs with different seeds give different models (1 = yes)",
+          exact=True,
+          explain="fit_mnist with two different seeds gave the same model: the seed is ignored (a fixed "
+                  "np.random.default_rng(0), say). " + SEEDED),
+])
+def mnist_model_structure(lab, images, labels, seed):
+    """build_model has BatchNorm1d and Dropout in its forward path; fit_mnist is reproducible from its seed
+    (tiny runs on random images: the structure, not the accuracy, is judged here)."""
+    x = lab.preprocess(images[:16])
+    flags = {"has_batchnorm": _in_training_forward(lab, lab.build_model(np.random.default_rng(0)), "BatchNorm1d", x),
+             "has_dropout": _in_training_forward(lab, lab.build_model(np.random.default_rng(0)), "Dropout", x)}
+    first, again = (_fitted_logits(lab, images, labels, int(seed)) for _ in range(2))
+    other = _fitted_logits(lab, images, labels, int(seed) + 1)
+    return {**{k: np.array(v) for k, v in flags.items()},
+            "same_seed_same_model": np.array(float(np.array_equal(first, again))),
+            "other_seed_other_model": np.array(float(not np.array_equal(first, other)))}
+
+
+@LAB.case(points=5, inputs=mnist_inputs, private=["test_labels"], hidden=False, timeout=300, slow=True,
           checks=[Accuracy("predictions", "test_labels", ACCURACY_THRESHOLD,
                            "fit_mnist + predict (model with BatchNorm1d and Dropout) on the held-out split",
                            reference=REFERENCE_ACCURACY)])
 def mnist_accuracy(lab, train_images, train_labels, test_images):
-    """Train build_model (with BatchNorm1d and Dropout) with fit_mnist; predict the held-out digits."""
-    model = lab.build_model(np.random.default_rng(0))
-    kinds = {type(m).__name__ for m in _modules(model)}
-    missing = [name for name in ("BatchNorm1d", "Dropout")
-               if not any(isinstance(m, getattr(lab, name)) for m in _modules(model))]
-    if missing:
-        raise ConventionError(f"build_model must contain {' and '.join(missing)} (its modules: {sorted(kinds)})")
+    """Train build_model (with BatchNorm1d and Dropout: mnist_model_structure checks them) with fit_mnist;
+    predict the held-out digits."""
     model = lab.fit_mnist(train_images, train_labels, seed=0)
     return {"predictions": lab.predict(model, test_images)}

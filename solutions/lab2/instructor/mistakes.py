@@ -121,18 +121,40 @@ def _batches2d(i: Arrays) -> list[np.ndarray]:
 PREDICTORS: dict[str, Predictor] = {}
 
 
-def _forward_1d(src: str) -> None:
-    def y(**kw: Any) -> Predictor:
-        return lambda i, e: _affine(_normalise(i[src], _eps(i), **kw), i["gamma"], i["beta"])
-    PREDICTORS[f"bn1d_y.eps_outside.{src}"] = y(eps_outside=True)
-    PREDICTORS[f"bn1d_y.unbiased.{src}"] = y(ddof=True)
-    PREDICTORS[f"bn1d_y.axis1.{src}"] = y(axes=(1,))
-    PREDICTORS[f"bn1d_y.swapped.{src}"] = lambda i, e: _affine(_normalise(i[src], _eps(i)), i["beta"], i["gamma"])
-    PREDICTORS[f"bn1d_y.no_affine.{src}"] = lambda i, e: _normalise(i[src], _eps(i))
+# Each forward bug as switches of one forward; a pair of bugs is both switch sets at once (cases.py lists
+# the singles and every pair not within one exclusive group: two settings of the same switch).
+FORWARD_1D: dict[str, dict[str, Any]] = {"eps_outside": {"eps_outside": True}, "unbiased": {"ddof": True},
+                                         "axis1": {"axes": (1,)}, "swapped": {"affine": "swapped"},
+                                         "no_affine": {"affine": "none"}}
+
+
+def _forward(x: np.ndarray, i: Arrays, axes: tuple[int, ...] = (0,), affine: str = "ok", flat: bool = False,
+             **kw: Any) -> np.ndarray:
+    """BatchNorm's training forward of ``x`` with the case's gamma, beta, eps, under bug switches."""
+    g, b = i["gamma"], i["beta"]
+    if flat:  # BatchNorm2d through x.reshape(-1, C): rows that mix channels and pixels
+        c = x.shape[1]
+        return _forward(x.reshape(-1, c), i, affine=affine, **kw).reshape(x.shape)
+    xhat = _normalise(x, _eps(i), axes, **kw)
+    return xhat if affine == "none" else _affine(xhat, b, g) if affine == "swapped" else _affine(xhat, g, b)
+
+
+def _register_forwards(prefix: str, table: dict[str, dict[str, Any]], src: str, suffix: str = "",
+                       base: dict[str, Any] | None = None) -> None:
+    """Predictions of every single bug of ``table`` and of every pair whose switches do not collide
+    (``base``: the correct settings a bug does not change, e.g. BatchNorm2d's axes)."""
+    def predict(kw: dict[str, Any]) -> Predictor:
+        return lambda i, e: _forward(i[src], i, **{**(base or {}), **kw})
+    names = list(table)
+    for k, a in enumerate(names):
+        PREDICTORS[f"{prefix}.{a}{suffix}"] = predict(table[a])
+        for b in names[k + 1:]:
+            if not set(table[a]) & set(table[b]):
+                PREDICTORS[f"{prefix}.{a}-{b}{suffix}"] = predict({**table[a], **table[b]})
 
 
 for _src in ("x", "x_small", "x_large"):
-    _forward_1d(_src)
+    _register_forwards("bn1d_y", FORWARD_1D, _src, f".{_src}")
 
 
 def _running_1d(which: int, **kw: Any) -> Predictor:
@@ -145,15 +167,7 @@ PREDICTORS["bn1d_running.var.biased"] = _running_1d(1, biased=True)
 PREDICTORS["bn1d_running.var.keras_biased"] = _running_1d(1, keras=True, biased=True)
 
 
-def _eval_with(i: Arrays, **kw: Any) -> np.ndarray:
-    rm, rv = _running(_batches(i), float(i["momentum"]), **kw)
-    return _affine((i["x_eval"] - rm) / np.sqrt(rv + _eps(i)), i["gamma"], i["beta"])
-
-
 PREDICTORS["bn1d_eval.batch_stats"] = lambda i, e: _affine(_normalise(i["x_eval"], _eps(i)), i["gamma"], i["beta"])
-PREDICTORS["bn1d_eval.never_updated"] = lambda i, e: _affine(i["x_eval"] / np.sqrt(1 + _eps(i)), i["gamma"], i["beta"])
-PREDICTORS["bn1d_eval.keras"] = lambda i, e: _eval_with(i, keras=True)
-PREDICTORS["bn1d_eval.biased"] = lambda i, e: _eval_with(i, biased=True)
 
 
 def _dx(bug: str) -> Predictor:
@@ -182,16 +196,12 @@ def _y2d(i: Arrays, axes: tuple[int, ...], **kw: Any) -> np.ndarray:
     return _affine(_normalise(i["x"], _eps(i), axes, **kw), i["gamma"], i["beta"])
 
 
-def _y2d_flat(i: Arrays) -> np.ndarray:
-    x, c = i["x"], i["x"].shape[1]
-    return _affine(_normalise(x.reshape(-1, c), _eps(i)), i["gamma"], i["beta"]).reshape(x.shape)
-
-
-PREDICTORS["bn2d_y.axes0"] = lambda i, e: _y2d(i, (0,))
-PREDICTORS["bn2d_y.axes23"] = lambda i, e: _y2d(i, (2, 3))
-PREDICTORS["bn2d_y.axes01"] = lambda i, e: _y2d(i, (0, 1))
-PREDICTORS["bn2d_y.flat_reshape"] = lambda i, e: _y2d_flat(i)
-PREDICTORS["bn2d_y.eps_outside"] = lambda i, e: _y2d(i, (0, 2, 3), eps_outside=True)
+# "axes" and "flat" both choose the statistics' axes: one key, so that they never pair.
+FORWARD_2D: dict[str, dict[str, Any]] = {
+    "axes0": {"axes": (0,)}, "axes23": {"axes": (2, 3)}, "axes01": {"axes": (0, 1)},
+    "flat_reshape": {"axes": (0,), "flat": True}, "eps_outside": {"eps_outside": True}, "unbiased": {"ddof": True},
+    "swapped": {"affine": "swapped"}}
+_register_forwards("bn2d_y", FORWARD_2D, "x", base={"axes": (0, 2, 3)})
 
 
 def _running2d(i: Arrays, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -243,28 +253,15 @@ PREDICTORS["bn2d_dx.terms"] = lambda i, e: np.stack(_dx_terms(i["x"], i["gamma"]
 
 
 # ----------------------------------------------------------------------------- the unbiased variance used to normalise
-# Its footprint beyond the forward: the running variance gets the N / (N - 1) correction twice, and eval uses it.
+# Its footprint beyond the forward: the running variance gets the N / (N - 1) correction twice (eval is judged
+# given the student's own running statistics, so it is not charged there again).
 
 PREDICTORS["bn1d_running.var.twice"] = _running_1d(1, twice=True)
-PREDICTORS["bn1d_eval.twice"] = lambda i, e: _eval_with(i, twice=True)
-PREDICTORS["bn1d_eval_stats.twice"] = lambda i, e: np.concatenate(_running(_batches(i), float(i["momentum"]),
-                                                                           twice=True))
-PREDICTORS["bn2d_y.unbiased"] = lambda i, e: _y2d(i, (0, 2, 3), ddof=True)
-PREDICTORS["bn2d_y.swapped"] = lambda i, e: _affine(_normalise(i["x"], _eps(i), (0, 2, 3)), i["beta"], i["gamma"])
 PREDICTORS["bn2d_running.var.twice"] = lambda i, e: _running2d(i, twice=True)[1]
 
 
-def _eval2d_with(i: Arrays, **kw: Any) -> np.ndarray:
-    rm, rv = _running2d(i, **kw)
-    shape = (1, -1, 1, 1)
-    return _affine((i["x"] - rm.reshape(shape)) / np.sqrt(rv.reshape(shape) + _eps(i)), i["gamma"], i["beta"])
-
-
-PREDICTORS["bn2d_eval.twice"] = lambda i, e: _eval2d_with(i, twice=True)
-
-
 # ----------------------------------------------------------------------------- BatchNorm2d's reshape without transpose
-# Its footprint in the running statistics and eval: every statistic is over the rows of x.reshape(-1, C).
+# Its footprint in the running statistics: every statistic is over the rows of x.reshape(-1, C).
 
 def _flat(x: np.ndarray) -> np.ndarray:
     return x.reshape(-1, x.shape[1])
@@ -274,12 +271,49 @@ def _running_flat(i: Arrays) -> tuple[np.ndarray, np.ndarray]:
     return _running([_flat(x) for x in _batches2d(i)], float(i["momentum"]))
 
 
-def _eval2d_flat(i: Arrays) -> np.ndarray:
-    rm, rv = _running_flat(i)
-    rows = _affine((_flat(i["x"]) - rm) / np.sqrt(rv + _eps(i)), i["gamma"], i["beta"])
-    return rows.reshape(i["x"].shape)
-
-
 PREDICTORS["bn2d_running.mean.flat_reshape"] = lambda i, e: _running_flat(i)[0]
 PREDICTORS["bn2d_running.var.flat_reshape"] = lambda i, e: _running_flat(i)[1]
-PREDICTORS["bn2d_eval.flat_reshape"] = lambda i, e: _eval2d_flat(i)
+
+
+# ------------------------------------------------------------- BatchNorm2d with statistics over axis 0 only
+# Per (channel, pixel) statistics: running_mean (the pixels' means averaged) is still the channel mean, but
+# running_var averages the per-pixel variances (each unbiased with N / (N - 1)) and misses the spread of
+# the pixels' means; the backward of that forward is BatchNorm's gradient per (channel, pixel).
+
+def _running_axes0(i: Arrays) -> np.ndarray:
+    momentum, rv = float(i["momentum"]), np.ones(len(i["gamma"]))
+    for x in _batches2d(i):
+        n = x.shape[0]
+        rv = (1 - momentum) * rv + momentum * (x.var(axis=0) * n / (n - 1)).mean(axis=(1, 2))
+    return rv
+
+
+def _dx_axes0(i: Arrays) -> np.ndarray:
+    x, dxhat = i["x"], i["dout"] * _per_channel(i["gamma"], 4)
+    xc = x - x.mean(axis=0)
+    istd = 1.0 / np.sqrt((xc**2).mean(axis=0) + _eps(i))
+    xhat = xc * istd
+    return istd * (dxhat - dxhat.mean(axis=0) - xhat * (dxhat * xhat).mean(axis=0))
+
+
+PREDICTORS["bn2d_running.var.axes0"] = lambda i, e: _running_axes0(i)
+PREDICTORS["bn2d_dx.axes0"] = lambda i, e: _dx_axes0(i)
+PREDICTORS["bn2d_dgamma.axes0"] = lambda i, e: (i["dout"] * _normalise(i["x"], _eps(i), (0,))).sum(axis=(0, 2, 3))
+
+
+# ------------------------------------------------------------- eval given the student's running statistics
+# ``Given`` (grader/judging/given.py): when the student's running statistics differ from the reference's,
+# eval is judged against the eval formula applied to THEIR statistics, so that a running-statistics bug
+# costs points in the running-statistics cases only (``g``: the student's outputs, running_*_used among them).
+
+def _eval_given(i: Arrays, g: Arrays, x_key: str) -> dict[str, np.ndarray]:
+    x = i[x_key]
+    shape = (1, -1) if x.ndim == 2 else (1, -1, 1, 1)
+    # In the statistics' own dtype, as the reference's eval would compute with them (float32 stays float32).
+    rm, rv = (np.asarray(g[k]).reshape(shape) for k in ("running_mean_used", "running_var_used"))
+    return {"y_eval": _affine((x - rm) / np.sqrt(rv + _eps(i)), i["gamma"], i["beta"])}
+
+
+PREDICTORS["given.bn1d_eval"] = lambda i, g: {**_eval_given(i, g, "x_eval"), "stats_after_eval": np.concatenate(
+    [np.asarray(g["running_mean_used"], dtype=np.float64), np.asarray(g["running_var_used"], dtype=np.float64)])}
+PREDICTORS["given.bn2d_eval"] = lambda i, g: _eval_given(i, g, "x")
