@@ -80,8 +80,9 @@ BUGS = [
         "conv_forward_twice": [STALE],
     }),
     bug("maxpool-backward-raises", {"pooling.py": [(MAX_BWD, MAX_BWD.replace("self._argmax", "self._arg_max"))]}, {
-        # forward's own case keeps its points: it never calls backward
-        "maxpool_backward": [RAISED], "maxpool_overlapping": [RAISED],
+        # forward's own case keeps its points: it never calls backward; the error's own text names the bug
+        **{case: [RAISED, "in backward", "AttributeError: 'MaxPool2d' object has no attribute '_arg_max'"]
+           for case in ("maxpool_backward", "maxpool_overlapping")},
     }),
     bug("output-reshape-order", {"conv.py": [
         (FWD_MATMUL, "out = np.matmul(cols.transpose(0, 2, 1), self.weight.data.reshape(self.out_channels, -1).T)"),
@@ -160,12 +161,8 @@ BUGS = [
         "conv2d_naive": ["leaving out the bias"], "conv2d_naive_strided": ["leaving out the bias"],
     }),
     bug("output-size-ceil", {"conv.py": [(OUT_SIZE, "return -(-(size + 2 * padding - kernel) // stride) + 1")]}, {
+        # only where the stride does not divide H + 2P - k does ceil differ from floor: in no other case
         "conv_output_size": ["rounding up (ceil) instead of down"],
-        # the other cases see the wrong size as an error inside the student's own code
-        # (only where the stride does not divide H + 2P - k does ceil differ from floor)
-        "conv_forward_strided": [RAISED], "conv_backward_input": [RAISED], "maxpool_forward": [RAISED],
-        "avgpool_backward": [RAISED], "avgpool_forward": [RAISED], "maxpool_overlapping": [RAISED],
-        "col2im_no_padding": [RAISED],
     }),
 ]
 
@@ -191,6 +188,40 @@ def test_unpatched_reference_passes_every_fast_case(grade_bug) -> None:
 @pytest.mark.parametrize(("patches", "fails"), BUGS)
 def test_bug_fails_exactly_its_cases_with_a_message_naming_it(grade_bug, request, patches, fails) -> None:
     grade_bug(LAB, request.node.callspec.id, patches, fails, FAST)
+
+
+def _geometries(inputs: dict) -> list[tuple[int, int, int, int]]:
+    """(size, kernel, stride, padding) along each spatial axis of a case's inputs ([] for no window)."""
+    import numpy as np
+
+    if "weight" in inputs:
+        kernel = inputs["weight"].shape[2:]
+    elif "kernel" in inputs:
+        kernel = np.broadcast_to(np.asarray(inputs["kernel"]), (2,))
+    else:
+        return []
+    stride, padding = int(inputs["stride"]), int(inputs.get("padding", 0))
+    return [(int(inputs["x"].shape[2 + a]), int(kernel[a]), stride, padding) for a in range(2)]
+
+
+def test_only_conv_output_size_depends_on_how_the_output_size_is_rounded() -> None:
+    """Every other case, public and hidden variants, has the stride dividing H + 2P - k: floor = ceil there,
+    so a conv_output_size that rounds up costs conv_output_size's points only (a bug costs points once)."""
+    import numpy as np
+
+    size_case = LAB.get("conv_output_size")
+    grid = size_case.make_inputs(np.random.default_rng(0))["grid"]
+    assert any((s + 2 * p - k) % st for s, k, st, p in grid), "conv_output_size itself must test the rounding"
+    assert any((s - k) % st and p == 0 and st > 1 for s, k, st, p in grid), "pooling shapes (no padding) too"
+    checked = 0
+    for case in LAB.cases:
+        if case.name in ("conv_output_size", MNIST):
+            continue
+        for maker in (case.make_inputs, *case.hidden_inputs):
+            for size, kernel, stride, padding in _geometries(maker(np.random.default_rng(0))):
+                assert (size + 2 * padding - kernel) % stride == 0, (case.name, size, kernel, stride, padding)
+                checked += 1
+    assert checked > 100
 
 
 def test_at_least_twelve_distinct_bugs() -> None:

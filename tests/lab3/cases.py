@@ -13,6 +13,9 @@ Conventions that the inputs follow:
     only the random values;
   * max-pooling inputs have no ties: every value of an input differs from every other by >= 0.04,
     far more than the numerical gradient's step (1e-6).
+  * outside conv_output_size's own case, the stride divides H + 2P - k along every axis, so the
+    output size does not depend on rounding: a conv_output_size that rounds up costs its own
+    case's points only, not those of every layer built on it.
 
 Predictions of known mistakes that need the solution's math (a convolution, col2im, pooling masks)
 are computed by the instructor-only solutions/lab3/instructor/mistakes.py, named here by key:
@@ -209,9 +212,13 @@ DX_MISTAKES = (
 
 # ----------------------------------------------------------------------------- output size, im2col, col2im
 
-SIZE_GRIDS = {  # rows of (size, kernel, stride, padding)
+# The only case where rounding the output size matters: every other case, public or hidden, uses sizes where the
+# stride divides H + 2P - k (floor = ceil; tests/engine/test_lab3_buggy.py checks it), so a conv_output_size that
+# rounds up costs points here only. Rows of (size, kernel, stride, padding); the last public rows are pooling's
+# shapes (no padding): MaxPool2d(2) on an odd size, MaxPool2d(3, stride=2) on an even one.
+SIZE_GRIDS = {
     "public": [(5, 3, 1, 0), (5, 3, 1, 1), (7, 3, 2, 1), (8, 3, 2, 1), (9, 2, 3, 2), (28, 5, 1, 2), (6, 6, 1, 0),
-               (10, 3, 3, 0), (11, 4, 2, 1)],
+               (10, 3, 3, 0), (11, 4, 2, 1), (7, 2, 2, 0), (8, 3, 2, 0), (9, 2, 1, 0)],
     "v0": [(4, 2, 1, 0), (6, 3, 2, 0), (7, 2, 2, 2), (13, 5, 3, 1), (28, 3, 2, 1), (9, 4, 4, 0)],
     "v1": [(3, 3, 1, 1), (12, 5, 2, 2), (8, 2, 3, 1), (15, 4, 3, 0), (20, 7, 5, 3)],
 }
@@ -271,10 +278,10 @@ def im2col(lab, x, kernel, stride, padding):
 
 
 @LAB.case(points=3, inputs=im2col_inputs(2, 2, 7, 6, (3, 2), 2, 0),
-          hidden_inputs=(im2col_variant(1, 2, 6, 5, (3, 3), 2, 1), im2col_variant(2, 1, 7, 6, (2, 3), 3, 2)),
+          hidden_inputs=(im2col_variant(1, 2, 7, 5, (3, 3), 2, 1), im2col_variant(2, 1, 7, 8, (2, 3), 3, 2)),
           checks=IM2COL_CHECKS)
 def im2col_strided(lab, x, kernel, stride, padding):
-    """im2col at stride 2 without padding, where the stride does not divide H - kh (floor)."""
+    """im2col at stride 2 without padding (7x6 input, 3x2 kernel)."""
     return {"cols": lab.im2col(x, (int(kernel[0]), int(kernel[1])), int(stride), int(padding))}
 
 
@@ -299,8 +306,8 @@ def col2im(lab, x, cols, kernel, stride, padding):
     return {"dx": lab.col2im(cols, x.shape, (int(kernel[0]), int(kernel[1])), int(stride), int(padding))}
 
 
-@LAB.case(points=2, inputs=col2im_inputs(2, 2, 7, 8, (3, 3), 2, 0),
-          hidden_inputs=(col2im_variant(1, 3, 6, 7, (3, 2), 1, 0), col2im_variant(2, 2, 8, 6, (2, 3), 2, 0)),
+@LAB.case(points=2, inputs=col2im_inputs(2, 2, 7, 9, (3, 3), 2, 0),
+          hidden_inputs=(col2im_variant(1, 3, 6, 7, (3, 2), 1, 0), col2im_variant(2, 2, 8, 7, (2, 3), 2, 0)),
           checks=COL2IM_CHECKS)
 def col2im_no_padding(lab, x, cols, kernel, stride, padding):
     """col2im without padding, stride 2 (overlapping 3x3 patches): nothing is cropped away."""
@@ -325,16 +332,16 @@ def conv_forward(lab, x, weight, bias, stride, padding):
     return _conv_forward(lab, x, weight, bias, stride, padding)
 
 
-@LAB.case(points=5, inputs=conv_inputs(2, 3, 8, 9, 4, (3, 2), 2, 1),
-          hidden_inputs=(conv_variant(2, 2, 10, 7, 3, (3, 3), 3, 2), conv_variant(2, 3, 9, 11, 2, (2, 4), 3, 0)),
+@LAB.case(points=5, inputs=conv_inputs(2, 3, 9, 10, 4, (3, 2), 2, 1),
+          hidden_inputs=(conv_variant(2, 2, 11, 8, 3, (3, 3), 3, 2), conv_variant(2, 3, 8, 10, 2, (2, 4), 3, 0)),
           checks=FORWARD_CHECKS, given=GIVEN_Y)
 def conv_forward_strided(lab, x, weight, bias, stride, padding):
-    """Conv2d.forward with stride 2 and a 3x2 kernel, where the stride does not divide H + 2P - kh (floor)."""
+    """Conv2d.forward with stride 2, padding 1 and a 3x2 kernel on a 9x10 input."""
     return _conv_forward(lab, x, weight, bias, stride, padding)
 
 
 @LAB.case(points=3, inputs=conv_inputs(1, 2, 6, 9, 3, (2, 3), 2, 1),
-          hidden_inputs=(conv_variant(1, 1, 7, 7, 2, (3, 3), 1, 1), conv_variant(1, 3, 5, 8, 1, (3, 2), 3, 2)),
+          hidden_inputs=(conv_variant(1, 1, 7, 7, 2, (3, 3), 1, 1), conv_variant(1, 3, 5, 7, 1, (3, 2), 3, 2)),
           checks=FORWARD_CHECKS, given=GIVEN_Y)
 def conv_forward_batch_of_one(lab, x, weight, bias, stride, padding):
     """Conv2d.forward with N=1: nothing may squeeze the batch axis away."""
@@ -355,7 +362,7 @@ STALE = ("the second forward returned the first one's output: something computed
 
 
 @LAB.case(points=2, inputs=twice_inputs(2, 3, 5, 6, 2, (3, 2), 1, 1),
-          hidden_inputs=(described("stride 2, no padding, N=1", twice_inputs(1, 2, 7, 6, 3, (3, 3), 2, 0)),),
+          hidden_inputs=(described("stride 2, no padding, N=1", twice_inputs(1, 2, 7, 5, 3, (3, 3), 2, 0)),),
           given=Given("im2col", ("cols_used", "cols_used2"), "given.conv_y_twice"), checks=[
     Close("y2", "Conv2d.forward: the second output of one layer, on a new input", mistakes=(
         Mistake(STALE, lambda i, e: e["y1"]),), explain=(
@@ -387,10 +394,10 @@ def conv2d_naive(lab, x, weight, bias, stride, padding):
 
 
 @LAB.case(points=3, inputs=conv_inputs(2, 2, 7, 8, 3, (3, 2), 2, 0),
-          hidden_inputs=(conv_variant(1, 3, 7, 5, 2, (3, 2), 2, 2), conv_variant(2, 1, 8, 7, 2, (2, 2), 3, 1)),
+          hidden_inputs=(conv_variant(1, 3, 7, 6, 2, (3, 2), 2, 2), conv_variant(2, 1, 9, 6, 2, (2, 2), 3, 1)),
           checks=NAIVE_CHECKS)
 def conv2d_naive_strided(lab, x, weight, bias, stride, padding):
-    """conv2d_naive at stride 2 without padding, where the stride does not divide H - kh (floor)."""
+    """conv2d_naive at stride 2 without padding (7x8 input, 3x2 kernel)."""
     return {"y": lab.conv2d_naive(x, weight, bias, int(stride), int(padding))}
 
 
@@ -409,7 +416,7 @@ def _conv_backward(lab: ModuleType, x, weight, bias, dout, stride, padding) -> A
     return conv, conv.backward(dout)
 
 
-@LAB.case(points=8, inputs=conv_inputs(2, 2, 7, 6, 3, (3, 3), 2, 1),
+@LAB.case(points=8, inputs=conv_inputs(2, 2, 7, 5, 3, (3, 3), 2, 1),
           hidden_inputs=(conv_variant(1, 3, 6, 7, 2, (3, 2), 1, 2), conv_variant(2, 2, 8, 5, 3, (2, 3), 1, 0)), checks=[
     GradCheck("dx", "dx_numeric", "Conv2d.backward: dL/dx (its return value), overlapping patches"),
     Close("dx", "Conv2d.backward: dL/dx (its return value), overlapping patches", mistakes=DX_MISTAKES),
@@ -423,7 +430,7 @@ def conv_backward_input(lab, x, weight, bias, dout, stride, padding):
 
 
 @LAB.case(points=5, inputs=conv_inputs(2, 3, 6, 8, 2, (2, 2), 2, 0),
-          hidden_inputs=(conv_variant(1, 2, 9, 6, 3, (3, 3), 3, 0), conv_variant(2, 2, 5, 7, 2, (2, 3), 3, 1)), checks=[
+          hidden_inputs=(conv_variant(1, 2, 9, 6, 3, (3, 3), 3, 0), conv_variant(2, 2, 6, 7, 2, (2, 3), 3, 1)), checks=[
     GradCheck("dx", "dx_numeric", "Conv2d.backward: dL/dx, patches that do not overlap (stride >= kernel)"),
     Close("dx", "Conv2d.backward: dL/dx, patches that do not overlap (stride >= kernel)", mistakes=DX_MISTAKES),
 ])
@@ -436,7 +443,7 @@ def conv_backward_input_nonoverlapping(lab, x, weight, bias, dout, stride, paddi
 
 
 @LAB.case(points=8, inputs=conv_inputs(2, 3, 5, 6, 4, (3, 2), 2, 1),
-          hidden_inputs=(conv_variant(1, 2, 6, 6, 3, (3, 3), 1, 1), conv_variant(3, 2, 7, 5, 2, (2, 2), 2, 0)),
+          hidden_inputs=(conv_variant(1, 2, 6, 6, 3, (3, 3), 1, 1), conv_variant(3, 2, 6, 8, 2, (2, 2), 2, 0)),
           factors=lambda i: {"N (the batch size)": float(len(i["x"]))}, given=_given_im2col("given.conv_dweight"),
           checks=[
     GradCheck("dweight", "dweight_numeric", "Conv2d.backward: weight.grad (F, C, kh, kw)"),
@@ -479,7 +486,7 @@ def conv_backward_bias(lab, x, weight, bias, dout, stride, padding):
 
 
 @LAB.case(points=3, inputs=conv_inputs(2, 2, 5, 6, 3, (3, 2), 1, 1),
-          hidden_inputs=(conv_variant(1, 3, 6, 6, 2, (3, 3), 2, 1), conv_variant(2, 1, 7, 5, 2, (2, 2), 1, 0)),
+          hidden_inputs=(conv_variant(1, 3, 7, 5, 2, (3, 3), 2, 1), conv_variant(2, 1, 7, 5, 2, (2, 2), 1, 0)),
           given=_given_im2col("given.conv_twice"), checks=[
     Close("dweight_twice", "Conv2d: weight.grad after two backward passes", mistakes=(
         Mistake("overwriting the gradient (grad = ...) instead of accumulating (grad += ...)",
@@ -538,18 +545,18 @@ POOL_TIES = ("The inputs have no ties; for the record, PyTorch sends a window's 
              "entry in row-major order.")
 
 
-@LAB.case(points=4, inputs=pool_inputs(2, 3, 7, 8, 2, 2),
-          hidden_inputs=(pool_variant(1, 2, 9, 7, 3, 3), pool_variant(2, 1, 6, 9, 2, 1)), checks=[
+@LAB.case(points=4, inputs=pool_inputs(2, 3, 8, 6, 2, 2),
+          hidden_inputs=(pool_variant(1, 2, 9, 6, 3, 3), pool_variant(2, 1, 6, 9, 2, 1)), checks=[
     Close("y", "MaxPool2d.forward: output y (N, C, Ho, Wo)", mistakes=(
         Mistake("the window's mean (average pooling) instead of its max", instructor("maxpool_y.mean")),)),
 ])
 def maxpool_forward(lab, x, dout, kernel, stride):
-    """MaxPool2d(2, 2).forward on 7x8 inputs (the last row is dropped: floor)."""
+    """MaxPool2d(2, 2).forward on 8x6 inputs."""
     return {"y": _pool(lab, "MaxPool2d", kernel, stride)(x)}  # forward only: backward has its own cases
 
 
 @LAB.case(points=6, inputs=pool_inputs(2, 3, 6, 8, 2, 2),
-          hidden_inputs=(pool_variant(1, 2, 9, 6, 3, 3), pool_variant(3, 1, 5, 7, 2, 2)), checks=[
+          hidden_inputs=(pool_variant(1, 2, 9, 6, 3, 3), pool_variant(3, 1, 4, 6, 2, 2)), checks=[
     GradCheck("dx", "dx_numeric", "MaxPool2d.backward: dL/dx, windows that do not overlap"),
     Close("dx", "MaxPool2d.backward: dL/dx, windows that do not overlap", mistakes=MAX_BACKWARD_MISTAKES,
           explain=POOL_TIES),
@@ -560,8 +567,8 @@ def maxpool_backward(lab, x, dout, kernel, stride):
     return {"dx": out["dx"], "dx_numeric": out["dx_numeric"]}
 
 
-@LAB.case(points=5, inputs=pool_inputs(2, 2, 8, 9, 3, 2),
-          hidden_inputs=(pool_variant(1, 3, 8, 7, 3, 2), pool_variant(2, 2, 6, 6, 2, 1)), checks=[
+@LAB.case(points=5, inputs=pool_inputs(2, 2, 9, 7, 3, 2),
+          hidden_inputs=(pool_variant(1, 3, 7, 11, 3, 2), pool_variant(2, 2, 6, 6, 2, 1)), checks=[
     Close("y", "MaxPool2d(3, stride=2).forward: output y, overlapping windows"),
     GradCheck("dx", "dx_numeric", "MaxPool2d(3, stride=2).backward: dL/dx, overlapping windows"),
     Close("dx", "MaxPool2d(3, stride=2).backward: dL/dx, overlapping windows", mistakes=MAX_BACKWARD_MISTAKES,
@@ -572,18 +579,18 @@ def maxpool_overlapping(lab, x, dout, kernel, stride):
     return _run_pool(lab, "MaxPool2d", x, dout, kernel, stride)
 
 
-@LAB.case(points=3, inputs=pool_inputs(2, 3, 8, 9, 3, 2),
-          hidden_inputs=(pool_variant(1, 2, 6, 8, 2, 2), pool_variant(2, 1, 9, 7, 3, 3)), checks=[
+@LAB.case(points=3, inputs=pool_inputs(2, 3, 7, 9, 3, 2),
+          hidden_inputs=(pool_variant(1, 2, 6, 8, 2, 2), pool_variant(2, 1, 9, 6, 3, 3)), checks=[
     Close("y", "AvgPool2d.forward: output y (N, C, Ho, Wo)", mistakes=(
         Mistake("the window's sum instead of its mean (divide by k*k)", lambda i, e: e["y"] * _k(i) ** 2),
         Mistake("dividing by k instead of k*k", lambda i, e: e["y"] * _k(i)),)),
 ])
 def avgpool_forward(lab, x, dout, kernel, stride):
-    """AvgPool2d(3, stride=2).forward on 8x9 inputs: the mean of each (overlapping) window; the last row is dropped."""
+    """AvgPool2d(3, stride=2).forward on 7x9 inputs: the mean of each (overlapping) window."""
     return {"y": _pool(lab, "AvgPool2d", kernel, stride)(x)}  # forward only: backward has its own cases
 
 
-@LAB.case(points=5, inputs=pool_inputs(2, 2, 7, 8, 3, 2),
+@LAB.case(points=5, inputs=pool_inputs(2, 2, 7, 9, 3, 2),
           hidden_inputs=(pool_variant(1, 3, 6, 6, 2, 2), pool_variant(2, 2, 8, 7, 3, 1)), checks=[
     GradCheck("dx", "dx_numeric", "AvgPool2d.backward: dL/dx"),
     Close("dx", "AvgPool2d.backward: dL/dx", mistakes=(
