@@ -485,30 +485,43 @@ def conv_backward_bias(lab, x, weight, bias, dout, stride, padding):
     return {"dbias": conv.bias.grad.copy(), "dbias_numeric": numeric}
 
 
+ACCUMULATE = "overwriting the gradient (grad = ...) instead of accumulating (grad += ...)"
+
+
+def _growth(twice: np.ndarray, once: np.ndarray) -> np.ndarray:
+    """twice / once per entry; where one pass gives ~0 there is nothing to compare: counted as accumulated (2)."""
+    safe = np.abs(once) > 1e-12
+    return np.where(safe, twice / np.where(safe, once, 1.0), 2.0)
+
+
 @LAB.case(points=3, inputs=conv_inputs(2, 2, 5, 6, 3, (3, 2), 1, 1),
           hidden_inputs=(conv_variant(1, 3, 7, 5, 2, (3, 3), 2, 1), conv_variant(2, 1, 7, 5, 2, (2, 2), 1, 0)),
           given=_given_im2col("given.conv_twice"), checks=[
-    Close("dweight_twice", "Conv2d: weight.grad after two backward passes", mistakes=(
-        Mistake("overwriting the gradient (grad = ...) instead of accumulating (grad += ...)",
-                lambda i, e: e["dweight_twice"] / 2),),
-          explain="Gradients accumulate until zero_grad(), as in PyTorch: backward adds into .grad."),
-    Close("dbias_twice", "Conv2d: bias.grad after two backward passes", mistakes=(
-        Mistake("overwriting the gradient (grad = ...) instead of accumulating (grad += ...)",
-                lambda i, e: e["dbias_twice"] / 2),)),
+    Close("dweight_growth", "Conv2d: weight.grad after two backward passes, divided by your own after one pass",
+          mistakes=(Mistake(ACCUMULATE, lambda i, e: e["dweight_growth"] / 2),),
+          explain="Gradients accumulate until zero_grad(), as in PyTorch: backward adds into .grad, so two passes "
+                  "give twice one pass's gradient (whatever that is: its value is graded in conv_backward_weight "
+                  "and conv_backward_bias)."),
+    Close("dbias_growth", "Conv2d: bias.grad after two backward passes, divided by your own after one pass",
+          mistakes=(Mistake(ACCUMULATE, lambda i, e: e["dbias_growth"] / 2),)),
     Close("y_no_bias", "Conv2d(..., bias=False).forward: output y, and parameters() holds the weight only",
           mistakes=_conv_mistakes(output="y_no_bias", with_bias=False)[1:]),
 ])
 def conv_gradients_accumulate(lab, x, weight, bias, dout, stride, padding):
-    """Two backward passes add up in .grad; Conv2d(bias=False) has no bias."""
-    conv = make_conv(lab, weight, bias, stride, padding)
-    for _ in range(2):
-        conv(x)
-        conv.backward(dout)
+    """Two backward passes add up in .grad (judged against your own one-pass gradients); Conv2d(bias=False)."""
+    grads = []
+    for passes in (1, 2):
+        conv = make_conv(lab, weight, bias, stride, padding)
+        for _ in range(passes):
+            conv(x)
+            conv.backward(dout)
+        grads.append((np.array(conv.weight.grad, dtype=np.float64), np.array(conv.bias.grad, dtype=np.float64)))
+    (w1, b1), (w2, b2) = grads
     no_bias = make_conv(lab, weight, None, stride, padding)
     n_params = len(no_bias.parameters())
     if n_params != 1:
         raise ConventionError(f"Conv2d(..., bias=False).parameters() has {n_params} entries; expected 1 (the weight)")
-    return {"dweight_twice": conv.weight.grad.copy(), "dbias_twice": conv.bias.grad.copy(), "y_no_bias": no_bias(x),
+    return {"dweight_growth": _growth(w2, w1), "dbias_growth": _growth(b2, b1), "y_no_bias": no_bias(x),
             **_cols_used(lab, x, weight, stride, padding)}
 
 

@@ -224,7 +224,6 @@ def _dweight_from_cols(i: Arrays, cols: np.ndarray) -> np.ndarray:
 
 PREDICTORS["given.conv_y"] = lambda i, g: {"y": _y_from_cols(i, g["cols_used"])}
 PREDICTORS["given.conv_dweight"] = lambda i, g: {"dweight": _dweight_from_cols(i, g["cols_used"])}
-PREDICTORS["given.conv_twice"] = lambda i, g: {"dweight_twice": 2 * _dweight_from_cols(i, g["cols_used"]),
-                                               "y_no_bias": _y_from_cols(i, g["cols_used"], with_bias=False)}
+PREDICTORS["given.conv_twice"] = lambda i, g: {"y_no_bias": _y_from_cols(i, g["cols_used"], with_bias=False)}
 PREDICTORS["given.conv_y_twice"] = lambda i, g: {"y1": _y_from_cols(i, g["cols_used"]),
                                                  "y2": _y_from_cols({**i, "x": i["x2"]}, g["cols_used2"])}
