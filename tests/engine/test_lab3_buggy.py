@@ -60,20 +60,24 @@ def bug(bug_id: str, patches: dict[str, list[tuple[str, str]]], fails: dict[str,
 
 
 BUGS = [
-    # Conv2d's forward and weight gradient are judged given the student's own im2col: an im2col bug is
-    # charged in im2col's cases, and in dL/dx, where col2im (right) is not the adjoint of the buggy im2col.
+    # Conv2d's forward and gradients are judged given the student's own im2col (and dL/dx given their col2im):
+    # an im2col or col2im bug is charged in that function's cases only.
     bug("padding-one-side", {"conv.py": [(IM2COL_PAD, "    xp = np.zeros((n, c, h + 2 * padding, w + 2 * padding))\n"
                                                       "    xp[:, :, :h, :w] = x\n    cols = np.empty(")]}, {
         "im2col": ["im2col(x, kernel_size, stride, padding)", ONE_SIDE],
-        "conv_backward_input": ["Conv2d.backward: dL/dx", FWD_ELSEWHERE],
     }),
     bug("im2col-patch-order-uvc", {"conv.py": [
         (IM2COL_ALLOC, "cols = np.empty((n, kh, kw, c, ho, wo), dtype=x.dtype)"),
         (IM2COL_COPY, "cols[:, u, v] = xp["),
     ]}, {
         "im2col": [UVC, "channel first"], "im2col_strided": [UVC, "channel first"],
-        "conv_backward_input": [FWD_ELSEWHERE],
-        "conv_backward_input_nonoverlapping": [FWD_ELSEWHERE],
+    }),
+    # both earlier functions wrong at once: each is charged in its own cases, no Conv2d case loses a point
+    bug("im2col-and-col2im-both-wrong", {"conv.py": [
+        (IM2COL_PAD, "    xp = np.zeros((n, c, h + 2 * padding, w + 2 * padding))\n    xp[:, :, :h, :w] = x\n"
+                     "    cols = np.empty("),
+        (COL2IM_ADD, COL2IM_ADD.replace("+=", "="))]}, {
+        "im2col": [ONE_SIDE], "col2im": [OVERWRITE], "col2im_no_padding": [OVERWRITE],
     }),
     bug("conv-forward-reuses-stale-columns", {"conv.py": [
         (FWD_IM2COL, "cols = self._cols if self._cols is not None else " + FWD_IM2COL.removeprefix("cols = "))]}, {
@@ -99,13 +103,10 @@ BUGS = [
     bug("col2im-overwrites", {"conv.py": [(COL2IM_ADD, COL2IM_ADD.replace("+=", "="))]}, {
         "col2im": ["col2im(cols, x_shape, kernel_size, stride, padding)", OVERWRITE],
         "col2im_no_padding": [OVERWRITE],
-        "conv_backward_input": ["Conv2d.backward: dL/dx", OVERWRITE, "overlapping patches"],
     }),
     bug("col2im-ignores-stride", {"conv.py": [
         (COL2IM_ADD, "xp[:, :, u:u + ho, v:v + wo] += cols[:, :, u, v]")]}, {
         "col2im_no_padding": [STRIDE],  # public at stride 2 since col2im's stride-1 case cannot see it
-        "conv_backward_input": [STRIDE],
-        "conv_backward_input_nonoverlapping": [STRIDE],
     }),
     bug("weight-layout-in-out", {"conv.py": [
         (FWD_MATMUL, "out = np.matmul(self.weight.data.transpose(1, 0, 2, 3).reshape(self.out_channels, -1), cols)"),
@@ -223,6 +224,50 @@ def test_only_conv_output_size_depends_on_how_the_output_size_is_rounded() -> No
     assert checked > 100
 
 
+COL2IM_SETS = (COL2IM_ADD, COL2IM_ADD.replace("+=", "="))
+DCOLS = "dcols = np.matmul(self.weight.data.reshape(f, -1).T, g)"
+
+
+def test_a_wrong_dx_is_still_caught_when_col2im_is_wrong_too(patched_reference) -> None:
+    """Judged given the student's col2im, a backward that is wrong on its own (the kernel flipped in dL/dcols)
+    still fails, and the message says col2im differs but the failure is Conv2d.backward's own."""
+    root = patched_reference("col2im-and-flipped-dx", {"conv.py": [
+        COL2IM_SETS, (DCOLS, DCOLS.replace("self.weight.data.reshape", "self.weight.data[:, :, ::-1, ::-1].reshape"))]},
+        lab="lab3")
+    result = grade(LAB, root, isolated=False, only=FAST)
+    out = outputs(result)
+    assert failed(result) == {"col2im", "col2im_no_padding", "conv_backward_input",
+                              "conv_backward_input_nonoverlapping"}, out
+    assert "note: your col2im differs from the reference here" in out["conv_backward_input"], out
+    assert "so the failure above is in conv_backward_input's own logic" in out["conv_backward_input"]
+    # no overlap there: col2im's overwriting cannot matter, so the flip is named as usual
+    assert "the kernel flipped in backward" in out["conv_backward_input_nonoverlapping"]
+
+
+@pytest.mark.parametrize(("patch", "function", "cases"), [
+    (COL2IM_SETS, "col2im", {"col2im", "col2im_no_padding", "conv_backward_input"}),
+    ((IM2COL_PAD, "    xp = np.zeros((n, c, h + 2 * padding, w + 2 * padding))\n    xp[:, :, :h, :w] = x\n"
+                  "    cols = np.empty("), "im2col", None),
+], ids=["col2im", "im2col"])
+def test_without_the_instructor_module_dx_says_which_earlier_function_to_fix(
+        patched_reference, monkeypatch, patch, function, cases) -> None:
+    """A student's local run (no solutions/): Conv2d's dL/dx cannot be judged given their col2im or im2col, so
+    it fails with a message naming the earlier function that differs, and only that one."""
+    from grader.judging import given
+
+    monkeypatch.setattr(given, "load_instructor", lambda lab: None)
+    root = patched_reference(f"release-{function}", {"conv.py": [patch]}, lab="lab3")
+    result = grade(LAB, root, isolated=False, only=FAST)
+    out = outputs(result)
+    if cases is not None:
+        assert failed(result) == cases, out
+    message = out["conv_backward_input"]
+    assert f"conv_backward_input is computed through your {function}, which differs" in message, message
+    assert f"fix {function} first" in message
+    other = {"col2im": "im2col", "im2col": "col2im"}[function]
+    assert f"your {other}" not in message
+
+
 def test_at_least_twelve_distinct_bugs() -> None:
     ids = [p.id for p in BUGS]
     assert len(ids) == len(set(ids)) >= 12
@@ -268,7 +313,8 @@ def test_untouched_stubs_score_zero_and_every_case_names_the_missing_function() 
 @pytest.mark.sandbox
 def test_isolated_grading_runs_the_hidden_variants_and_names_the_same_bug(patched_reference, sandbox) -> None:
     """In the sandbox, with the hidden seeds and their other configurations: the reference keeps every
-    point, and col2im overwriting still fails exactly its three cases, named, on every variant."""
+    point, and col2im overwriting still fails exactly its two cases, named, on every variant (Conv2d's dL/dx is
+    judged given the student's own col2im)."""
     reference = grade(LAB, patched_reference("reference-isolated", {}, lab="lab3"), isolated=True, only=FAST)
     assert failed(reference) == set(), outputs(reference)
     assert reference.score == FAST_MAX
@@ -276,10 +322,9 @@ def test_isolated_grading_runs_the_hidden_variants_and_names_the_same_bug(patche
                              lab="lab3")
     result = grade(LAB, root, isolated=True, only=FAST)
     out = outputs(result)
-    assert failed(result) == {"col2im", "col2im_no_padding", "conv_backward_input"}, out
-    assert OVERWRITE in out["col2im"] and OVERWRITE in out["conv_backward_input"]
-    assert OVERWRITE in out["col2im_no_padding"]
-    assert result.score == FAST_MAX - POINTS["col2im"] - POINTS["col2im_no_padding"] - POINTS["conv_backward_input"]
+    assert failed(result) == {"col2im", "col2im_no_padding"}, out
+    assert OVERWRITE in out["col2im"] and OVERWRITE in out["col2im_no_padding"]
+    assert result.score == FAST_MAX - POINTS["col2im"] - POINTS["col2im_no_padding"]
 
 
 # ----------------------------------------------------------------------------- the trained model's structure

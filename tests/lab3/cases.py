@@ -410,6 +410,26 @@ def _fresh_conv(lab: ModuleType, weight, bias, stride, padding) -> Callable[[np.
     return lambda v: make_conv(lab, weight, bias, stride, padding)(v)
 
 
+def _col2im_used(lab: ModuleType, x: np.ndarray, weight: np.ndarray, dout: np.ndarray, stride: Any,
+                 padding: Any) -> Arrays:
+    """The student's im2col on x and col2im on dL/dcols = W^T G (the product this case's docstring names), the
+    two functions their dL/dx goes through ({} for one that raises: its own case reports the error)."""
+    out = _cols_used(lab, x, weight, stride, padding)
+    f = len(weight)
+    dcols = np.matmul(weight.reshape(f, -1).T, dout.reshape(len(dout), f, -1))
+    try:
+        out["col2im_used"] = np.asarray(lab.col2im(dcols, x.shape, weight.shape[2:], int(stride), int(padding)),
+                                        dtype=np.float64)
+    except Exception:  # noqa: BLE001 - any failure of the earlier function is its own case's business
+        pass
+    return out
+
+
+# Conv2d's dL/dx judged given the student's own im2col (forward) and col2im (backward): a bug in either is
+# charged in its own cases; the numerical gradient of a forward built on a wrong im2col is no reference then.
+GIVEN_DX = Given("im2col", ("cols_used", "col2im_used"), "given.conv_dx", functions=("im2col", "col2im"))
+
+
 def _conv_backward(lab: ModuleType, x, weight, bias, dout, stride, padding) -> Any:
     conv = make_conv(lab, weight, bias, stride, padding)
     conv(x)
@@ -417,7 +437,8 @@ def _conv_backward(lab: ModuleType, x, weight, bias, dout, stride, padding) -> A
 
 
 @LAB.case(points=8, inputs=conv_inputs(2, 2, 7, 5, 3, (3, 3), 2, 1),
-          hidden_inputs=(conv_variant(1, 3, 6, 7, 2, (3, 2), 1, 2), conv_variant(2, 2, 8, 5, 3, (2, 3), 1, 0)), checks=[
+          hidden_inputs=(conv_variant(1, 3, 6, 7, 2, (3, 2), 1, 2), conv_variant(2, 2, 8, 5, 3, (2, 3), 1, 0)),
+          given=GIVEN_DX, checks=[
     GradCheck("dx", "dx_numeric", "Conv2d.backward: dL/dx (its return value), overlapping patches"),
     Close("dx", "Conv2d.backward: dL/dx (its return value), overlapping patches", mistakes=DX_MISTAKES),
 ])
@@ -426,11 +447,12 @@ def conv_backward_input(lab, x, weight, bias, dout, stride, padding):
     _, dx = _conv_backward(lab, x, weight, bias, dout, stride, padding)
     numeric = numerical_gradient(directional_loss(_fresh_conv(lab, weight, bias, stride, padding), dout,
                                                   "Conv2d.forward"), x)
-    return {"dx": dx, "dx_numeric": numeric}
+    return {"dx": dx, "dx_numeric": numeric, **_col2im_used(lab, x, weight, dout, stride, padding)}
 
 
 @LAB.case(points=5, inputs=conv_inputs(2, 3, 6, 8, 2, (2, 2), 2, 0),
-          hidden_inputs=(conv_variant(1, 2, 9, 6, 3, (3, 3), 3, 0), conv_variant(2, 2, 6, 7, 2, (2, 3), 3, 1)), checks=[
+          hidden_inputs=(conv_variant(1, 2, 9, 6, 3, (3, 3), 3, 0), conv_variant(2, 2, 6, 7, 2, (2, 3), 3, 1)),
+          given=GIVEN_DX, checks=[
     GradCheck("dx", "dx_numeric", "Conv2d.backward: dL/dx, patches that do not overlap (stride >= kernel)"),
     Close("dx", "Conv2d.backward: dL/dx, patches that do not overlap (stride >= kernel)", mistakes=DX_MISTAKES),
 ])
@@ -439,7 +461,7 @@ def conv_backward_input_nonoverlapping(lab, x, weight, bias, dout, stride, paddi
     _, dx = _conv_backward(lab, x, weight, bias, dout, stride, padding)
     numeric = numerical_gradient(directional_loss(_fresh_conv(lab, weight, bias, stride, padding), dout,
                                                   "Conv2d.forward"), x)
-    return {"dx": dx, "dx_numeric": numeric}
+    return {"dx": dx, "dx_numeric": numeric, **_col2im_used(lab, x, weight, dout, stride, padding)}
 
 
 @LAB.case(points=8, inputs=conv_inputs(2, 3, 5, 6, 4, (3, 2), 2, 1),

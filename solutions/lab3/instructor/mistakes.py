@@ -227,3 +227,6 @@ PREDICTORS["given.conv_dweight"] = lambda i, g: {"dweight": _dweight_from_cols(i
 PREDICTORS["given.conv_twice"] = lambda i, g: {"y_no_bias": _y_from_cols(i, g["cols_used"], with_bias=False)}
 PREDICTORS["given.conv_y_twice"] = lambda i, g: {"y1": _y_from_cols(i, g["cols_used"]),
                                                  "y2": _y_from_cols({**i, "x": i["x2"]}, g["cols_used2"])}
+# dL/dx given the student's own col2im: exactly their col2im of W^T G (the run computes it); the numerical gradient
+# is returned too, so the GradCheck is left out (a wrong im2col makes their forward differ; see case.Given).
+PREDICTORS["given.conv_dx"] = lambda i, g: {"dx": g["col2im_used"], "dx_numeric": g["col2im_used"]}
