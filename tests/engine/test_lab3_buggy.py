@@ -37,6 +37,7 @@ BWD_DW = "self.weight.grad += np.matmul(g, self._cols.transpose(0, 2, 1)).sum(ax
 BWD_DB = "self.bias.grad += g.sum(axis=(0, 2))"
 POOL_ADD = "+= grad_windows[u * k + v]"
 MAX_BWD = "grad_windows = np.where(self._argmax == positions, grad_output, 0.0)"
+MAX_WINDOWS = "win = _windows(x, self.kernel_size, self.stride)"
 AVG_FWD = "return _windows(x, self.kernel_size, self.stride).mean(axis=0)"
 AVG_BWD = "grad_windows = np.broadcast_to(grad_output / k2, (k2,) + grad_output.shape)"
 
@@ -159,6 +160,29 @@ BUGS = [
     }),
     bug("naive-without-bias", {"conv.py": [(NAIVE_BIAS, "")]}, {
         "conv2d_naive": ["leaving out the bias"], "conv2d_naive_strided": ["leaving out the bias"],
+    }),
+    # a combination of two known mistakes: the engine tries pairs of a check's mistakes
+    bug("naive-flipped-kernel-and-no-bias", {"conv.py": [
+        (NAIVE_SUM, NAIVE_SUM.replace("weight[k]", "weight[k, :, ::-1, ::-1]")), (NAIVE_BIAS, "")]}, {
+        case: ["matches two known mistakes at once", "leaving out the bias", "flipping the kernel"]
+        for case in ("conv2d_naive", "conv2d_naive_strided")
+    }),
+    # an error no known mistake matches, said in the formula's own terms (DWEIGHT_TERMS in cases.py): a loop over
+    # the batch that overwrites its product, so only the last image's gradient is left
+    bug("weight-grad-last-image-only", {"conv.py": [(BWD_DW, (
+        "for b in range(n):\n            dw = np.matmul(g[b], self._cols[b].T)\n"
+        "        self.weight.grad += dw.reshape(self.weight.data.shape)"))]}, {
+        "conv_backward_weight": ["fitted term by term to dL/dW", "the sum over the batch's other images (n < N-1), "
+                                 "which is missing"],
+    }),
+    # a regime bug: hidden variants of maxpool_forward use stride < kernel, and so does the public maxpool_overlapping
+    bug("maxpool-forward-ignores-stride", {"pooling.py": [
+        (MAX_WINDOWS, MAX_WINDOWS.replace("self.stride", "self.kernel_size"))]}, {
+        "maxpool_overlapping": ["the windows stepped by the kernel size, the stride ignored"],
+    }),
+    # the pooling forward cases never call backward: a backward crash costs the backward cases only
+    bug("avgpool-backward-raises", {"pooling.py": [(AVG_BWD, AVG_BWD.replace("output.shape", "output.shap"))]}, {
+        "avgpool_backward": [RAISED, "in backward", "'numpy.ndarray' object has no attribute 'shap'"],
     }),
     bug("output-size-ceil", {"conv.py": [(OUT_SIZE, "return -(-(size + 2 * padding - kernel) // stride) + 1")]}, {
         # only where the stride does not divide H + 2P - k does ceil differ from floor: in no other case

@@ -40,6 +40,8 @@ from grader.judging.case import (
     Lab,
     Metric,
     Mistake,
+    Term,
+    Terms,
     described,
     instructor,
 )
@@ -464,12 +466,20 @@ def conv_backward_input_nonoverlapping(lab, x, weight, bias, dout, stride, paddi
     return {"dx": dx, "dx_numeric": numeric, **_col2im_used(lab, x, weight, dout, stride, padding)}
 
 
+# dL/dW as a sum over the batch, split in two terms (the last image, the others) so that an error no known mistake
+# matches is said in the formula's own terms, e.g. a loop over the images that keeps only the last one's product.
+DWEIGHT_TERMS = Terms("dL/dW = sum over the batch n of G[n] @ cols[n]^T", (
+    Term("the sum over the batch's other images (n < N-1)", short="other images"),
+    Term("the last image's term G[N-1] @ cols[N-1]^T", short="last image"),
+), instructor("conv_dw.terms"))
+
+
 @LAB.case(points=8, inputs=conv_inputs(2, 3, 5, 6, 4, (3, 2), 2, 1),
           hidden_inputs=(conv_variant(1, 2, 6, 6, 3, (3, 3), 1, 1), conv_variant(3, 2, 6, 8, 2, (2, 2), 2, 0)),
           factors=lambda i: {"N (the batch size)": float(len(i["x"]))}, given=_given_im2col("given.conv_dweight"),
           checks=[
     GradCheck("dweight", "dweight_numeric", "Conv2d.backward: weight.grad (F, C, kh, kw)"),
-    Close("dweight", "Conv2d.backward: weight.grad (F, C, kh, kw)", mistakes=(
+    Close("dweight", "Conv2d.backward: weight.grad (F, C, kh, kw)", terms=DWEIGHT_TERMS, mistakes=(
         Mistake("averaging over the batch (the 1/N belongs to the loss, not to Conv2d)",
                 lambda i, e: e["dweight"] / len(i["x"])),
         Mistake("the flipped kernel's gradient (kernel flipped in forward or backward)",
@@ -553,6 +563,8 @@ def conv_gradients_accumulate(lab, x, weight, bias, dout, stride, padding):
 def _run_pool(lab: ModuleType, cls: str, x, dout, kernel, stride) -> Arrays:
     layer = _pool(lab, cls, kernel, stride)
     y = layer(x)
+    if np.shape(y) != dout.shape:  # a forward of the wrong shape is y's failure: backward cannot be judged
+        return {"y": y}
     return {"y": y, "dx": layer.backward(dout), "dx_numeric": numerical_gradient(
         directional_loss(_pool(lab, cls, kernel, stride), dout, f"{cls}.forward"), x)}
 
@@ -567,6 +579,11 @@ def _k(i: Arrays) -> int:
     return int(i["kernel"])
 
 
+MAX_FORWARD_MISTAKES = (
+    Mistake("the window's mean (average pooling) instead of its max", instructor("maxpool_y.mean")),
+    Mistake("the windows stepped by the kernel size, the stride ignored: window (i, j) starts at (S*i, S*j), and "
+            "with S < k windows overlap", instructor("maxpool_y.stride_ignored")),
+)
 MAX_OVERWRITE = "overwriting (=) where overlapping windows must add (+=): an entry that is the maximum of two " \
                 "windows receives the sum of their gradients"
 MAX_BACKWARD_MISTAKES = (
@@ -582,8 +599,7 @@ POOL_TIES = ("The inputs have no ties; for the record, PyTorch sends a window's 
 
 @LAB.case(points=4, inputs=pool_inputs(2, 3, 8, 6, 2, 2),
           hidden_inputs=(pool_variant(1, 2, 9, 6, 3, 3), pool_variant(2, 1, 6, 9, 2, 1)), checks=[
-    Close("y", "MaxPool2d.forward: output y (N, C, Ho, Wo)", mistakes=(
-        Mistake("the window's mean (average pooling) instead of its max", instructor("maxpool_y.mean")),)),
+    Close("y", "MaxPool2d.forward: output y (N, C, Ho, Wo)", mistakes=MAX_FORWARD_MISTAKES),
 ])
 def maxpool_forward(lab, x, dout, kernel, stride):
     """MaxPool2d(2, 2).forward on 8x6 inputs."""
@@ -604,7 +620,7 @@ def maxpool_backward(lab, x, dout, kernel, stride):
 
 @LAB.case(points=5, inputs=pool_inputs(2, 2, 9, 7, 3, 2),
           hidden_inputs=(pool_variant(1, 3, 7, 11, 3, 2), pool_variant(2, 2, 6, 6, 2, 1)), checks=[
-    Close("y", "MaxPool2d(3, stride=2).forward: output y, overlapping windows"),
+    Close("y", "MaxPool2d(3, stride=2).forward: output y, overlapping windows", mistakes=MAX_FORWARD_MISTAKES),
     GradCheck("dx", "dx_numeric", "MaxPool2d(3, stride=2).backward: dL/dx, overlapping windows"),
     Close("dx", "MaxPool2d(3, stride=2).backward: dL/dx, overlapping windows", mistakes=MAX_BACKWARD_MISTAKES,
           explain=POOL_TIES),

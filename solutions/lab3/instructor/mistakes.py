@@ -198,7 +198,21 @@ PREDICTORS["maxpool_dx.last_window"] = _max_dx_last_window
 PREDICTORS["maxpool_dx.minimum"] = lambda i, e: _pool_scatter(
     i, (lambda w: (w == w.min(axis=(-2, -1), keepdims=True)))(_pool_windows(i)) * i["dout"][..., None, None])
 PREDICTORS["maxpool_y.mean"] = lambda i, e: _pool_windows(i).mean(axis=(-2, -1))
+PREDICTORS["maxpool_y.stride_ignored"] = lambda i, e: _windows(i["x"], _k(i), _k(i), _k(i), (0, 0, 0, 0)).max(
+    axis=(-2, -1))
 PREDICTORS["avgpool_dx.set_offsets"] = lambda i, e: _pool_scatter(i, _per_window(i) / _k(i) ** 2, "set_offsets")
+
+
+
+def _dw_terms(i: Arrays, e: Arrays) -> np.ndarray:
+    """conv_backward_weight's Terms: [sum_{n < N-1} G[n] cols[n]^T, G[N-1] cols[N-1]^T], each (F, C, kh, kw)."""
+    w, x = i["weight"], i["x"]
+    cols = _unfold(x, w.shape[2], w.shape[3], int(i["stride"]), _pads(i))
+    per = np.matmul(i["dout"].reshape(len(x), len(w), -1), cols.transpose(0, 2, 1)).reshape((len(x),) + w.shape)
+    return np.stack([per[:-1].sum(axis=0), per[-1]])
+
+
+PREDICTORS["conv_dw.terms"] = _dw_terms
 
 # ----------------------------------------------------------------------------- given the student's im2col
 # ``Given("im2col", ("cols_used",), key)`` in cases.py: Conv2d's outputs as the reference computes them from
