@@ -5,7 +5,9 @@ real fit_mnist on the training split and scored on the held-out split, as the mn
 
 * ``affine``: build_cnn without any ReLU and with average pooling: an affine map of the pixels;
 * ``no-relu``: build_cnn without any ReLU, max pooling kept (the max is its only nonlinearity);
-* ``stale-columns``: a Conv2d that reuses the im2col columns of its first forward forever.
+* ``stale-columns``: a Conv2d that reuses the im2col columns of its first forward forever (it crashes on
+  the first batch of another size);
+* ``stale-columns-per-shape``: the same, recomputed only when the input's shape changes (a "cache").
 
 The handout (solutions/lab3/README.md, section 7) quotes these figures next to the threshold
 (tests/lab3/cases.py: ACCURACY_THRESHOLD).
@@ -38,6 +40,8 @@ PATCHES: dict[str, dict[str, list[tuple[str, str]]]] = {
     "no-relu": {"cnn.py": [(LAYERS, LAYERS.replace(" ReLU(),", ""))]},
     "stale-columns": {"conv.py": [(IM2COL_CALL, "cols = self._cols if self._cols is not None else "
                                                 + IM2COL_CALL.removeprefix("cols = "))]},
+    "stale-columns-per-shape": {"conv.py": [(IM2COL_CALL, "cols = self._cols if self._x_shape == x.shape else "
+                                                          + IM2COL_CALL.removeprefix("cols = "))]},
 }
 
 

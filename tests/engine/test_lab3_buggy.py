@@ -84,6 +84,11 @@ BUGS = [
         (FWD_IM2COL, "cols = self._cols if self._cols is not None else " + FWD_IM2COL.removeprefix("cols = "))]}, {
         "conv_forward_twice": [STALE],
     }),
+    # a "cache" keyed by the input's shape (0.1125 on MNIST, scripts/lab3_broken_models.py): caught in a second
+    bug("conv-forward-caches-columns-per-shape", {"conv.py": [
+        (FWD_IM2COL, "cols = self._cols if self._x_shape == x.shape else " + FWD_IM2COL.removeprefix("cols = "))]}, {
+        "conv_forward_twice": [STALE],
+    }),
     bug("maxpool-backward-raises", {"pooling.py": [(MAX_BWD, MAX_BWD.replace("self._argmax", "self._arg_max"))]}, {
         # forward's own case keeps its points: it never calls backward; the error's own text names the bug
         **{case: [RAISED, "in backward", "AttributeError: 'MaxPool2d' object has no attribute '_arg_max'"]
