@@ -124,10 +124,8 @@ BUGS = [
         "conv_gradients_accumulate": [LAYOUT],
     }),
     bug("bias-grad-wrong-axes", {"conv.py": [(BWD_DB, "self.bias.grad += g.sum(axis=(1, 2))")]}, {
+        # N = F in every backward case: the (N,) sum fits into bias.grad, so only bias.grad's own case sees it
         "conv_backward_bias": ["Conv2d.backward: bias.grad", "summing over the wrong axes", "axes (0, 2, 3)"],
-        # N != F there: the (N,) sum does not fit into bias.grad, and the engine says why
-        **{case: [RAISED, "self.bias.grad += g.sum(axis=(1, 2))", "a sum or mean over the wrong axis"]
-           for case in ("conv_backward_input", "conv_backward_weight", "conv_gradients_accumulate")},
     }),
     bug("bias-grad-averaged", {"conv.py": [(BWD_DB, "self.bias.grad += g.mean(axis=0).sum(axis=1)")]}, {
         # accumulation is judged against the student's own one-pass gradient: averaged, it still doubles
@@ -295,6 +293,19 @@ def test_without_the_instructor_module_dx_says_which_earlier_function_to_fix(
     assert f"fix {function} first" in message
     other = {"col2im": "im2col", "im2col": "col2im"}[function]
     assert f"your {other}" not in message
+
+
+def test_every_conv_backward_case_has_as_many_images_as_filters() -> None:
+    """N = F in every case that runs Conv2d.backward, public and hidden: a bias gradient summed over the wrong
+    axes then has bias.grad's shape, so it costs conv_backward_bias's points only (bias-grad-wrong-axes above)."""
+    import numpy as np
+
+    backward = [c for c in LAB.cases if c.name.startswith("conv_backward") or c.name == "conv_gradients_accumulate"]
+    assert len(backward) == 5
+    for case in backward:
+        for maker in (case.make_inputs, *case.hidden_inputs):
+            inputs = maker(np.random.default_rng(0))
+            assert len(inputs["x"]) == len(inputs["weight"]), (case.name, inputs["x"].shape, inputs["weight"].shape)
 
 
 def test_at_least_twelve_distinct_bugs() -> None:

@@ -15,7 +15,10 @@ Conventions that the inputs follow:
     far more than the numerical gradient's step (1e-6).
   * outside conv_output_size's own case, the stride divides H + 2P - k along every axis, so the
     output size does not depend on rounding: a conv_output_size that rounds up costs its own
-    case's points only, not those of every layer built on it.
+    case's points only, not those of every layer built on it;
+  * in every Conv2d backward case the batch size N equals the number of filters F, so a bias
+    gradient summed over the wrong axes (shape (N,)) fits into bias.grad and costs only
+    conv_backward_bias's points, instead of crashing every backward case.
 
 Predictions of known mistakes that need the solution's math (a convolution, col2im, pooling masks)
 are computed by the instructor-only solutions/lab3/instructor/mistakes.py, named here by key:
@@ -438,8 +441,8 @@ def _conv_backward(lab: ModuleType, x, weight, bias, dout, stride, padding) -> A
     return conv, conv.backward(dout)
 
 
-@LAB.case(points=8, inputs=conv_inputs(2, 2, 7, 5, 3, (3, 3), 2, 1),
-          hidden_inputs=(conv_variant(1, 3, 6, 7, 2, (3, 2), 1, 2), conv_variant(2, 2, 8, 5, 3, (2, 3), 1, 0)),
+@LAB.case(points=8, inputs=conv_inputs(3, 2, 7, 5, 3, (3, 3), 2, 1),
+          hidden_inputs=(conv_variant(2, 3, 6, 7, 2, (3, 2), 1, 2), conv_variant(3, 2, 8, 5, 3, (2, 3), 1, 0)),
           given=GIVEN_DX, checks=[
     GradCheck("dx", "dx_numeric", "Conv2d.backward: dL/dx (its return value), overlapping patches"),
     Close("dx", "Conv2d.backward: dL/dx (its return value), overlapping patches", mistakes=DX_MISTAKES),
@@ -453,7 +456,7 @@ def conv_backward_input(lab, x, weight, bias, dout, stride, padding):
 
 
 @LAB.case(points=5, inputs=conv_inputs(2, 3, 6, 8, 2, (2, 2), 2, 0),
-          hidden_inputs=(conv_variant(1, 2, 9, 6, 3, (3, 3), 3, 0), conv_variant(2, 2, 6, 7, 2, (2, 3), 3, 1)),
+          hidden_inputs=(conv_variant(3, 2, 9, 6, 3, (3, 3), 3, 0), conv_variant(2, 2, 6, 7, 2, (2, 3), 3, 1)),
           given=GIVEN_DX, checks=[
     GradCheck("dx", "dx_numeric", "Conv2d.backward: dL/dx, patches that do not overlap (stride >= kernel)"),
     Close("dx", "Conv2d.backward: dL/dx, patches that do not overlap (stride >= kernel)", mistakes=DX_MISTAKES),
@@ -474,8 +477,8 @@ DWEIGHT_TERMS = Terms("dL/dW = sum over the batch n of G[n] @ cols[n]^T", (
 ), instructor("conv_dw.terms"))
 
 
-@LAB.case(points=8, inputs=conv_inputs(2, 3, 5, 6, 4, (3, 2), 2, 1),
-          hidden_inputs=(conv_variant(1, 2, 6, 6, 3, (3, 3), 1, 1), conv_variant(3, 2, 6, 8, 2, (2, 2), 2, 0)),
+@LAB.case(points=8, inputs=conv_inputs(2, 3, 5, 6, 2, (3, 2), 2, 1),
+          hidden_inputs=(conv_variant(3, 2, 6, 5, 3, (3, 3), 1, 1), conv_variant(3, 2, 6, 8, 3, (2, 2), 2, 0)),
           factors=lambda i: {"N (the batch size)": float(len(i["x"]))}, given=_given_im2col("given.conv_dweight"),
           checks=[
     GradCheck("dweight", "dweight_numeric", "Conv2d.backward: weight.grad (F, C, kh, kw)"),
@@ -526,8 +529,8 @@ def _growth(twice: np.ndarray, once: np.ndarray) -> np.ndarray:
     return np.where(safe, twice / np.where(safe, once, 1.0), 2.0)
 
 
-@LAB.case(points=3, inputs=conv_inputs(2, 2, 5, 6, 3, (3, 2), 1, 1),
-          hidden_inputs=(conv_variant(1, 3, 7, 5, 2, (3, 3), 2, 1), conv_variant(2, 1, 7, 5, 2, (2, 2), 1, 0)),
+@LAB.case(points=3, inputs=conv_inputs(3, 2, 5, 6, 3, (3, 2), 1, 1),
+          hidden_inputs=(conv_variant(2, 3, 7, 5, 2, (3, 3), 2, 1), conv_variant(2, 1, 7, 5, 2, (2, 2), 1, 0)),
           given=_given_im2col("given.conv_twice"), checks=[
     Close("dweight_growth", "Conv2d: weight.grad after two backward passes, divided by your own after one pass",
           mistakes=(Mistake(ACCUMULATE, lambda i, e: e["dweight_growth"] / 2),),
