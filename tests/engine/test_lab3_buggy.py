@@ -295,6 +295,51 @@ def test_without_the_instructor_module_dx_says_which_earlier_function_to_fix(
     assert f"your {other}" not in message
 
 
+# The regimes a function's cases exercise: (stride > 1, padding > 0) for convolutions, and whether patches or
+# windows overlap (kernel > stride) where that changes the result (col2im, dL/dx, pooling).
+FAMILIES = {
+    "im2col": (("im2col", "im2col_strided"), ("stride", "padding")),
+    "col2im": (("col2im", "col2im_no_padding"), ("stride", "padding", "overlap")),
+    "Conv2d.forward": (("conv_forward", "conv_forward_strided", "conv_forward_batch_of_one", "conv_forward_twice"),
+                       ("stride", "padding")),
+    "conv2d_naive": (("conv2d_naive", "conv2d_naive_strided"), ("stride", "padding")),
+    "dL/dx": (("conv_backward_input", "conv_backward_input_nonoverlapping"), ("stride", "padding", "overlap")),
+    "weight.grad": (("conv_backward_weight",), ("stride", "padding")),
+    "bias.grad": (("conv_backward_bias",), ("stride", "padding")),
+    "accumulation": (("conv_gradients_accumulate",), ("stride", "padding")),
+    "MaxPool2d.forward": (("maxpool_forward", "maxpool_overlapping"), ("overlap",)),
+    "MaxPool2d.backward": (("maxpool_backward", "maxpool_overlapping"), ("overlap",)),
+    "AvgPool2d.forward": (("avgpool_forward",), ("overlap",)),
+    "AvgPool2d.backward": (("avgpool_backward",), ("overlap",)),
+}
+
+
+def _regime(inputs: dict, features: tuple[str, ...]) -> set[tuple[str, bool]]:
+    [(_, kh, stride, padding), (_, kw, _, _)] = _geometries(inputs)
+    values = {"stride": stride > 1, "padding": padding > 0, "overlap": max(kh, kw) > stride}
+    return {(f, values[f]) for f in features}
+
+
+def test_every_regime_a_hidden_variant_tests_has_a_public_case() -> None:
+    """A student who passes every public case sees no regime for the first time in grading: each (feature, value)
+    of a hidden variant (stride 1 or more, padding or none, overlapping or not) is in a public case of the same
+    function. Hidden variants differ in values, shapes and hyperparameter values only."""
+    import numpy as np
+
+    assert {c for cases, _ in FAMILIES.values() for c in cases} == {
+        c.name for c in LAB.cases if c.name not in ("conv_output_size", "flatten", MNIST)}
+    for family, (names, features) in FAMILIES.items():
+        public: set[tuple[str, bool]] = set()
+        hidden: dict[tuple[str, bool], str] = {}
+        for name in names:
+            case = LAB.get(name)
+            public |= _regime(case.make_inputs(np.random.default_rng(0)), features)
+            for maker in case.hidden_inputs:
+                hidden.update(dict.fromkeys(_regime(maker(np.random.default_rng(0)), features), name))
+        missing = {regime: name for regime, name in hidden.items() if regime not in public}
+        assert not missing, f"{family}: hidden-only regimes {missing}"
+
+
 def test_every_conv_backward_case_has_as_many_images_as_filters() -> None:
     """N = F in every case that runs Conv2d.backward, public and hidden: a bias gradient summed over the wrong
     axes then has bias.grad's shape, so it costs conv_backward_bias's points only (bias-grad-wrong-axes above)."""

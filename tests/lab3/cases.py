@@ -366,7 +366,7 @@ STALE = ("the second forward returned the first one's output: something computed
          "im2col columns, or the output) is kept and reused; every forward must start from its own x")
 
 
-@LAB.case(points=2, inputs=twice_inputs(2, 3, 5, 6, 2, (3, 2), 1, 1),
+@LAB.case(points=2, inputs=twice_inputs(2, 3, 5, 6, 2, (3, 2), 1, 0),
           hidden_inputs=(described("stride 2, no padding, N=1", twice_inputs(1, 2, 7, 5, 3, (3, 3), 2, 0)),),
           given=Given("im2col", ("cols_used", "cols_used2"), "given.conv_y_twice"), checks=[
     Close("y2", "Conv2d.forward: the second output of one layer, on a new input", mistakes=(
@@ -442,7 +442,7 @@ def _conv_backward(lab: ModuleType, x, weight, bias, dout, stride, padding) -> A
 
 
 @LAB.case(points=8, inputs=conv_inputs(3, 2, 7, 5, 3, (3, 3), 2, 1),
-          hidden_inputs=(conv_variant(2, 3, 6, 7, 2, (3, 2), 1, 2), conv_variant(3, 2, 8, 5, 3, (2, 3), 1, 0)),
+          hidden_inputs=(conv_variant(2, 3, 7, 8, 2, (3, 2), 2, 2), conv_variant(3, 2, 8, 5, 3, (2, 3), 2, 0)),
           given=GIVEN_DX, checks=[
     GradCheck("dx", "dx_numeric", "Conv2d.backward: dL/dx (its return value), overlapping patches"),
     Close("dx", "Conv2d.backward: dL/dx (its return value), overlapping patches", mistakes=DX_MISTAKES),
@@ -478,7 +478,7 @@ DWEIGHT_TERMS = Terms("dL/dW = sum over the batch n of G[n] @ cols[n]^T", (
 
 
 @LAB.case(points=8, inputs=conv_inputs(2, 3, 5, 6, 2, (3, 2), 2, 1),
-          hidden_inputs=(conv_variant(3, 2, 6, 5, 3, (3, 3), 1, 1), conv_variant(3, 2, 6, 8, 3, (2, 2), 2, 0)),
+          hidden_inputs=(conv_variant(3, 2, 7, 5, 3, (3, 3), 2, 1), conv_variant(3, 2, 6, 8, 3, (2, 2), 2, 1)),
           factors=lambda i: {"N (the batch size)": float(len(i["x"]))}, given=_given_im2col("given.conv_dweight"),
           checks=[
     GradCheck("dweight", "dweight_numeric", "Conv2d.backward: weight.grad (F, C, kh, kw)"),
@@ -501,7 +501,7 @@ def conv_backward_weight(lab, x, weight, bias, dout, stride, padding):
 
 
 @LAB.case(points=4, inputs=conv_inputs(3, 2, 5, 6, 3, (3, 3), 1, 1),
-          hidden_inputs=(conv_variant(2, 3, 6, 5, 2, (2, 3), 2, 0), conv_variant(4, 1, 4, 7, 4, (2, 2), 1, 1)),
+          hidden_inputs=(conv_variant(2, 3, 6, 5, 2, (2, 3), 1, 1), conv_variant(4, 1, 4, 7, 4, (2, 2), 1, 1)),
           factors=lambda i: {"N (the batch size)": float(len(i["x"]))}, checks=[
     GradCheck("dbias", "dbias_numeric", "Conv2d.backward: bias.grad (F,)"),
     Close("dbias", "Conv2d.backward: bias.grad (F,)", mistakes=(
@@ -530,7 +530,7 @@ def _growth(twice: np.ndarray, once: np.ndarray) -> np.ndarray:
 
 
 @LAB.case(points=3, inputs=conv_inputs(3, 2, 5, 6, 3, (3, 2), 1, 1),
-          hidden_inputs=(conv_variant(2, 3, 7, 5, 2, (3, 3), 2, 1), conv_variant(2, 1, 7, 5, 2, (2, 2), 1, 0)),
+          hidden_inputs=(conv_variant(2, 3, 7, 5, 2, (3, 3), 1, 1), conv_variant(2, 1, 7, 5, 2, (2, 2), 1, 1)),
           given=_given_im2col("given.conv_twice"), checks=[
     Close("dweight_growth", "Conv2d: weight.grad after two backward passes, divided by your own after one pass",
           mistakes=(Mistake(ACCUMULATE, lambda i, e: e["dweight_growth"] / 2),),
@@ -634,7 +634,7 @@ def maxpool_overlapping(lab, x, dout, kernel, stride):
 
 
 @LAB.case(points=3, inputs=pool_inputs(2, 3, 7, 9, 3, 2),
-          hidden_inputs=(pool_variant(1, 2, 6, 8, 2, 2), pool_variant(2, 1, 9, 6, 3, 3)), checks=[
+          hidden_inputs=(pool_variant(1, 2, 6, 8, 2, 1), pool_variant(2, 1, 9, 7, 3, 2)), checks=[
     Close("y", "AvgPool2d.forward: output y (N, C, Ho, Wo)", mistakes=(
         Mistake("the window's sum instead of its mean (divide by k*k)", lambda i, e: e["y"] * _k(i) ** 2),
         Mistake("dividing by k instead of k*k", lambda i, e: e["y"] * _k(i)),)),
@@ -645,7 +645,7 @@ def avgpool_forward(lab, x, dout, kernel, stride):
 
 
 @LAB.case(points=5, inputs=pool_inputs(2, 2, 7, 9, 3, 2),
-          hidden_inputs=(pool_variant(1, 3, 6, 6, 2, 2), pool_variant(2, 2, 8, 7, 3, 1)), checks=[
+          hidden_inputs=(pool_variant(1, 3, 6, 5, 2, 1), pool_variant(2, 2, 8, 7, 3, 1)), checks=[
     GradCheck("dx", "dx_numeric", "AvgPool2d.backward: dL/dx"),
     Close("dx", "AvgPool2d.backward: dL/dx", mistakes=(
         Mistake("leaving out the 1/(k*k) of the mean", lambda i, e: e["dx"] * _k(i) ** 2),
