@@ -462,3 +462,13 @@ def test_a_trained_cnn_without_nonlinearity_loses_the_mnist_points_with_a_messag
     [case] = result.cases
     assert not case.passed, case.output
     assert "your trained model is linear (affine) in its input" in case.output, case.output
+
+
+def test_a_given_with_several_earlier_functions_names_one_per_output() -> None:
+    from grader.judging.case import Given
+
+    given = Given("im2col", ("cols_used", "col2im_used"), "given.conv_dx", functions=("im2col", "col2im"))
+    assert [given.function_of(o) for o in given.outputs] == ["im2col", "col2im"]
+    assert Given("box_iou", ("iou_used",), "given.nms").function_of("iou_used") == "box_iou"
+    with pytest.raises(ValueError, match="one function per output"):
+        Given("im2col", ("cols_used", "col2im_used"), "given.conv_dx", functions=("im2col",))
