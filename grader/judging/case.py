@@ -325,11 +325,13 @@ class Given:
     Without an instructor module (a student's release) the failure says to fix ``earlier`` first.
 
     Several earlier functions (Conv2d's dL/dx goes through im2col in forward and col2im in
-    backward): ``functions`` names the one behind each output, and messages name only those whose
-    results differ. When the key's function also returns a GradCheck's numerical-gradient output,
-    that GradCheck is left out of the second judgement: the student's forward differs from the
-    reference through an earlier function (charged in its own cases), so agreeing with its numerical
-    gradient is no longer what the case asks.
+    backward): ``functions`` names the one behind each output, in call order, and messages name only
+    those whose results differ (the first of them as the one to fix first: a later one, such as the
+    forward that calls im2col, may differ only through it). When the key's function also returns a
+    GradCheck's numerical-gradient output, that GradCheck is left out of the second judgement: the
+    student's forward differs from the reference (charged in its own cases), so agreeing with its
+    numerical gradient is no longer what the case asks. A case that passes only this way says so
+    (given.describe_given_pass), not "matches the reference".
     """
 
     earlier: str  # the earlier function, as the student knows it: "box_iou"

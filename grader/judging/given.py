@@ -53,6 +53,12 @@ def _where(differ: list[tuple[str, str]]) -> tuple[str, str]:
     return " and ".join(functions), "; ".join(f"{f}: {phrase}" for f, phrase in differ)
 
 
+def _first(differ: list[tuple[str, str]]) -> str:
+    """The function to fix first: ``Given.functions`` are in call order, and a later one (Conv2d.forward) may
+    differ only because an earlier one it calls (im2col) does."""
+    return differ[0][0]
+
+
 def judge_given(case: Case, inputs: Arrays, got: Mapping[str, Any], expected: Arrays, messages: list[str],
                 metric_package: MetricPackage | None = None) -> list[str]:
     """The case's failure messages once the student's own earlier results are taken into account.
@@ -72,8 +78,9 @@ def judge_given(case: Case, inputs: Arrays, got: Mapping[str, Any], expected: Ar
     module = load_instructor(case.lab) if case.lab else None
     fn = predictor(module, given.key) if module is not None else None
     if fn is None:  # a student's local run: nothing here may apply the reference to their results
-        return [f"{case.name} is computed through your {earlier}, which differs from the reference on "
-                f"this case's inputs ({where}): fix {earlier} first (its own cases say how). Graded, "
+        verb = "differ" if " and " in earlier else "differs"
+        return [f"{case.name} is computed through your {earlier}, which {verb} from the reference on "
+                f"this case's inputs ({where}): fix {_first(differ)} first (its own cases say how). Graded, "
                 f"this case is judged given your own {earlier}'s results, so that bug costs points "
                 "only in its own cases."]
     # The function gets every numeric output of the student's run (the earlier function's results among them).
@@ -94,3 +101,15 @@ def judge_given(case: Case, inputs: Arrays, got: Mapping[str, Any], expected: Ar
     return again + [f"  note: your {earlier} differs from the reference here ({where}); this case was "
                     f"judged given your own {earlier}'s results, so the failure above is in "
                     f"{case.name}'s own logic"]
+
+
+def describe_given_pass(case: Case, got: Mapping[str, Any], expected: Arrays) -> str:
+    """What a case that passed only when judged given the student's earlier results says: not "matches the
+    reference" (it does not), but what it was judged against."""
+    differ = _differences(case, got, expected)
+    if not differ:  # cannot happen when judge_given turned a failure into a pass; kept for safety
+        return "passed: judged given your own earlier results"
+    earlier, where = _where(differ)
+    whats = "; ".join(c.what for c in case.checks if not isinstance(c, GradCheck))
+    return (f"passed: judged given your own {earlier}'s results, which differ from the reference's here ({where}): "
+            f"that costs points in {_first(differ)}'s own cases, not here. Right given them: {whats}")

@@ -98,13 +98,10 @@ BUGS = [
         (FWD_MATMUL, "out = np.matmul(cols.transpose(0, 2, 1), self.weight.data.reshape(self.out_channels, -1).T)"),
         (FWD_BIAS, "out += self.bias.data"),
     ]}, {
+        # the backward cases are judged given the student's own forward: their backward is right, so they pass
         **{case: ["a wrong reshape order after im2col: an (N, Ho*Wo, F) product reshaped straight"]
            for case in FWD_CASES},
-        "conv_backward_input": [FWD_ELSEWHERE],
-        "conv_backward_input_nonoverlapping": [FWD_ELSEWHERE],
-        "conv_backward_weight": [FWD_ELSEWHERE],
-        "conv_backward_bias": [FWD_ELSEWHERE],
-        "conv_gradients_accumulate": ["a wrong reshape order"],
+        "conv_gradients_accumulate": ["a wrong reshape order"],  # its Conv2d(bias=False) forward check
     }),
     bug("col2im-overwrites", {"conv.py": [(COL2IM_ADD, COL2IM_ADD.replace("+=", "="))]}, {
         "col2im": ["col2im(cols, x_shape, kernel_size, stride, padding)", OVERWRITE],
@@ -118,9 +115,6 @@ BUGS = [
         (FWD_MATMUL, "out = np.matmul(self.weight.data.transpose(1, 0, 2, 3).reshape(self.out_channels, -1), cols)"),
     ]}, {
         **{case: [LAYOUT, "(out_channels, in_channels, kh, kw)"] for case in FWD_CASES},
-        "conv_backward_input": [FWD_ELSEWHERE],
-        "conv_backward_input_nonoverlapping": [FWD_ELSEWHERE],
-        "conv_backward_weight": [FWD_ELSEWHERE],
         "conv_gradients_accumulate": [LAYOUT],
     }),
     bug("bias-grad-wrong-axes", {"conv.py": [(BWD_DB, "self.bias.grad += g.sum(axis=(1, 2))")]}, {
@@ -289,10 +283,10 @@ def test_without_the_instructor_module_dx_says_which_earlier_function_to_fix(
     if cases is not None:
         assert failed(result) == cases, out
     message = out["conv_backward_input"]
-    assert f"conv_backward_input is computed through your {function}, which differs" in message, message
+    assert f"conv_backward_input is computed through your {function}" in message, message
     assert f"fix {function} first" in message
     other = {"col2im": "im2col", "im2col": "col2im"}[function]
-    assert f"your {other}" not in message
+    assert other not in message.split("Graded")[0]
 
 
 # The regimes a function's cases exercise: (stride > 1, padding > 0) for convolutions, and whether patches or
@@ -472,3 +466,21 @@ def test_a_given_with_several_earlier_functions_names_one_per_output() -> None:
     assert Given("box_iou", ("iou_used",), "given.nms").function_of("iou_used") == "box_iou"
     with pytest.raises(ValueError, match="one function per output"):
         Given("im2col", ("cols_used", "col2im_used"), "given.conv_dx", functions=("im2col",))
+
+
+def test_a_case_passed_given_the_students_own_forward_says_so_not_that_it_matches_the_reference(
+        patched_reference) -> None:
+    """A wrong reshape order in forward only: the backward cases are judged given the student's own forward
+    output, pass, and their report says what they were judged against (the GradCheck was left out)."""
+    root = patched_reference("reshape-order-passes", {"conv.py": [
+        (FWD_MATMUL, "out = np.matmul(cols.transpose(0, 2, 1), self.weight.data.reshape(self.out_channels, -1).T)"),
+        (FWD_BIAS, "out += self.bias.data")]}, lab="lab3")
+    backward = ["conv_backward_input", "conv_backward_input_nonoverlapping", "conv_backward_weight",
+                "conv_backward_bias"]
+    result = grade(LAB, root, isolated=False, only=backward)
+    assert failed(result) == set(), outputs(result)
+    for case in result.cases:
+        assert case.output.startswith("passed: judged given your own Conv2d.forward's results, which differ"), \
+            case.output
+        assert "costs points in Conv2d.forward's own cases" in case.output
+        assert "numerical gradient" not in case.output

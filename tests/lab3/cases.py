@@ -430,15 +430,22 @@ def _col2im_used(lab: ModuleType, x: np.ndarray, weight: np.ndarray, dout: np.nd
     return out
 
 
-# Conv2d's dL/dx judged given the student's own im2col (forward) and col2im (backward): a bug in either is
-# charged in its own cases; the numerical gradient of a forward built on a wrong im2col is no reference then.
-GIVEN_DX = Given("im2col", ("cols_used", "col2im_used"), "given.conv_dx", functions=("im2col", "col2im"))
+# Conv2d's gradients judged given the student's own forward output, im2col (forward) and col2im (backward): a bug in
+# any of them is charged in its own cases; the numerical gradient of a forward that differs from the reference is no
+# target for backward then (the instructor functions also give the numerical gradient, so the GradCheck is left out).
+FORWARD = "Conv2d.forward"
+GIVEN_DX = Given("im2col", ("cols_used", "col2im_used", "y_used"), "given.conv_dx",
+                 functions=("im2col", "col2im", FORWARD))
+GIVEN_DWEIGHT = Given("im2col", ("cols_used", "y_used"), "given.conv_dweight", functions=("im2col", FORWARD))
+GIVEN_DBIAS = Given(FORWARD, ("y_used",), "given.conv_dbias")
 
 
-def _conv_backward(lab: ModuleType, x, weight, bias, dout, stride, padding) -> Any:
+def _conv_backward(lab: ModuleType, x, weight, bias, dout, stride, padding) -> tuple[Any, Any, Arrays]:
+    """The layer after one forward and backward, dL/dx, and the forward's output as ``y_used``: a backward case
+    is judged given the student's own forward (a forward bug is charged in the forward's cases)."""
     conv = make_conv(lab, weight, bias, stride, padding)
-    conv(x)
-    return conv, conv.backward(dout)
+    y = np.array(conv(x), dtype=np.float64, copy=True)
+    return conv, conv.backward(dout), {"y_used": y}
 
 
 @LAB.case(points=8, inputs=conv_inputs(3, 2, 7, 5, 3, (3, 3), 2, 1),
@@ -449,10 +456,10 @@ def _conv_backward(lab: ModuleType, x, weight, bias, dout, stride, padding) -> A
 ])
 def conv_backward_input(lab, x, weight, bias, dout, stride, padding):
     """Conv2d.backward returns dL/dx = col2im(W^T G) where patches overlap (stride < kernel)."""
-    _, dx = _conv_backward(lab, x, weight, bias, dout, stride, padding)
+    _, dx, y = _conv_backward(lab, x, weight, bias, dout, stride, padding)
     numeric = numerical_gradient(directional_loss(_fresh_conv(lab, weight, bias, stride, padding), dout,
                                                   "Conv2d.forward"), x)
-    return {"dx": dx, "dx_numeric": numeric, **_col2im_used(lab, x, weight, dout, stride, padding)}
+    return {"dx": dx, "dx_numeric": numeric, **y, **_col2im_used(lab, x, weight, dout, stride, padding)}
 
 
 @LAB.case(points=5, inputs=conv_inputs(2, 3, 6, 8, 2, (2, 2), 2, 0),
@@ -463,10 +470,10 @@ def conv_backward_input(lab, x, weight, bias, dout, stride, padding):
 ])
 def conv_backward_input_nonoverlapping(lab, x, weight, bias, dout, stride, padding):
     """Conv2d.backward's dL/dx with stride = kernel: every pixel in at most one patch."""
-    _, dx = _conv_backward(lab, x, weight, bias, dout, stride, padding)
+    _, dx, y = _conv_backward(lab, x, weight, bias, dout, stride, padding)
     numeric = numerical_gradient(directional_loss(_fresh_conv(lab, weight, bias, stride, padding), dout,
                                                   "Conv2d.forward"), x)
-    return {"dx": dx, "dx_numeric": numeric, **_col2im_used(lab, x, weight, dout, stride, padding)}
+    return {"dx": dx, "dx_numeric": numeric, **y, **_col2im_used(lab, x, weight, dout, stride, padding)}
 
 
 # dL/dW as a sum over the batch, split in two terms (the last image, the others) so that an error no known mistake
@@ -479,7 +486,7 @@ DWEIGHT_TERMS = Terms("dL/dW = sum over the batch n of G[n] @ cols[n]^T", (
 
 @LAB.case(points=8, inputs=conv_inputs(2, 3, 5, 6, 2, (3, 2), 2, 1),
           hidden_inputs=(conv_variant(3, 2, 7, 5, 3, (3, 3), 2, 1), conv_variant(3, 2, 6, 8, 3, (2, 2), 2, 1)),
-          factors=lambda i: {"N (the batch size)": float(len(i["x"]))}, given=_given_im2col("given.conv_dweight"),
+          factors=lambda i: {"N (the batch size)": float(len(i["x"]))}, given=GIVEN_DWEIGHT,
           checks=[
     GradCheck("dweight", "dweight_numeric", "Conv2d.backward: weight.grad (F, C, kh, kw)"),
     Close("dweight", "Conv2d.backward: weight.grad (F, C, kh, kw)", terms=DWEIGHT_TERMS, mistakes=(
@@ -494,15 +501,15 @@ DWEIGHT_TERMS = Terms("dL/dW = sum over the batch n of G[n] @ cols[n]^T", (
 ])
 def conv_backward_weight(lab, x, weight, bias, dout, stride, padding):
     """Conv2d.backward adds dL/dW = sum_n G[n] @ cols[n].T, reshaped to (F, C, kh, kw), into weight.grad."""
-    conv, _ = _conv_backward(lab, x, weight, bias, dout, stride, padding)
+    conv, _, y = _conv_backward(lab, x, weight, bias, dout, stride, padding)
     numeric = numerical_gradient(param_loss(conv, conv.weight, x, dout), weight)
-    return {"dweight": conv.weight.grad.copy(), "dweight_numeric": numeric,
+    return {"dweight": conv.weight.grad.copy(), "dweight_numeric": numeric, **y,
             **_cols_used(lab, x, weight, stride, padding)}
 
 
 @LAB.case(points=4, inputs=conv_inputs(3, 2, 5, 6, 3, (3, 3), 1, 1),
           hidden_inputs=(conv_variant(2, 3, 6, 5, 2, (2, 3), 1, 1), conv_variant(4, 1, 4, 7, 4, (2, 2), 1, 1)),
-          factors=lambda i: {"N (the batch size)": float(len(i["x"]))}, checks=[
+          factors=lambda i: {"N (the batch size)": float(len(i["x"]))}, given=GIVEN_DBIAS, checks=[
     GradCheck("dbias", "dbias_numeric", "Conv2d.backward: bias.grad (F,)"),
     Close("dbias", "Conv2d.backward: bias.grad (F,)", mistakes=(
         Mistake("summing over the wrong axes: the bias gradient sums grad_output over the batch and every "
@@ -515,9 +522,9 @@ def conv_backward_weight(lab, x, weight, bias, dout, stride, padding):
 ])
 def conv_backward_bias(lab, x, weight, bias, dout, stride, padding):
     """Conv2d.backward adds dL/db = grad_output summed over axes (0, 2, 3) into bias.grad (N = F here)."""
-    conv, _ = _conv_backward(lab, x, weight, bias, dout, stride, padding)
+    conv, _, y = _conv_backward(lab, x, weight, bias, dout, stride, padding)
     numeric = numerical_gradient(param_loss(conv, conv.bias, x, dout), bias)
-    return {"dbias": conv.bias.grad.copy(), "dbias_numeric": numeric}
+    return {"dbias": conv.bias.grad.copy(), "dbias_numeric": numeric, **y}
 
 
 ACCUMULATE = "overwriting the gradient (grad = ...) instead of accumulating (grad += ...)"

@@ -237,10 +237,21 @@ def _dweight_from_cols(i: Arrays, cols: np.ndarray) -> np.ndarray:
 
 
 PREDICTORS["given.conv_y"] = lambda i, g: {"y": _y_from_cols(i, g["cols_used"])}
-PREDICTORS["given.conv_dweight"] = lambda i, g: {"dweight": _dweight_from_cols(i, g["cols_used"])}
+def _given_dweight(i: Arrays, g: Arrays) -> Arrays:
+    """dL/dW from the student's columns (the reference's when their im2col raised), and as the numerical gradient
+    too: given their forward, backward is judged against the reference's formula (see case.Given)."""
+    cols = g["cols_used"] if "cols_used" in g else _unfold(i["x"], i["weight"].shape[2], i["weight"].shape[3],
+                                                           int(i["stride"]), _pads(i))
+    dw = _dweight_from_cols(i, cols)
+    return {"dweight": dw, "dweight_numeric": dw}
+
+
+PREDICTORS["given.conv_dweight"] = _given_dweight
+PREDICTORS["given.conv_dbias"] = lambda i, g: {"dbias": i["dout"].sum(axis=(0, 2, 3)),
+                                               "dbias_numeric": i["dout"].sum(axis=(0, 2, 3))}
 PREDICTORS["given.conv_twice"] = lambda i, g: {"y_no_bias": _y_from_cols(i, g["cols_used"], with_bias=False)}
 PREDICTORS["given.conv_y_twice"] = lambda i, g: {"y1": _y_from_cols(i, g["cols_used"]),
                                                  "y2": _y_from_cols({**i, "x": i["x2"]}, g["cols_used2"])}
 # dL/dx given the student's own col2im: exactly their col2im of W^T G (the run computes it); the numerical gradient
-# is returned too, so the GradCheck is left out (a wrong im2col makes their forward differ; see case.Given).
+# is returned too, so the GradCheck is left out (a wrong im2col or forward makes their forward differ; case.Given).
 PREDICTORS["given.conv_dx"] = lambda i, g: {"dx": g["col2im_used"], "dx_numeric": g["col2im_used"]}
