@@ -653,7 +653,8 @@ def avgpool_forward(lab, x, dout, kernel, stride):
 
 
 @LAB.case(points=5, inputs=pool_inputs(2, 2, 7, 9, 3, 2),
-          hidden_inputs=(pool_variant(1, 3, 6, 5, 2, 1), pool_variant(2, 2, 8, 7, 3, 1)), checks=[
+          hidden_inputs=(pool_variant(1, 3, 6, 5, 2, 1), pool_variant(2, 2, 8, 7, 3, 1)),
+          given=Given("AvgPool2d.forward", ("y_used",), "given.avgpool_dx"), checks=[
     GradCheck("dx", "dx_numeric", "AvgPool2d.backward: dL/dx"),
     Close("dx", "AvgPool2d.backward: dL/dx", mistakes=(
         Mistake("leaving out the 1/(k*k) of the mean", lambda i, e: e["dx"] * _k(i) ** 2),
@@ -662,9 +663,10 @@ def avgpool_forward(lab, x, dout, kernel, stride):
     )),
 ])
 def avgpool_backward(lab, x, dout, kernel, stride):
-    """AvgPool2d.backward: every entry of a window gets the window's gradient / (k*k); overlaps add."""
+    """AvgPool2d.backward: every entry of a window gets the window's gradient / (k*k); overlaps add (judged given
+    your own forward's output: a forward bug costs avgpool_forward's points)."""
     out = _run_pool(lab, "AvgPool2d", x, dout, kernel, stride)
-    return {"dx": out["dx"], "dx_numeric": out["dx_numeric"]}
+    return {"dx": out["dx"], "dx_numeric": out["dx_numeric"], "y_used": out["y"]}
 
 
 def flatten_inputs(shape: tuple[int, int, int, int]) -> Maker:

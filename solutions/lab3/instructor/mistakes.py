@@ -255,3 +255,17 @@ PREDICTORS["given.conv_y_twice"] = lambda i, g: {"y1": _y_from_cols(i, g["cols_u
 # dL/dx given the student's own col2im: exactly their col2im of W^T G (the run computes it); the numerical gradient
 # is returned too, so the GradCheck is left out (a wrong im2col or forward makes their forward differ; case.Given).
 PREDICTORS["given.conv_dx"] = lambda i, g: {"dx": g["col2im_used"], "dx_numeric": g["col2im_used"]}
+
+
+
+def _given_avgpool_dx(i: Arrays, g: Arrays) -> Arrays:
+    """AvgPool2d's dL/dx does not depend on the forward's output: given the student's forward, the reference's dx
+    (also as the numerical gradient, so the GradCheck is left out). A forward of the wrong shape got another upstream
+    gradient: no judgement given it (the plain one says the forward differs)."""
+    if np.shape(g["y_used"]) != i["dout"].shape:
+        raise ValueError("the forward's output has another shape")
+    dx = _pool_scatter(i, _per_window(i) / _k(i) ** 2)
+    return {"dx": dx, "dx_numeric": dx}
+
+
+PREDICTORS["given.avgpool_dx"] = _given_avgpool_dx
