@@ -77,8 +77,8 @@ def judge_given(case: Case, inputs: Arrays, got: Mapping[str, Any], expected: Ar
     earlier, where = _where(differ)
     module = load_instructor(case.lab) if case.lab else None
     fn = predictor(module, given.key) if module is not None else None
+    verb = "differ" if " and " in earlier else "differs"
     if fn is None:  # a student's local run: nothing here may apply the reference to their results
-        verb = "differ" if " and " in earlier else "differs"
         return [f"{case.name} is computed through your {earlier}, which {verb} from the reference on "
                 f"this case's inputs ({where}): fix {_first(differ)} first (its own cases say how). Graded, "
                 f"this case is judged given your own {earlier}'s results, so that bug costs points "
@@ -98,7 +98,7 @@ def judge_given(case: Case, inputs: Arrays, got: Mapping[str, Any], expected: Ar
     again = evaluate(judged, inputs, got, {**outputs, **{k: np.asarray(v) for k, v in alt.items()}}, metric_package)
     if not again:
         return []
-    return again + [f"  note: your {earlier} differs from the reference here ({where}); this case was "
+    return again + [f"  note: your {earlier} {verb} from the reference here ({where}); this case was "
                     f"judged given your own {earlier}'s results, so the failure above is in "
                     f"{case.name}'s own logic"]
 
