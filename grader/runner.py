@@ -33,7 +33,7 @@ from grader.isolation.sandbox import Child, Reply, bwrap_available, isolation_na
 from grader.judging.case import Arrays, Case, Close, GradCheck, Lab, Metric, MetricPackage
 from grader.judging.compare import evaluate
 from grader.judging.expected import FixtureError, FixtureExpected, ReferenceExpected, case_timeout, make_inputs
-from grader.judging.given import judge_given
+from grader.judging.given import describe_given_pass, judge_given
 from grader.judging.guard import FEEDBACK_TAG
 from grader.text import printable as clean
 
@@ -213,6 +213,7 @@ def run_case(case: Case, executor: Executor, expected: ExpectedFn,
     """Runs one case on each seed (stopping at the first failure) and scores it."""
     start = time.perf_counter()
     failure = None
+    given_pass = ""  # set when a seed passed only given the student's earlier results
     scorer: MetricPackage | None = None
     n_public = sum(1 for _, hidden in seeds if not hidden)
     for i, (seed, hidden) in enumerate(seeds):
@@ -243,8 +244,10 @@ def run_case(case: Case, executor: Executor, expected: ExpectedFn,
                 failure = f"{case.name}: cannot check: {exc}"
             else:
                 scorer = scorer or metric_package(case, executor)
-                messages = evaluate(case, inputs, reply.outputs, exp, scorer)
-                messages = judge_given(case, inputs, reply.outputs, exp, messages, scorer)
+                first = evaluate(case, inputs, reply.outputs, exp, scorer)
+                messages = judge_given(case, inputs, reply.outputs, exp, first, scorer)
+                if first and not messages:  # passed only given the student's earlier results: say so
+                    given_pass = describe_given_pass(case, reply.outputs, exp)
                 if messages:
                     failure = f"{case.name} {label} failed:\n" + "\n".join(messages)
         if failure:
@@ -255,7 +258,8 @@ def run_case(case: Case, executor: Executor, expected: ExpectedFn,
     own = bool(scorer and scorer.own)
     if failure:
         return CaseResult(case.name, 0.0, case.points, failure, seconds, own_metric=own)
-    return CaseResult(case.name, case.points, case.points, describe_pass(case, scorer), seconds, own_metric=own)
+    return CaseResult(case.name, case.points, case.points, given_pass or describe_pass(case, scorer), seconds,
+                      own_metric=own)
 
 
 def _is_import_error(error: str, case: Case) -> bool:

@@ -327,15 +327,31 @@ class Given:
     ``instructor(key)``; cases.py is released and holds no solution code). The case passes when
     either judgement passes (code that does not call the earlier function keeps full marks).
     Without an instructor module (a student's release) the failure says to fix ``earlier`` first.
+
+    Several earlier functions (Conv2d's dL/dx goes through im2col in forward and col2im in
+    backward): ``functions`` names the one behind each output, in call order, and messages name only
+    those whose results differ (the first of them as the one to fix first: a later one, such as the
+    forward that calls im2col, may differ only through it). When the key's function also returns a
+    GradCheck's numerical-gradient output, that GradCheck is left out of the second judgement: the
+    student's forward differs from the reference (charged in its own cases), so agreeing with its
+    numerical gradient is no longer what the case asks. A case that passes only this way says so
+    (given.describe_given_pass), not "matches the reference".
     """
 
     earlier: str  # the earlier function, as the student knows it: "box_iou"
     outputs: tuple[str, ...]  # the run's outputs holding its results on this case's inputs
     key: str
+    functions: tuple[str, ...] = ()  # the earlier function behind each output (default: ``earlier`` for all)
 
     def __post_init__(self) -> None:
         if not _KEY.fullmatch(self.key):
             raise ValueError(f"Given key {self.key!r}: use letters, digits, '_', '.', '-' only")
+        if self.functions and len(self.functions) != len(self.outputs):
+            raise ValueError(f"Given {self.key!r}: one function per output, got {self.functions} for {self.outputs}")
+
+    def function_of(self, output: str) -> str:
+        """The earlier function whose results ``output`` holds."""
+        return self.functions[self.outputs.index(output)] if self.functions else self.earlier
 
 
 def described(description: str, make: MakeInputs) -> MakeInputs:

@@ -61,3 +61,25 @@ def test_the_example_failure_message_is_what_the_grader_prints(patched_reference
     result = grade(load_cases("lab3", paths.tests_dir()), root, isolated=False, only=["col2im"])
     printed = result.cases[0].output.splitlines()
     assert printed == expected
+
+
+def test_the_broken_models_script_still_patches_the_reference_and_the_handout_quotes_it(tmp_path) -> None:
+    """scripts/lab3_broken_models.py (the figures the handout quotes next to the threshold) must stay runnable:
+    each model's patch still applies to the reference, and changes it."""
+    import importlib.util
+
+    import pytest
+
+    if not (paths.solutions_dir() / "lab3").is_dir():
+        pytest.skip("no solutions/ (student release)")
+    path = paths.project_root() / "scripts" / "lab3_broken_models.py"
+    spec = importlib.util.spec_from_file_location("_lab3_broken", path)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    for model, edits in script.PATCHES.items():
+        root = script.patched(model, tmp_path)
+        for file in edits:
+            assert (root / "lab3" / file).read_text() != (paths.solutions_dir() / "lab3" / file).read_text(), model
+    text = RELEASED.read_text(encoding="utf-8")
+    assert "scripts/lab3_broken_models.py" in text and "0.8935" in text

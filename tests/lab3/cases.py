@@ -13,6 +13,12 @@ Conventions that the inputs follow:
     only the random values;
   * max-pooling inputs have no ties: every value of an input differs from every other by >= 0.04,
     far more than the numerical gradient's step (1e-6).
+  * outside conv_output_size's own case, the stride divides H + 2P - k along every axis, so the
+    output size does not depend on rounding: a conv_output_size that rounds up costs its own
+    case's points only, not those of every layer built on it;
+  * in every Conv2d backward case the batch size N equals the number of filters F, so a bias
+    gradient summed over the wrong axes (shape (N,)) fits into bias.grad and costs only
+    conv_backward_bias's points, instead of crashing every backward case.
 
 Predictions of known mistakes that need the solution's math (a convolution, col2im, pooling masks)
 are computed by the instructor-only solutions/lab3/instructor/mistakes.py, named here by key:
@@ -37,6 +43,8 @@ from grader.judging.case import (
     Lab,
     Metric,
     Mistake,
+    Term,
+    Terms,
     described,
     instructor,
 )
@@ -209,9 +217,13 @@ DX_MISTAKES = (
 
 # ----------------------------------------------------------------------------- output size, im2col, col2im
 
-SIZE_GRIDS = {  # rows of (size, kernel, stride, padding)
+# The only case where rounding the output size matters: every other case, public or hidden, uses sizes where the
+# stride divides H + 2P - k (floor = ceil; tests/engine/test_lab3_buggy.py checks it), so a conv_output_size that
+# rounds up costs points here only. Rows of (size, kernel, stride, padding); the last public rows are pooling's
+# shapes (no padding): MaxPool2d(2) on an odd size, MaxPool2d(3, stride=2) on an even one.
+SIZE_GRIDS = {
     "public": [(5, 3, 1, 0), (5, 3, 1, 1), (7, 3, 2, 1), (8, 3, 2, 1), (9, 2, 3, 2), (28, 5, 1, 2), (6, 6, 1, 0),
-               (10, 3, 3, 0), (11, 4, 2, 1)],
+               (10, 3, 3, 0), (11, 4, 2, 1), (7, 2, 2, 0), (8, 3, 2, 0), (9, 2, 1, 0)],
     "v0": [(4, 2, 1, 0), (6, 3, 2, 0), (7, 2, 2, 2), (13, 5, 3, 1), (28, 3, 2, 1), (9, 4, 4, 0)],
     "v1": [(3, 3, 1, 1), (12, 5, 2, 2), (8, 2, 3, 1), (15, 4, 3, 0), (20, 7, 5, 3)],
 }
@@ -271,10 +283,10 @@ def im2col(lab, x, kernel, stride, padding):
 
 
 @LAB.case(points=3, inputs=im2col_inputs(2, 2, 7, 6, (3, 2), 2, 0),
-          hidden_inputs=(im2col_variant(1, 2, 6, 5, (3, 3), 2, 1), im2col_variant(2, 1, 7, 6, (2, 3), 3, 2)),
+          hidden_inputs=(im2col_variant(1, 2, 7, 5, (3, 3), 2, 1), im2col_variant(2, 1, 7, 8, (2, 3), 3, 2)),
           checks=IM2COL_CHECKS)
 def im2col_strided(lab, x, kernel, stride, padding):
-    """im2col at stride 2 without padding, where the stride does not divide H - kh (floor)."""
+    """im2col at stride 2 without padding (7x6 input, 3x2 kernel)."""
     return {"cols": lab.im2col(x, (int(kernel[0]), int(kernel[1])), int(stride), int(padding))}
 
 
@@ -299,8 +311,8 @@ def col2im(lab, x, cols, kernel, stride, padding):
     return {"dx": lab.col2im(cols, x.shape, (int(kernel[0]), int(kernel[1])), int(stride), int(padding))}
 
 
-@LAB.case(points=2, inputs=col2im_inputs(2, 2, 7, 8, (3, 3), 2, 0),
-          hidden_inputs=(col2im_variant(1, 3, 6, 7, (3, 2), 1, 0), col2im_variant(2, 2, 8, 6, (2, 3), 2, 0)),
+@LAB.case(points=2, inputs=col2im_inputs(2, 2, 7, 9, (3, 3), 2, 0),
+          hidden_inputs=(col2im_variant(1, 3, 6, 7, (3, 2), 1, 0), col2im_variant(2, 2, 8, 7, (2, 3), 2, 0)),
           checks=COL2IM_CHECKS)
 def col2im_no_padding(lab, x, cols, kernel, stride, padding):
     """col2im without padding, stride 2 (overlapping 3x3 patches): nothing is cropped away."""
@@ -325,16 +337,16 @@ def conv_forward(lab, x, weight, bias, stride, padding):
     return _conv_forward(lab, x, weight, bias, stride, padding)
 
 
-@LAB.case(points=5, inputs=conv_inputs(2, 3, 8, 9, 4, (3, 2), 2, 1),
-          hidden_inputs=(conv_variant(2, 2, 10, 7, 3, (3, 3), 3, 2), conv_variant(2, 3, 9, 11, 2, (2, 4), 3, 0)),
+@LAB.case(points=5, inputs=conv_inputs(2, 3, 9, 10, 4, (3, 2), 2, 1),
+          hidden_inputs=(conv_variant(2, 2, 11, 8, 3, (3, 3), 3, 2), conv_variant(2, 3, 8, 10, 2, (2, 4), 3, 0)),
           checks=FORWARD_CHECKS, given=GIVEN_Y)
 def conv_forward_strided(lab, x, weight, bias, stride, padding):
-    """Conv2d.forward with stride 2 and a 3x2 kernel, where the stride does not divide H + 2P - kh (floor)."""
+    """Conv2d.forward with stride 2, padding 1 and a 3x2 kernel on a 9x10 input."""
     return _conv_forward(lab, x, weight, bias, stride, padding)
 
 
 @LAB.case(points=3, inputs=conv_inputs(1, 2, 6, 9, 3, (2, 3), 2, 1),
-          hidden_inputs=(conv_variant(1, 1, 7, 7, 2, (3, 3), 1, 1), conv_variant(1, 3, 5, 8, 1, (3, 2), 3, 2)),
+          hidden_inputs=(conv_variant(1, 1, 7, 7, 2, (3, 3), 1, 1), conv_variant(1, 3, 5, 7, 1, (3, 2), 3, 2)),
           checks=FORWARD_CHECKS, given=GIVEN_Y)
 def conv_forward_batch_of_one(lab, x, weight, bias, stride, padding):
     """Conv2d.forward with N=1: nothing may squeeze the batch axis away."""
@@ -354,8 +366,8 @@ STALE = ("the second forward returned the first one's output: something computed
          "im2col columns, or the output) is kept and reused; every forward must start from its own x")
 
 
-@LAB.case(points=2, inputs=twice_inputs(2, 3, 5, 6, 2, (3, 2), 1, 1),
-          hidden_inputs=(described("stride 2, no padding, N=1", twice_inputs(1, 2, 7, 6, 3, (3, 3), 2, 0)),),
+@LAB.case(points=2, inputs=twice_inputs(2, 3, 5, 6, 2, (3, 2), 1, 0),
+          hidden_inputs=(described("stride 2, no padding, N=1", twice_inputs(1, 2, 7, 5, 3, (3, 3), 2, 0)),),
           given=Given("im2col", ("cols_used", "cols_used2"), "given.conv_y_twice"), checks=[
     Close("y2", "Conv2d.forward: the second output of one layer, on a new input", mistakes=(
         Mistake(STALE, lambda i, e: e["y1"]),), explain=(
@@ -387,10 +399,10 @@ def conv2d_naive(lab, x, weight, bias, stride, padding):
 
 
 @LAB.case(points=3, inputs=conv_inputs(2, 2, 7, 8, 3, (3, 2), 2, 0),
-          hidden_inputs=(conv_variant(1, 3, 7, 5, 2, (3, 2), 2, 2), conv_variant(2, 1, 8, 7, 2, (2, 2), 3, 1)),
+          hidden_inputs=(conv_variant(1, 3, 7, 6, 2, (3, 2), 2, 2), conv_variant(2, 1, 9, 6, 2, (2, 2), 3, 1)),
           checks=NAIVE_CHECKS)
 def conv2d_naive_strided(lab, x, weight, bias, stride, padding):
-    """conv2d_naive at stride 2 without padding, where the stride does not divide H - kh (floor)."""
+    """conv2d_naive at stride 2 without padding (7x8 input, 3x2 kernel)."""
     return {"y": lab.conv2d_naive(x, weight, bias, int(stride), int(padding))}
 
 
@@ -403,44 +415,81 @@ def _fresh_conv(lab: ModuleType, weight, bias, stride, padding) -> Callable[[np.
     return lambda v: make_conv(lab, weight, bias, stride, padding)(v)
 
 
-def _conv_backward(lab: ModuleType, x, weight, bias, dout, stride, padding) -> Any:
+def _col2im_used(lab: ModuleType, x: np.ndarray, weight: np.ndarray, dout: np.ndarray, stride: Any,
+                 padding: Any) -> Arrays:
+    """The student's im2col on x and col2im on dL/dcols = W^T G (the product this case's docstring names), the
+    two functions their dL/dx goes through ({} for one that raises: its own case reports the error)."""
+    out = _cols_used(lab, x, weight, stride, padding)
+    f = len(weight)
+    dcols = np.matmul(weight.reshape(f, -1).T, dout.reshape(len(dout), f, -1))
+    try:
+        out["col2im_used"] = np.asarray(lab.col2im(dcols, x.shape, weight.shape[2:], int(stride), int(padding)),
+                                        dtype=np.float64)
+    except Exception:  # noqa: BLE001 - any failure of the earlier function is its own case's business
+        pass
+    return out
+
+
+# Conv2d's gradients judged given the student's own forward output, im2col (forward) and col2im (backward): a bug in
+# any of them is charged in its own cases; the numerical gradient of a forward that differs from the reference is no
+# target for backward then (the instructor functions also give the numerical gradient, so the GradCheck is left out).
+FORWARD = "Conv2d.forward"
+GIVEN_DX = Given("im2col", ("cols_used", "col2im_used", "y_used"), "given.conv_dx",
+                 functions=("im2col", "col2im", FORWARD))
+GIVEN_DWEIGHT = Given("im2col", ("cols_used", "y_used"), "given.conv_dweight", functions=("im2col", FORWARD))
+GIVEN_DBIAS = Given(FORWARD, ("y_used",), "given.conv_dbias")
+
+
+def _conv_backward(lab: ModuleType, x, weight, bias, dout, stride, padding) -> tuple[Any, Any, Arrays]:
+    """The layer after one forward and backward, dL/dx, and the forward's output as ``y_used``: a backward case
+    is judged given the student's own forward (a forward bug is charged in the forward's cases)."""
     conv = make_conv(lab, weight, bias, stride, padding)
-    conv(x)
-    return conv, conv.backward(dout)
+    y = np.array(conv(x), dtype=np.float64, copy=True)
+    return conv, conv.backward(dout), {"y_used": y}
 
 
-@LAB.case(points=8, inputs=conv_inputs(2, 2, 7, 6, 3, (3, 3), 2, 1),
-          hidden_inputs=(conv_variant(1, 3, 6, 7, 2, (3, 2), 1, 2), conv_variant(2, 2, 8, 5, 3, (2, 3), 1, 0)), checks=[
+@LAB.case(points=8, inputs=conv_inputs(3, 2, 7, 5, 3, (3, 3), 2, 1),
+          hidden_inputs=(conv_variant(2, 3, 7, 8, 2, (3, 2), 2, 2), conv_variant(3, 2, 8, 5, 3, (2, 3), 2, 0)),
+          given=GIVEN_DX, checks=[
     GradCheck("dx", "dx_numeric", "Conv2d.backward: dL/dx (its return value), overlapping patches"),
     Close("dx", "Conv2d.backward: dL/dx (its return value), overlapping patches", mistakes=DX_MISTAKES),
 ])
 def conv_backward_input(lab, x, weight, bias, dout, stride, padding):
     """Conv2d.backward returns dL/dx = col2im(W^T G) where patches overlap (stride < kernel)."""
-    _, dx = _conv_backward(lab, x, weight, bias, dout, stride, padding)
+    _, dx, y = _conv_backward(lab, x, weight, bias, dout, stride, padding)
     numeric = numerical_gradient(directional_loss(_fresh_conv(lab, weight, bias, stride, padding), dout,
                                                   "Conv2d.forward"), x)
-    return {"dx": dx, "dx_numeric": numeric}
+    return {"dx": dx, "dx_numeric": numeric, **y, **_col2im_used(lab, x, weight, dout, stride, padding)}
 
 
 @LAB.case(points=5, inputs=conv_inputs(2, 3, 6, 8, 2, (2, 2), 2, 0),
-          hidden_inputs=(conv_variant(1, 2, 9, 6, 3, (3, 3), 3, 0), conv_variant(2, 2, 5, 7, 2, (2, 3), 3, 1)), checks=[
+          hidden_inputs=(conv_variant(3, 2, 9, 6, 3, (3, 3), 3, 0), conv_variant(2, 2, 6, 7, 2, (2, 3), 3, 1)),
+          given=GIVEN_DX, checks=[
     GradCheck("dx", "dx_numeric", "Conv2d.backward: dL/dx, patches that do not overlap (stride >= kernel)"),
     Close("dx", "Conv2d.backward: dL/dx, patches that do not overlap (stride >= kernel)", mistakes=DX_MISTAKES),
 ])
 def conv_backward_input_nonoverlapping(lab, x, weight, bias, dout, stride, padding):
     """Conv2d.backward's dL/dx with stride = kernel: every pixel in at most one patch."""
-    _, dx = _conv_backward(lab, x, weight, bias, dout, stride, padding)
+    _, dx, y = _conv_backward(lab, x, weight, bias, dout, stride, padding)
     numeric = numerical_gradient(directional_loss(_fresh_conv(lab, weight, bias, stride, padding), dout,
                                                   "Conv2d.forward"), x)
-    return {"dx": dx, "dx_numeric": numeric}
+    return {"dx": dx, "dx_numeric": numeric, **y, **_col2im_used(lab, x, weight, dout, stride, padding)}
 
 
-@LAB.case(points=8, inputs=conv_inputs(2, 3, 5, 6, 4, (3, 2), 2, 1),
-          hidden_inputs=(conv_variant(1, 2, 6, 6, 3, (3, 3), 1, 1), conv_variant(3, 2, 7, 5, 2, (2, 2), 2, 0)),
-          factors=lambda i: {"N (the batch size)": float(len(i["x"]))}, given=_given_im2col("given.conv_dweight"),
+# dL/dW as a sum over the batch, split in two terms (the last image, the others) so that an error no known mistake
+# matches is said in the formula's own terms, e.g. a loop over the images that keeps only the last one's product.
+DWEIGHT_TERMS = Terms("dL/dW = sum over the batch n of G[n] @ cols[n]^T", (
+    Term("the sum over the batch's other images (n < N-1)", short="other images"),
+    Term("the last image's term G[N-1] @ cols[N-1]^T", short="last image"),
+), instructor("conv_dw.terms"))
+
+
+@LAB.case(points=8, inputs=conv_inputs(2, 3, 5, 6, 2, (3, 2), 2, 1),
+          hidden_inputs=(conv_variant(3, 2, 7, 5, 3, (3, 3), 2, 1), conv_variant(3, 2, 6, 8, 3, (2, 2), 2, 1)),
+          factors=lambda i: {"N (the batch size)": float(len(i["x"]))}, given=GIVEN_DWEIGHT,
           checks=[
     GradCheck("dweight", "dweight_numeric", "Conv2d.backward: weight.grad (F, C, kh, kw)"),
-    Close("dweight", "Conv2d.backward: weight.grad (F, C, kh, kw)", mistakes=(
+    Close("dweight", "Conv2d.backward: weight.grad (F, C, kh, kw)", terms=DWEIGHT_TERMS, mistakes=(
         Mistake("averaging over the batch (the 1/N belongs to the loss, not to Conv2d)",
                 lambda i, e: e["dweight"] / len(i["x"])),
         Mistake("the flipped kernel's gradient (kernel flipped in forward or backward)",
@@ -452,15 +501,15 @@ def conv_backward_input_nonoverlapping(lab, x, weight, bias, dout, stride, paddi
 ])
 def conv_backward_weight(lab, x, weight, bias, dout, stride, padding):
     """Conv2d.backward adds dL/dW = sum_n G[n] @ cols[n].T, reshaped to (F, C, kh, kw), into weight.grad."""
-    conv, _ = _conv_backward(lab, x, weight, bias, dout, stride, padding)
+    conv, _, y = _conv_backward(lab, x, weight, bias, dout, stride, padding)
     numeric = numerical_gradient(param_loss(conv, conv.weight, x, dout), weight)
-    return {"dweight": conv.weight.grad.copy(), "dweight_numeric": numeric,
+    return {"dweight": conv.weight.grad.copy(), "dweight_numeric": numeric, **y,
             **_cols_used(lab, x, weight, stride, padding)}
 
 
 @LAB.case(points=4, inputs=conv_inputs(3, 2, 5, 6, 3, (3, 3), 1, 1),
-          hidden_inputs=(conv_variant(2, 3, 6, 5, 2, (2, 3), 2, 0), conv_variant(4, 1, 4, 7, 4, (2, 2), 1, 1)),
-          factors=lambda i: {"N (the batch size)": float(len(i["x"]))}, checks=[
+          hidden_inputs=(conv_variant(2, 3, 6, 5, 2, (2, 3), 1, 1), conv_variant(4, 1, 4, 7, 4, (2, 2), 1, 1)),
+          factors=lambda i: {"N (the batch size)": float(len(i["x"]))}, given=GIVEN_DBIAS, checks=[
     GradCheck("dbias", "dbias_numeric", "Conv2d.backward: bias.grad (F,)"),
     Close("dbias", "Conv2d.backward: bias.grad (F,)", mistakes=(
         Mistake("summing over the wrong axes: the bias gradient sums grad_output over the batch and every "
@@ -473,35 +522,48 @@ def conv_backward_weight(lab, x, weight, bias, dout, stride, padding):
 ])
 def conv_backward_bias(lab, x, weight, bias, dout, stride, padding):
     """Conv2d.backward adds dL/db = grad_output summed over axes (0, 2, 3) into bias.grad (N = F here)."""
-    conv, _ = _conv_backward(lab, x, weight, bias, dout, stride, padding)
+    conv, _, y = _conv_backward(lab, x, weight, bias, dout, stride, padding)
     numeric = numerical_gradient(param_loss(conv, conv.bias, x, dout), bias)
-    return {"dbias": conv.bias.grad.copy(), "dbias_numeric": numeric}
+    return {"dbias": conv.bias.grad.copy(), "dbias_numeric": numeric, **y}
 
 
-@LAB.case(points=3, inputs=conv_inputs(2, 2, 5, 6, 3, (3, 2), 1, 1),
-          hidden_inputs=(conv_variant(1, 3, 6, 6, 2, (3, 3), 2, 1), conv_variant(2, 1, 7, 5, 2, (2, 2), 1, 0)),
+ACCUMULATE = "overwriting the gradient (grad = ...) instead of accumulating (grad += ...)"
+
+
+def _growth(twice: np.ndarray, once: np.ndarray) -> np.ndarray:
+    """twice / once per entry; where one pass gives ~0 there is nothing to compare: counted as accumulated (2)."""
+    safe = np.abs(once) > 1e-12
+    return np.where(safe, twice / np.where(safe, once, 1.0), 2.0)
+
+
+@LAB.case(points=3, inputs=conv_inputs(3, 2, 5, 6, 3, (3, 2), 1, 1),
+          hidden_inputs=(conv_variant(2, 3, 7, 5, 2, (3, 3), 1, 1), conv_variant(2, 1, 7, 5, 2, (2, 2), 1, 1)),
           given=_given_im2col("given.conv_twice"), checks=[
-    Close("dweight_twice", "Conv2d: weight.grad after two backward passes", mistakes=(
-        Mistake("overwriting the gradient (grad = ...) instead of accumulating (grad += ...)",
-                lambda i, e: e["dweight_twice"] / 2),),
-          explain="Gradients accumulate until zero_grad(), as in PyTorch: backward adds into .grad."),
-    Close("dbias_twice", "Conv2d: bias.grad after two backward passes", mistakes=(
-        Mistake("overwriting the gradient (grad = ...) instead of accumulating (grad += ...)",
-                lambda i, e: e["dbias_twice"] / 2),)),
+    Close("dweight_growth", "Conv2d: weight.grad after two backward passes, divided by your own after one pass",
+          mistakes=(Mistake(ACCUMULATE, lambda i, e: e["dweight_growth"] / 2),),
+          explain="Gradients accumulate until zero_grad(), as in PyTorch: backward adds into .grad, so two passes "
+                  "give twice one pass's gradient (whatever that is: its value is graded in conv_backward_weight "
+                  "and conv_backward_bias)."),
+    Close("dbias_growth", "Conv2d: bias.grad after two backward passes, divided by your own after one pass",
+          mistakes=(Mistake(ACCUMULATE, lambda i, e: e["dbias_growth"] / 2),)),
     Close("y_no_bias", "Conv2d(..., bias=False).forward: output y, and parameters() holds the weight only",
           mistakes=_conv_mistakes(output="y_no_bias", with_bias=False)[1:]),
 ])
 def conv_gradients_accumulate(lab, x, weight, bias, dout, stride, padding):
-    """Two backward passes add up in .grad; Conv2d(bias=False) has no bias."""
-    conv = make_conv(lab, weight, bias, stride, padding)
-    for _ in range(2):
-        conv(x)
-        conv.backward(dout)
+    """Two backward passes add up in .grad (judged against your own one-pass gradients); Conv2d(bias=False)."""
+    grads = []
+    for passes in (1, 2):
+        conv = make_conv(lab, weight, bias, stride, padding)
+        for _ in range(passes):
+            conv(x)
+            conv.backward(dout)
+        grads.append((np.array(conv.weight.grad, dtype=np.float64), np.array(conv.bias.grad, dtype=np.float64)))
+    (w1, b1), (w2, b2) = grads
     no_bias = make_conv(lab, weight, None, stride, padding)
     n_params = len(no_bias.parameters())
     if n_params != 1:
         raise ConventionError(f"Conv2d(..., bias=False).parameters() has {n_params} entries; expected 1 (the weight)")
-    return {"dweight_twice": conv.weight.grad.copy(), "dbias_twice": conv.bias.grad.copy(), "y_no_bias": no_bias(x),
+    return {"dweight_growth": _growth(w2, w1), "dbias_growth": _growth(b2, b1), "y_no_bias": no_bias(x),
             **_cols_used(lab, x, weight, stride, padding)}
 
 
@@ -511,8 +573,11 @@ def conv_gradients_accumulate(lab, x, weight, bias, dout, stride, padding):
 def _run_pool(lab: ModuleType, cls: str, x, dout, kernel, stride) -> Arrays:
     layer = _pool(lab, cls, kernel, stride)
     y = layer(x)
-    return {"y": y, "dx": layer.backward(dout), "dx_numeric": numerical_gradient(
-        directional_loss(_pool(lab, cls, kernel, stride), dout, f"{cls}.forward"), x)}
+    # A forward of the wrong shape is y's failure (its check names it); backward then gets an upstream gradient of
+    # that shape, so the message can still say whether backward agrees with the student's own forward.
+    g = dout if np.shape(y) == dout.shape else np.resize(dout, np.shape(y))
+    return {"y": y, "dx": layer.backward(g), "dx_numeric": numerical_gradient(
+        directional_loss(_pool(lab, cls, kernel, stride), g, f"{cls}.forward"), x)}
 
 
 def pool_variant(n: int, c: int, h: int, w: int, k: int, stride: int) -> Maker:
@@ -525,6 +590,11 @@ def _k(i: Arrays) -> int:
     return int(i["kernel"])
 
 
+MAX_FORWARD_MISTAKES = (
+    Mistake("the window's mean (average pooling) instead of its max", instructor("maxpool_y.mean")),
+    Mistake("the windows stepped by the kernel size, the stride ignored: window (i, j) starts at (S*i, S*j), and "
+            "with S < k windows overlap", instructor("maxpool_y.stride_ignored")),
+)
 MAX_OVERWRITE = "overwriting (=) where overlapping windows must add (+=): an entry that is the maximum of two " \
                 "windows receives the sum of their gradients"
 MAX_BACKWARD_MISTAKES = (
@@ -538,18 +608,17 @@ POOL_TIES = ("The inputs have no ties; for the record, PyTorch sends a window's 
              "entry in row-major order.")
 
 
-@LAB.case(points=4, inputs=pool_inputs(2, 3, 7, 8, 2, 2),
-          hidden_inputs=(pool_variant(1, 2, 9, 7, 3, 3), pool_variant(2, 1, 6, 9, 2, 1)), checks=[
-    Close("y", "MaxPool2d.forward: output y (N, C, Ho, Wo)", mistakes=(
-        Mistake("the window's mean (average pooling) instead of its max", instructor("maxpool_y.mean")),)),
+@LAB.case(points=4, inputs=pool_inputs(2, 3, 8, 6, 2, 2),
+          hidden_inputs=(pool_variant(1, 2, 9, 6, 3, 3), pool_variant(2, 1, 6, 9, 2, 1)), checks=[
+    Close("y", "MaxPool2d.forward: output y (N, C, Ho, Wo)", mistakes=MAX_FORWARD_MISTAKES),
 ])
 def maxpool_forward(lab, x, dout, kernel, stride):
-    """MaxPool2d(2, 2).forward on 7x8 inputs (the last row is dropped: floor)."""
+    """MaxPool2d(2, 2).forward on 8x6 inputs."""
     return {"y": _pool(lab, "MaxPool2d", kernel, stride)(x)}  # forward only: backward has its own cases
 
 
 @LAB.case(points=6, inputs=pool_inputs(2, 3, 6, 8, 2, 2),
-          hidden_inputs=(pool_variant(1, 2, 9, 6, 3, 3), pool_variant(3, 1, 5, 7, 2, 2)), checks=[
+          hidden_inputs=(pool_variant(1, 2, 9, 6, 3, 3), pool_variant(3, 1, 4, 6, 2, 2)), checks=[
     GradCheck("dx", "dx_numeric", "MaxPool2d.backward: dL/dx, windows that do not overlap"),
     Close("dx", "MaxPool2d.backward: dL/dx, windows that do not overlap", mistakes=MAX_BACKWARD_MISTAKES,
           explain=POOL_TIES),
@@ -560,9 +629,9 @@ def maxpool_backward(lab, x, dout, kernel, stride):
     return {"dx": out["dx"], "dx_numeric": out["dx_numeric"]}
 
 
-@LAB.case(points=5, inputs=pool_inputs(2, 2, 8, 9, 3, 2),
-          hidden_inputs=(pool_variant(1, 3, 8, 7, 3, 2), pool_variant(2, 2, 6, 6, 2, 1)), checks=[
-    Close("y", "MaxPool2d(3, stride=2).forward: output y, overlapping windows"),
+@LAB.case(points=5, inputs=pool_inputs(2, 2, 9, 7, 3, 2),
+          hidden_inputs=(pool_variant(1, 3, 7, 11, 3, 2), pool_variant(2, 2, 6, 6, 2, 1)), checks=[
+    Close("y", "MaxPool2d(3, stride=2).forward: output y, overlapping windows", mistakes=MAX_FORWARD_MISTAKES),
     GradCheck("dx", "dx_numeric", "MaxPool2d(3, stride=2).backward: dL/dx, overlapping windows"),
     Close("dx", "MaxPool2d(3, stride=2).backward: dL/dx, overlapping windows", mistakes=MAX_BACKWARD_MISTAKES,
           explain=POOL_TIES),
@@ -572,19 +641,20 @@ def maxpool_overlapping(lab, x, dout, kernel, stride):
     return _run_pool(lab, "MaxPool2d", x, dout, kernel, stride)
 
 
-@LAB.case(points=3, inputs=pool_inputs(2, 3, 8, 9, 3, 2),
-          hidden_inputs=(pool_variant(1, 2, 6, 8, 2, 2), pool_variant(2, 1, 9, 7, 3, 3)), checks=[
+@LAB.case(points=3, inputs=pool_inputs(2, 3, 7, 9, 3, 2),
+          hidden_inputs=(pool_variant(1, 2, 6, 8, 2, 1), pool_variant(2, 1, 9, 7, 3, 2)), checks=[
     Close("y", "AvgPool2d.forward: output y (N, C, Ho, Wo)", mistakes=(
         Mistake("the window's sum instead of its mean (divide by k*k)", lambda i, e: e["y"] * _k(i) ** 2),
         Mistake("dividing by k instead of k*k", lambda i, e: e["y"] * _k(i)),)),
 ])
 def avgpool_forward(lab, x, dout, kernel, stride):
-    """AvgPool2d(3, stride=2).forward on 8x9 inputs: the mean of each (overlapping) window; the last row is dropped."""
+    """AvgPool2d(3, stride=2).forward on 7x9 inputs: the mean of each (overlapping) window."""
     return {"y": _pool(lab, "AvgPool2d", kernel, stride)(x)}  # forward only: backward has its own cases
 
 
-@LAB.case(points=5, inputs=pool_inputs(2, 2, 7, 8, 3, 2),
-          hidden_inputs=(pool_variant(1, 3, 6, 6, 2, 2), pool_variant(2, 2, 8, 7, 3, 1)), checks=[
+@LAB.case(points=5, inputs=pool_inputs(2, 2, 7, 9, 3, 2),
+          hidden_inputs=(pool_variant(1, 3, 6, 5, 2, 1), pool_variant(2, 2, 8, 7, 3, 1)),
+          given=Given("AvgPool2d.forward", ("y_used",), "given.avgpool_dx"), checks=[
     GradCheck("dx", "dx_numeric", "AvgPool2d.backward: dL/dx"),
     Close("dx", "AvgPool2d.backward: dL/dx", mistakes=(
         Mistake("leaving out the 1/(k*k) of the mean", lambda i, e: e["dx"] * _k(i) ** 2),
@@ -593,9 +663,10 @@ def avgpool_forward(lab, x, dout, kernel, stride):
     )),
 ])
 def avgpool_backward(lab, x, dout, kernel, stride):
-    """AvgPool2d.backward: every entry of a window gets the window's gradient / (k*k); overlaps add."""
+    """AvgPool2d.backward: every entry of a window gets the window's gradient / (k*k); overlaps add (judged given
+    your own forward's output: a forward bug costs avgpool_forward's points)."""
     out = _run_pool(lab, "AvgPool2d", x, dout, kernel, stride)
-    return {"dx": out["dx"], "dx_numeric": out["dx_numeric"]}
+    return {"dx": out["dx"], "dx_numeric": out["dx_numeric"], "y_used": out["y"]}
 
 
 def flatten_inputs(shape: tuple[int, int, int, int]) -> Maker:
@@ -621,8 +692,9 @@ def flatten(lab, x, dout):
 
 
 # A CNN with no nonlinearity at all (an affine map of the pixels) was reported at 0.9550, the threshold (the
-# reference's CNN without ReLUs, with average pooling: 0.8935, fit_mnist seed 0, tests/engine/test_lab3_buggy.py):
-# accuracy alone cannot tell such a model from a CNN, so the trained model's structure is checked too.
+# reference's CNN without ReLUs, with average pooling: 0.8935, fit_mnist seed 0, scripts/lab3_broken_models.py, which
+# also measures stale im2col columns: 0.1125, and no ReLUs with max pooling kept: 0.9635, which passes): accuracy
+# alone cannot tell such a model from a CNN, so the trained model's structure is checked too.
 # An affine f has f(a + b) - f(a) - f(b) + f(0) = 0 up to rounding (~1e-15 relative); a ReLU CNN's is of
 # the order of its logits. The check fails below 1e-6 relative.
 LINEARITY_TOL = 1e-6

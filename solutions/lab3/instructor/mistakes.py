@@ -198,7 +198,21 @@ PREDICTORS["maxpool_dx.last_window"] = _max_dx_last_window
 PREDICTORS["maxpool_dx.minimum"] = lambda i, e: _pool_scatter(
     i, (lambda w: (w == w.min(axis=(-2, -1), keepdims=True)))(_pool_windows(i)) * i["dout"][..., None, None])
 PREDICTORS["maxpool_y.mean"] = lambda i, e: _pool_windows(i).mean(axis=(-2, -1))
+PREDICTORS["maxpool_y.stride_ignored"] = lambda i, e: _windows(i["x"], _k(i), _k(i), _k(i), (0, 0, 0, 0)).max(
+    axis=(-2, -1))
 PREDICTORS["avgpool_dx.set_offsets"] = lambda i, e: _pool_scatter(i, _per_window(i) / _k(i) ** 2, "set_offsets")
+
+
+
+def _dw_terms(i: Arrays, e: Arrays) -> np.ndarray:
+    """conv_backward_weight's Terms: [sum_{n < N-1} G[n] cols[n]^T, G[N-1] cols[N-1]^T], each (F, C, kh, kw)."""
+    w, x = i["weight"], i["x"]
+    cols = _unfold(x, w.shape[2], w.shape[3], int(i["stride"]), _pads(i))
+    per = np.matmul(i["dout"].reshape(len(x), len(w), -1), cols.transpose(0, 2, 1)).reshape((len(x),) + w.shape)
+    return np.stack([per[:-1].sum(axis=0), per[-1]])
+
+
+PREDICTORS["conv_dw.terms"] = _dw_terms
 
 # ----------------------------------------------------------------------------- given the student's im2col
 # ``Given("im2col", ("cols_used",), key)`` in cases.py: Conv2d's outputs as the reference computes them from
@@ -223,8 +237,35 @@ def _dweight_from_cols(i: Arrays, cols: np.ndarray) -> np.ndarray:
 
 
 PREDICTORS["given.conv_y"] = lambda i, g: {"y": _y_from_cols(i, g["cols_used"])}
-PREDICTORS["given.conv_dweight"] = lambda i, g: {"dweight": _dweight_from_cols(i, g["cols_used"])}
-PREDICTORS["given.conv_twice"] = lambda i, g: {"dweight_twice": 2 * _dweight_from_cols(i, g["cols_used"]),
-                                               "y_no_bias": _y_from_cols(i, g["cols_used"], with_bias=False)}
+def _given_dweight(i: Arrays, g: Arrays) -> Arrays:
+    """dL/dW from the student's columns (the reference's when their im2col raised), and as the numerical gradient
+    too: given their forward, backward is judged against the reference's formula (see case.Given)."""
+    cols = g["cols_used"] if "cols_used" in g else _unfold(i["x"], i["weight"].shape[2], i["weight"].shape[3],
+                                                           int(i["stride"]), _pads(i))
+    dw = _dweight_from_cols(i, cols)
+    return {"dweight": dw, "dweight_numeric": dw}
+
+
+PREDICTORS["given.conv_dweight"] = _given_dweight
+PREDICTORS["given.conv_dbias"] = lambda i, g: {"dbias": i["dout"].sum(axis=(0, 2, 3)),
+                                               "dbias_numeric": i["dout"].sum(axis=(0, 2, 3))}
+PREDICTORS["given.conv_twice"] = lambda i, g: {"y_no_bias": _y_from_cols(i, g["cols_used"], with_bias=False)}
 PREDICTORS["given.conv_y_twice"] = lambda i, g: {"y1": _y_from_cols(i, g["cols_used"]),
                                                  "y2": _y_from_cols({**i, "x": i["x2"]}, g["cols_used2"])}
+# dL/dx given the student's own col2im: exactly their col2im of W^T G (the run computes it); the numerical gradient
+# is returned too, so the GradCheck is left out (a wrong im2col or forward makes their forward differ; case.Given).
+PREDICTORS["given.conv_dx"] = lambda i, g: {"dx": g["col2im_used"], "dx_numeric": g["col2im_used"]}
+
+
+
+def _given_avgpool_dx(i: Arrays, g: Arrays) -> Arrays:
+    """AvgPool2d's dL/dx does not depend on the forward's output: given the student's forward, the reference's dx
+    (also as the numerical gradient, so the GradCheck is left out). A forward of the wrong shape got another upstream
+    gradient: no judgement given it (the plain one says the forward differs)."""
+    if np.shape(g["y_used"]) != i["dout"].shape:
+        raise ValueError("the forward's output has another shape")
+    dx = _pool_scatter(i, _per_window(i) / _k(i) ** 2)
+    return {"dx": dx, "dx_numeric": dx}
+
+
+PREDICTORS["given.avgpool_dx"] = _given_avgpool_dx
