@@ -40,7 +40,7 @@ def _differences(case: Case, got: Mapping[str, Any], expected: Arrays) -> list[t
         # computes from them (e.g. an eval forward from float32 running statistics) inherits the rounding.
         narrow, wide = np.asarray(got[name]).dtype, np.asarray(expected[name]).dtype
         if narrow.kind == "f" and wide.kind == "f" and narrow.itemsize < wide.itemsize:
-            out.append(f"{name} is {narrow}, the reference's {wide}")
+            out.append((function, f"{name} is {narrow}, the reference's {wide}"))
             continue
         mismatch = find_mismatch(mine, ref, RTOL, ATOL)
         if mismatch is not None:
