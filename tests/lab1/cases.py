@@ -477,9 +477,11 @@ def _mlp(lab: ModuleType, w1, b1, w2, b2):
     return lab.Sequential(make_linear(lab, w1, b1), lab.Tanh(), make_linear(lab, w2, b2))
 
 
-def _chain_dx(i: Arrays, tanh_grad: Any) -> np.ndarray:
+def _chain_dx(i: Arrays, tanh_grad: Any, of_input: bool = False) -> np.ndarray:
+    """dL/dx through Linear -> Tanh -> Linear, with Tanh's local derivative ``tanh_grad`` of its output
+    y (or, ``of_input``, of its input h: a mistake)."""
     h = i["x"] @ i["w1"].T + i["b1"]
-    return ((i["dout"] @ i["w2"]) * tanh_grad(np.tanh(h))) @ i["w1"]
+    return ((i["dout"] @ i["w2"]) * tanh_grad(h if of_input else np.tanh(h))) @ i["w1"]
 
 
 @LAB.case(points=8, inputs=mlp_inputs(), hidden_inputs=(mlp_inputs(), mlp_inputs(1, 3, 6, 4)), checks=[
@@ -488,7 +490,9 @@ def _chain_dx(i: Arrays, tanh_grad: Any) -> np.ndarray:
                 lambda i, e: np.tanh(i["x"] @ i["w1"].T) @ i["w2"].T),)),
     GradCheck("dx", "dx_numeric", "Sequential.backward: dL/dx"),
     Close("dx", "Sequential.backward: dL/dx", mistakes=(
-        Mistake("Tanh.backward using 1 - y instead of 1 - y**2", lambda i, e: _chain_dx(i, lambda y: 1 - y)),)),
+        Mistake("Tanh.backward using 1 - y instead of 1 - y**2", lambda i, e: _chain_dx(i, lambda y: 1 - y)),
+        Mistake("Tanh.backward using 1 - x**2 (the input) instead of 1 - y**2 (the output)",
+                lambda i, e: _chain_dx(i, lambda h: 1 - h**2, of_input=True)),)),
     Close("param_grads", "Sequential.backward: every parameter's .grad, in parameters() order",
           mistakes=(Mistake("Linear.backward averaging the bias gradient over the batch (mean) instead of "
                             "summing it: the 1/N belongs to the loss",
