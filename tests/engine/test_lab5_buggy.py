@@ -71,6 +71,8 @@ SMALLER_WINS = "the SMALLER box wins"
 STRICT = "a detection matched only when IoU > 0.5"
 MATCH_RULE = "if ious[best] >= iou_threshold:"
 PLUS_ONE = "the +1 pixel convention"
+DECODE_GIVEN_NOTE = ("judged given your own encode or box_cxcywh_to_xyxy's results, so the failure above is in "
+                     "decode_round_trip's own logic")
 IOU_GIVEN_NOTE = "judged given your own box_iou's results, so the failure above is in {}'s own logic"
 
 
@@ -112,8 +114,9 @@ BUGS = [
         "box_iou_random": [NO_SUBTRACT], "box_iou_edge_cases": [NO_SUBTRACT],
     }),
     bug("cxcywh-centre-used-as-corner", {BX: [(TO_XYXY, "return torch.stack([cx, cy, cx + w, cy + h], dim=-1)")]}, {
-        # detection_loss is judged given the student's decode (through decode_head): not charged there
-        "box_conversions": ["the centre used as the top-left corner"], "decode_round_trip": ["decode"],
+        # detection_loss is judged given the student's decode (through decode_head), and decode given the
+        # student's box_cxcywh_to_xyxy: charged in box_conversions only
+        "box_conversions": ["the centre used as the top-left corner"],
     }),
     bug("nms-not-sorted-by-score", {BX: [(NMS_ORDER, "    order = torch.arange(len(boxes))\n"
                                                      "    iou = box_iou(boxes, boxes)")]}, {
@@ -137,16 +140,22 @@ BUGS = [
         "map_fixed_predictions": [REMATCH],
     }),
     bug("encode-col-row-swapped", {CO: [(CELLS, "return torch.stack([col, row], dim=-1).to(torch.int64), offsets")]}, {
-        "encode_boxes": [COL_ROW], "decode_round_trip": ["decode(*encode(boxes))"],
-        "build_targets_assignment": ["the grid indexed [col, row]"],
+        # the round trip is judged given the student's own encode: not charged in decode_round_trip
+        "encode_boxes": [COL_ROW], "build_targets_assignment": ["the grid indexed [col, row]"],
     }),
     bug("encode-sizes-without-log", {CO: [(LOG_SIZES, "w / stride, h / stride")]}, {
-        "encode_boxes": [NO_LOG], "decode_round_trip": ["decode(*encode(boxes)): the same boxes back",
-                                                        "decode must invert encode exactly"],
+        "encode_boxes": [NO_LOG],
     }),
     bug("decode-inconsistent-with-encode", {CO: [(DECODE_CELLS, "col, row = cells[..., 0].to(offsets.dtype), "
                                                                 "cells[..., 1].to(offsets.dtype)")]}, {
         "decode_round_trip": [DECODE_SWAP, "decode must invert encode exactly"],
+    }),
+    bug("encode-without-log-and-decode-swapped", {CO: [
+            (LOG_SIZES, "w / stride, h / stride"),
+            (DECODE_CELLS, "col, row = cells[..., 0].to(offsets.dtype), cells[..., 1].to(offsets.dtype)")]}, {
+        # judged given the student's own encode, decode still fails for its own swap, and says so
+        "encode_boxes": [NO_LOG],
+        "decode_round_trip": [DECODE_SWAP, DECODE_GIVEN_NOTE],
     }),
     bug("targets-first-box-wins", {CO: [(ASSIGN, "order = range(len(boxes) - 1, -1, -1)")]}, {
         "build_targets_assignment": [FIRST_WINS],

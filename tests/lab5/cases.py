@@ -253,13 +253,39 @@ def decode_inputs(shape: tuple[int, ...], stride: int):
     return described(f"codes of shape {shape}, stride {stride}", make)
 
 
+def _centres_sizes(cells: Any, offsets: Any, stride: int) -> Any:
+    """(cx, cy, w, h) of codes, by the handout's formula (cx = (col + tx) * stride, w = stride * exp(tw)):
+    what a decode hands to box_cxcywh_to_xyxy, so that decode can be judged given the student's own
+    conversion (the formula is the handout's, not a solution)."""
+    tt = _torch()
+    row, col = cells[..., 0].to(offsets.dtype), cells[..., 1].to(offsets.dtype)
+    return tt.stack([(col + offsets[..., 0]) * stride, (row + offsets[..., 1]) * stride,
+                     stride * tt.exp(offsets[..., 2]), stride * tt.exp(offsets[..., 3])], dim=-1)
+
+
+def _own_conversion(lab: Any, cells: Any, offsets: Any, stride: int) -> np.ndarray:
+    """The student's box_cxcywh_to_xyxy of the right (cx, cy, w, h) of these codes (any leading shape)."""
+    cxcywh = _centres_sizes(cells, offsets, stride)
+    return _np(lab.box_cxcywh_to_xyxy(cxcywh.reshape(-1, 4)), "box_cxcywh_to_xyxy").reshape(cxcywh.shape)
+
+
+# decode calls box_cxcywh_to_xyxy, and the round trip goes through encode: both are charged in their
+# own cases. The case is judged given the student's own results of both (instructor "given.decode":
+# the reference's decode is the handout's centres and sizes through the student's conversion).
+DECODE_GIVEN = Given("encode or box_cxcywh_to_xyxy", ("enc_cells", "enc_offsets", "xyxy_used", "xyxy_rt_used"),
+                     "given.decode")
+
+
 @LAB.case(points=5, inputs=decode_inputs((2, 3), 8), hidden_inputs=(decode_inputs((5,), 16), decode_inputs((1, 1), 8)),
-          checks=[
+          given=DECODE_GIVEN, checks=[
     Close("decoded", "decode(cells, offsets) on a (2, 3) grid of codes", mistakes=(
         Mistake("the cells read as (col, row) instead of (row, col)", instructor("decode.swap")),
         Mistake("w = stride * tw without exp (encode codes log(w / stride))", instructor("decode.no_exp")),
     )),
-    Close("round_trip", "decode(*encode(boxes)): the same boxes back", explain=(
+    Close("round_trip", "decode(*encode(boxes)): the same boxes back", mistakes=(
+        Mistake("the cells read as (col, row) instead of (row, col)", instructor("decode.swap.round_trip")),
+        Mistake("w = stride * tw without exp (encode codes log(w / stride))", instructor("decode.no_exp.round_trip")),
+    ), explain=(
         "decode must invert encode exactly: cx = (col + tx) * stride, w = stride * exp(tw).")),
 ])
 def decode_round_trip(lab, cells, offsets, boxes, stride):
@@ -267,7 +293,16 @@ def decode_round_trip(lab, cells, offsets, boxes, stride):
     s = int(stride)
     decoded = lab.decode(_t(cells), _t(offsets), s)
     enc_cells, enc_off = lab.encode(_t(boxes), s)
-    return {"decoded": _np(decoded, "decode"), "round_trip": _np(lab.decode(enc_cells, enc_off, s), "decode")}
+    out = {"decoded": _np(decoded, "decode"), "round_trip": _np(lab.decode(enc_cells, enc_off, s), "decode")}
+    try:  # what decode is judged given: your encode's codes and your conversion (their own cases report errors)
+        own_cells = _t(_index_array(enc_cells, "encode (cells)").reshape(-1, 2))
+        own_off = _t(_np(enc_off, "encode (offsets)").astype(np.float64).reshape(-1, 4))
+        out.update({"enc_cells": _np(own_cells, "encode").astype(np.float64), "enc_offsets": _np(own_off, "encode"),
+                    "xyxy_used": _own_conversion(lab, _t(cells), _t(offsets), s),
+                    "xyxy_rt_used": _own_conversion(lab, own_cells, own_off, s)})
+    except Exception:  # noqa: BLE001 - then decode is judged as it is
+        pass
+    return out
 
 
 def targets_inputs(n: int, grid: int, stride: int, m: int):

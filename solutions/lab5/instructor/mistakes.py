@@ -258,6 +258,9 @@ PREDICTORS: dict[str, Predictor] = {
     "iou.plus_one": lambda i, e: _iou(i["a"], i["b"], plus_one=1.0),
     "decode.swap": lambda i, e: _decode(i["cells"], i["offsets"], _STRIDE(i), swap=True),
     "decode.no_exp": lambda i, e: _decode(i["cells"], i["offsets"], _STRIDE(i), exp=False),
+    # the round trip decodes the codes of the case's boxes (the reference's encode of them)
+    "decode.swap.round_trip": lambda i, e: _decode(*_encode(i["boxes"], _STRIDE(i)), _STRIDE(i), swap=True),
+    "decode.no_exp.round_trip": lambda i, e: _decode(*_encode(i["boxes"], _STRIDE(i)), _STRIDE(i), exp=False),
     "targets.last.cls": lambda i, e: _targets(i, "last")[1],
     "targets.first.cls": lambda i, e: _targets(i, "first")[1],
     "targets.last.tbox": lambda i, e: _targets(i, "last")[2],
@@ -300,6 +303,33 @@ def _given_map(i: Arrays, g: Arrays) -> Arrays:
     return {"ap_per_class": aps, "map": _mean_of(aps)}
 
 
+# An expected value named with this prefix is a mistake's prediction (grader/judging/case.py, MISTAKE_PREFIX): a
+# given-function may return predictions re-made for the student's earlier results, which replace the stored ones.
+_PREDICTION = "__mistake__/"
+
+
+def _given_decode(i: Arrays, g: Arrays) -> Arrays:
+    """decode_round_trip given the student's encode and box_cxcywh_to_xyxy: the reference's decode hands the
+    right (cx, cy, w, h) to the conversion, so its result is the student's conversion of them (``xyxy_used``
+    for the case's codes, ``xyxy_rt_used`` for their encode's codes of the boxes).
+
+    Where the student's conversion is right on the case's codes (only encode differs), the decode mistakes'
+    predictions are given again: of the case's codes as stored, of the round trip for the student's own codes."""
+    out = {}
+    for output, used in (("decoded", "xyxy_used"), ("round_trip", "xyxy_rt_used")):
+        if used in g:
+            out[output] = np.asarray(g[used], dtype=np.float64)
+    right = _decode(i["cells"], i["offsets"], _STRIDE(i))
+    used = np.asarray(g.get("xyxy_used", np.nan), dtype=np.float64)
+    if used.shape == right.shape and np.all(np.abs(used - right) <= 1e-10 + 1e-7 * np.abs(right)):
+        out.update({_PREDICTION + key: PREDICTORS[key](i, {}) for key in ("decode.swap", "decode.no_exp")})
+        if "enc_cells" in g and "enc_offsets" in g:  # the same mistakes on the student's own codes of the boxes
+            codes = np.asarray(g["enc_cells"]), np.asarray(g["enc_offsets"], dtype=np.float64)
+            out[_PREDICTION + "decode.swap.round_trip"] = _decode(*codes, _STRIDE(i), swap=True)
+            out[_PREDICTION + "decode.no_exp.round_trip"] = _decode(*codes, _STRIDE(i), exp=False)
+    return out
+
+
 PREDICTORS.update({
     # dL/draw through the student's decode: the case's GradCheck already holds it to the numerical gradient
     # of their own loss, and the loss value is held to the reference's on their decoded boxes.
@@ -307,4 +337,5 @@ PREDICTORS.update({
     "given.nms": lambda i, g: {"keep": _nms(i["boxes"], i["scores"], _THR(i), iou=g["iou_used"])},
     "given.batched_nms": lambda i, g: {"keep": _batched_given(i, g["iou_used"])},
     "given.map": _given_map,
+    "given.decode": _given_decode,
 })
