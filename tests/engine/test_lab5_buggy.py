@@ -71,6 +71,7 @@ SMALLER_WINS = "the SMALLER box wins"
 STRICT = "a detection matched only when IoU > 0.5"
 MATCH_RULE = "if ious[best] >= iou_threshold:"
 PLUS_ONE = "the +1 pixel convention"
+TWO_MISTAKES = "two known mistakes at once"
 DECODE_GIVEN_NOTE = ("judged given your own encode or box_cxcywh_to_xyxy's results, so the failure above is in "
                      "decode_round_trip's own logic")
 IOU_GIVEN_NOTE = "judged given your own box_iou's results, so the failure above is in {}'s own logic"
@@ -104,6 +105,13 @@ BUGS = [
         "nms_random": [IOU_GIVEN_NOTE.format("nms_random")],
         "nms_edge_cases": [IOU_GIVEN_NOTE.format("nms_edge_cases")],
         "batched_nms_categories": [IOU_GIVEN_NOTE.format("batched_nms_categories")],
+    }),
+    bug("iou-plus-one-and-not-clamped", {BX: [
+        ("wh = (rb - lt).clamp(min=0)", "wh = rb - lt + 1"),
+        (IOU_UNION, "area = lambda b: (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)\n"
+                    "    union = area(boxes1)[:, None] + area(boxes2)[None, :] - inter")]}, {
+        # two known mistakes at once, whose errors do not add up: named as the pair
+        "box_iou_random": [TWO_MISTAKES, PLUS_ONE, NO_CLAMP], "box_iou_edge_cases": [TWO_MISTAKES, PLUS_ONE, NO_CLAMP],
     }),
     bug("iou-boxes-read-as-xywh", {BX: [(IOU_LT, (
         "    boxes1 = torch.cat([boxes1[:, :2], boxes1[:, :2] + boxes1[:, 2:]], 1)\n"

@@ -124,14 +124,26 @@ def box_area_values(lab, boxes):
     return {"area": _np(lab.box_area(_t(boxes)), "box_area")}
 
 
-_IOU_MISTAKES = (
+def with_pairs(mistakes: tuple[Mistake, ...]) -> tuple[Mistake, ...]:
+    """The mistakes, then every two of them at once (instructor keys ``<what>.<a>.and.<b>``): their errors
+    do not add up, so the engine's own pairing (sums of errors) cannot see them."""
+    keys = [m.instructor_key or "" for m in mistakes]
+    what = keys[0].split(".")[0]
+    pairs = [Mistake(f"two known mistakes at once: {ma.description}; AND {mb.description}",
+                     instructor(f"{what}.{ka.split('.', 1)[1]}.and.{kb.split('.', 1)[1]}"))
+             for k, (ma, ka) in enumerate(zip(mistakes, keys, strict=True))
+             for mb, kb in zip(mistakes[k + 1:], keys[k + 1:], strict=True)]
+    return (*mistakes, *pairs)
+
+
+_IOU_MISTAKES = with_pairs((
     Mistake("the intersection's width and height are not clamped at 0: two disjoint boxes get a "
             "'negative' overlap (and two negatives multiply to a positive area)", instructor("iou.no_clamp")),
     Mistake("the union is area1 + area2 without subtracting the intersection", instructor("iou.no_subtract")),
     Mistake("the boxes are read as (x, y, w, h) instead of (x1, y1, x2, y2)", instructor("iou.xywh")),
     Mistake("the +1 pixel convention (w = x2 - x1 + 1) of old VOC code; here w = x2 - x1",
             instructor("iou.plus_one")),
-)
+))
 
 
 def iou_inputs(na: int, nb: int):

@@ -51,6 +51,34 @@ def _to_cxcywh(b: np.ndarray) -> np.ndarray:
     return np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1)
 
 
+# IoU's mistakes as switches, so that any two of them can be predicted at once (they do not add up: an
+# unclamped +1 overlap is not the sum of the two errors, which is all the engine's own pairing can try).
+_IOU_SWITCHES: dict[str, dict[str, object]] = {
+    "no_clamp": {"clamp": False}, "no_subtract": {"subtract": False}, "xywh": {"xywh": True},
+    "plus_one": {"plus_one": 1.0},
+}  # in the order of cases.py's _IOU_MISTAKES: its pair keys name them in this order
+
+
+def _iou_with(i: Arrays, names: tuple[str, ...]) -> np.ndarray:
+    flags: dict[str, object] = {}
+    for name in names:
+        flags.update(_IOU_SWITCHES[name])
+    move = _xywh if flags.pop("xywh", False) else (lambda b: b)
+    return _iou(move(i["a"]), move(i["b"]), **flags)  # type: ignore[arg-type]
+
+
+def _iou_pair(a: str, b: str) -> Predictor:
+    """IoU with mistakes ``a`` and ``b`` both; None where that equals one of them alone (then the single
+    mistake is the evidence, not the pair)."""
+    def predict(i: Arrays, e: Arrays) -> np.ndarray | None:
+        both = _iou_with(i, (a, b))
+        for one in (_iou_with(i, (a,)), _iou_with(i, (b,))):
+            if np.all(np.abs(both - one) <= 1e-10 + 1e-7 * np.abs(one)):
+                return None
+        return both
+    return predict
+
+
 # ----------------------------------------------------------------------------- the head's coding
 
 
@@ -292,6 +320,9 @@ PREDICTORS: dict[str, Predictor] = {
     "map_ap.strict": lambda i, e: _map_aps(i, strict=True),
     "map.strict": lambda i, e: _mean_of(_map_aps(i, strict=True)),
 }
+
+PREDICTORS.update({f"iou.{a}.and.{b}": _iou_pair(a, b) for k, a in enumerate(_IOU_SWITCHES)
+                   for b in list(_IOU_SWITCHES)[k + 1:]})
 
 # ----------------------------------------------------------------------------- given the student's box_iou
 # ``Given(earlier, outputs, key)`` in cases.py: the reference's later function applied to the student's own
