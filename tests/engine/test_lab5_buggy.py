@@ -44,6 +44,7 @@ MASK_W = 'd_iw = d_inter * p["ih"].clamp(min=0) * (p["iw"] > 0)'
 MASK_H = 'd_ih = d_inter * p["iw"].clamp(min=0) * (p["ih"] > 0)'
 D_C = "d_c = g * union / big_c**2"
 UPSTREAM = 'g, inter, union, big_c = grad_output, p["inter"], p["union"], p["enclosing"]'
+D_INTER = "d_inter = -g / union - d_union  # union = area_p + area_t - inter"
 GIOU_FWD = 'return 2.0 - p["inter"] / p["union"] - p["union"] / p["enclosing"]'
 OBJ_SUM = 'loss = F.binary_cross_entropy_with_logits(obj_logit, obj.to(raw.dtype), reduction="sum") / n'
 
@@ -71,6 +72,9 @@ SMALLER_WINS = "the SMALLER box wins"
 STRICT = "a detection matched only when IoU > 0.5"
 MATCH_RULE = "if ious[best] >= iou_threshold:"
 PLUS_ONE = "the +1 pixel convention"
+PENALTY_SIGN = "the enclosing-box penalty (area(C) - union) / area(C), which has the wrong sign"
+ENCLOSING_SIGN = "the enclosing-box term (dL/dC times dC/dpred), which has the wrong sign"
+WITHOUT_UNION_SHARE = "the intersection term (dL/dinter times dinter/dpred), which is without the union's share"
 TWO_MISTAKES = "two known mistakes at once"
 DECODE_GIVEN_NOTE = ("judged given your own encode or box_cxcywh_to_xyxy's results, so the failure above is in "
                      "decode_round_trip's own logic")
@@ -190,6 +194,17 @@ BUGS = [
     }),
     bug("giou-forward-is-iou-loss", {LO: [(GIOU_FWD, 'return 1.0 - p["inter"] / p["union"]')]}, {
         "giou_forward": [IOU_LOSS], "giou_backward": [GRAD], "detection_loss_gradient": ["detection_loss"],
+    }),
+    # Errors no known mistake lists, said in the formula's own terms (Terms in tests/lab5/cases.py)
+    bug("giou-forward-penalty-sign-flipped", {LO: [(GIOU_FWD, 'return 1.0 - p["inter"] / p["union"] - '
+                                                              '(p["enclosing"] - p["union"]) / p["enclosing"]')]}, {
+        "giou_forward": [PENALTY_SIGN], "giou_backward": [GRAD], "detection_loss_gradient": ["detection_loss"],
+    }),
+    bug("giou-backward-enclosing-term-sign-flipped", {LO: [(D_C, "d_c = -g * union / big_c**2")]}, {
+        "giou_backward": [ENCLOSING_SIGN, "the error is in backward"], "detection_loss_gradient": [GRAD],
+    }),
+    bug("giou-backward-inter-without-union-share", {LO: [(D_INTER, "d_inter = -g / union")]}, {
+        "giou_backward": [WITHOUT_UNION_SHARE, "the error is in backward"], "detection_loss_gradient": [GRAD],
     }),
     bug("objectness-mean-over-cells", {LO: [(OBJ_SUM, OBJ_SUM.replace('reduction="sum") / n', 'reduction="mean")'))]}, {
         "detection_loss_gradient": [OBJ_MEAN],

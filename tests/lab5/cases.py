@@ -23,7 +23,19 @@ from typing import Any
 import numpy as np
 
 from grader.data import canvases as dd
-from grader.judging.case import Arrays, Close, Given, GradCheck, Lab, Metric, Mistake, described, instructor
+from grader.judging.case import (
+    Arrays,
+    Close,
+    Given,
+    GradCheck,
+    Lab,
+    Metric,
+    Mistake,
+    Term,
+    Terms,
+    described,
+    instructor,
+)
 from grader.judging.casekit import ConventionError
 from grader.judging.gradcheck import numerical_gradient
 
@@ -503,8 +515,27 @@ def _giou_call(lab: Any, pred: np.ndarray, target: np.ndarray) -> Any:
     return lab.giou_loss(_t(pred), _t(target))
 
 
+# The loss and its gradient as sums of terms: an error no known mistake matches is said in their words
+# (grader/judging/terms.py). The loss's terms are the handout's formula; the gradient's are named only by the
+# path they take (deriving them is the exercise), computed by the instructor module.
+GIOU_TERMS = Terms("1 - GIoU = 1 - IoU + (area(C) - union) / area(C)", (
+    Term("the constant 1", short="constant"),
+    Term("the IoU term -inter / union", short="IoU term"),
+    Term("the enclosing-box penalty (area(C) - union) / area(C)", ("divided by the union instead of area(C)",),
+         short="penalty"),
+), instructor("giou.terms"))
+GIOU_GRAD_TERMS = Terms("dL/dpred's three paths (through the intersection, through pred's area in the union, "
+                        "through the enclosing box C)", (
+    Term("the intersection term (dL/dinter times dinter/dpred)",
+         ("without the union's share of it (the union = area_p + area_t - inter depends on inter too)",),
+         short="intersection term"),
+    Term("the area term (dL/dunion times d area(pred)/dpred)", short="area term"),
+    Term("the enclosing-box term (dL/dC times dC/dpred)", short="enclosing-box term"),
+), instructor("giou_grad.terms"))
+
+
 @LAB.case(points=4, inputs=giou_pairs(9), hidden_inputs=(giou_pairs(1), giou_pairs(14)), checks=[
-    Close("loss", "GIoULoss.forward: 1 - GIoU per pair", mistakes=(
+    Close("loss", "GIoULoss.forward: 1 - GIoU per pair", terms=GIOU_TERMS, mistakes=(
         Mistake("1 - IoU: the enclosing-box term (area(C) - union) / area(C) is missing",
                 instructor("giou.no_enclosing")),
         Mistake("GIoU itself instead of the loss 1 - GIoU", instructor("giou.giou_itself")),
@@ -521,7 +552,7 @@ def giou_forward(lab, pred, target):
           explain="giou_loss must return GIoULoss.apply(pred, target), so that the gradient comes "
                   "from your hand-written backward, not from autograd."),
     GradCheck("dpred", "dpred_numeric", "GIoULoss.backward: dL/dpred"),
-    Close("dpred", "GIoULoss.backward: dL/dpred", mistakes=(
+    Close("dpred", "GIoULoss.backward: dL/dpred", terms=GIOU_GRAD_TERMS, mistakes=(
         Mistake("the intersection's gradient is not masked where its width or height is clamped at 0 "
                 "(disjoint boxes: the intersection is constant there)", instructor("giou_grad.no_mask")),
         Mistake("the enclosing box C is treated as a constant (its gradient is missing)",

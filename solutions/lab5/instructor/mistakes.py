@@ -191,6 +191,48 @@ def _giou_grad(p: np.ndarray, t: np.ndarray, g: np.ndarray, *, mask: bool = True
     return np.stack([dx1, dy1, dx2, dy2], 1)
 
 
+# The GIoU loss and its gradient as sums of terms (cases.py: Terms(..., instructor("giou.terms")) and
+# "giou_grad.terms"), each followed by its variants in the order cases.py describes them; the engine fits a
+# wrong array against them (grader/judging/terms.py) when no known mistake matches.
+
+
+def _giou_terms(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """loss = 1 - IoU + (area(C) - union) / area(C): the constant, the IoU term, the enclosing-box penalty;
+    then the penalty's variant divided by the union instead of area(C)."""
+    wh = np.clip(np.minimum(p[:, 2:], t[:, 2:]) - np.maximum(p[:, :2], t[:, :2]), 0, None)
+    inter = wh.prod(1)
+    union = _area(p) + _area(t) - inter
+    c = (np.maximum(p[:, 2:], t[:, 2:]) - np.minimum(p[:, :2], t[:, :2])).prod(1)
+    return np.stack([np.ones_like(inter), -inter / union, (c - union) / c, (c - union) / union])
+
+
+def _giou_grad_terms(p: np.ndarray, t: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """dL/dpred through the intersection, through pred's area in the union, and through the enclosing box
+    (loss = 2 - inter / union - union / C with union = area_p + area_t - inter); then the intersection
+    term's variant without the union's share (dL/dinter = -g / union alone)."""
+    zero = np.zeros_like(g)
+    iw = np.minimum(p[:, 2], t[:, 2]) - np.maximum(p[:, 0], t[:, 0])
+    ih = np.minimum(p[:, 3], t[:, 3]) - np.maximum(p[:, 1], t[:, 1])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    union = _area(p) + _area(t) - inter
+    cw = np.maximum(p[:, 2], t[:, 2]) - np.minimum(p[:, 0], t[:, 0])
+    ch = np.maximum(p[:, 3], t[:, 3]) - np.minimum(p[:, 1], t[:, 1])
+    d_union = g * inter / union**2 - g / (cw * ch)
+
+    def through_inter(d_inter: np.ndarray) -> np.ndarray:
+        d_iw, d_ih = d_inter * np.clip(ih, 0, None) * (iw > 0), d_inter * np.clip(iw, 0, None) * (ih > 0)
+        return np.stack([-d_iw * (p[:, 0] > t[:, 0]), -d_ih * (p[:, 1] > t[:, 1]),
+                         d_iw * (p[:, 2] < t[:, 2]), d_ih * (p[:, 3] < t[:, 3])], 1)
+
+    w, h = p[:, 2] - p[:, 0], p[:, 3] - p[:, 1]
+    area = np.stack([-d_union * h, -d_union * w, d_union * h, d_union * w], 1)
+    d_c = g * union / (cw * ch) ** 2
+    d_cw, d_ch = d_c * ch, d_c * cw
+    enclosing = np.stack([-d_cw * (p[:, 0] < t[:, 0]), -d_ch * (p[:, 1] < t[:, 1]),
+                          d_cw * (p[:, 2] > t[:, 2]), d_ch * (p[:, 3] > t[:, 3])], 1)
+    return np.stack([through_inter(-g / union - d_union), area, enclosing, through_inter(-g / union + zero)])
+
+
 # ----------------------------------------------------------------------------- the detection loss
 
 
@@ -304,6 +346,8 @@ PREDICTORS: dict[str, Predictor] = {
     "giou.no_enclosing": lambda i, e: _giou_loss(i["pred"], i["target"], enclosing=False),
     "giou.giou_itself": lambda i, e: 1.0 - _giou_loss(i["pred"], i["target"]),
     "giou.no_clamp": lambda i, e: _giou_loss(i["pred"], i["target"], clamp=False),
+    "giou.terms": lambda i, e: _giou_terms(i["pred"], i["target"]),
+    "giou_grad.terms": lambda i, e: _giou_grad_terms(i["pred"], i["target"], i["upstream"]),
     "giou_grad.no_mask": lambda i, e: _giou_grad(i["pred"], i["target"], i["upstream"], mask=False),
     "giou_grad.c_constant": lambda i, e: _giou_grad(i["pred"], i["target"], i["upstream"], enclosing=False),
     "giou_grad.no_upstream": lambda i, e: _giou_grad(i["pred"], i["target"], np.ones_like(i["upstream"])),
