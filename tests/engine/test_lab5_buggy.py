@@ -44,6 +44,13 @@ MASK_W = 'd_iw = d_inter * p["ih"].clamp(min=0) * (p["iw"] > 0)'
 MASK_H = 'd_ih = d_inter * p["iw"].clamp(min=0) * (p["ih"] > 0)'
 D_C = "d_c = g * union / big_c**2"
 UPSTREAM = 'g, inter, union, big_c = grad_output, p["inter"], p["union"], p["enclosing"]'
+ENCODE_BODY = ("col = torch.floor(cx / stride)\n    row = torch.floor(cy / stride)\n    offsets = torch.stack("
+               "[cx / stride - col, cy / stride - row, torch.log(w / stride), torch.log(h / stride)], dim=-1)")
+DECODE_BODY = ("cxcywh = torch.stack([(col + tx) * stride, (row + ty) * stride,\n"
+               "                          stride * torch.exp(tw), stride * torch.exp(th)], dim=-1)")
+TARGETS_START = "    obj = torch.zeros(n_images, grid, grid, dtype=boxes.dtype)\n"
+IOU_RETURN = "return torch.where(union > 0, inter / safe, torch.zeros_like(inter))"
+AREA = "return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])"
 D_INTER = "d_inter = -g / union - d_union  # union = area_p + area_t - inter"
 GIOU_FWD = 'return 2.0 - p["inter"] / p["union"] - p["union"] / p["enclosing"]'
 OBJ_SUM = 'loss = F.binary_cross_entropy_with_logits(obj_logit, obj.to(raw.dtype), reduction="sum") / n'
@@ -75,6 +82,8 @@ PLUS_ONE = "the +1 pixel convention"
 PENALTY_SIGN = "the enclosing-box penalty (area(C) - union) / area(C), which has the wrong sign"
 ENCLOSING_SIGN = "the enclosing-box term (dL/dC times dC/dpred), which has the wrong sign"
 WITHOUT_UNION_SHARE = "the intersection term (dL/dinter times dinter/dpred), which is without the union's share"
+IGNORED_STRIDE = "the stride argument is ignored"
+IGNORED_THRESHOLD = "the iou_threshold argument is ignored"
 TWO_MISTAKES = "two known mistakes at once"
 DECODE_GIVEN_NOTE = ("judged given your own encode or box_cxcywh_to_xyxy's results, so the failure above is in "
                      "decode_round_trip's own logic")
@@ -152,8 +161,8 @@ BUGS = [
         "map_fixed_predictions": [REMATCH],
     }),
     bug("encode-col-row-swapped", {CO: [(CELLS, "return torch.stack([col, row], dim=-1).to(torch.int64), offsets")]}, {
-        # the round trip is judged given the student's own encode: not charged in decode_round_trip
-        "encode_boxes": [COL_ROW], "build_targets_assignment": ["the grid indexed [col, row]"],
+        # the round trip and build_targets are judged given the student's own encode: not charged there
+        "encode_boxes": [COL_ROW],
     }),
     bug("encode-sizes-without-log", {CO: [(LOG_SIZES, "w / stride, h / stride")]}, {
         "encode_boxes": [NO_LOG],
@@ -168,6 +177,37 @@ BUGS = [
         # judged given the student's own encode, decode still fails for its own swap, and says so
         "encode_boxes": [NO_LOG],
         "decode_round_trip": [DECODE_SWAP, DECODE_GIVEN_NOTE],
+    }),
+    # Regimes: each hidden variant's kind of input has a public case (tests/lab5/cases.py), so these fail publicly.
+    bug("encode-ignores-its-stride", {CO: [(ENCODE_BODY, ENCODE_BODY.replace("/ stride", "/ STRIDE"))]}, {
+        # build_targets is judged given the student's own encode
+        "encode_boxes": [IGNORED_STRIDE],
+    }),
+    bug("decode-ignores-its-stride", {CO: [(DECODE_BODY, DECODE_BODY.replace("stride", "STRIDE"))]}, {
+        "decode_round_trip": [IGNORED_STRIDE],
+    }),
+    bug("targets-ignore-their-grid", {CO: [(TARGETS_START, "    grid = GRID\n" + TARGETS_START)]}, {
+        "build_targets_assignment": ["shape: expected (3, 4, 4, 6), got (3, 8, 8, 6)"],
+    }),
+    bug("nms-threshold-fixed-at-half", {BX: [(NMS_RULE, "suppressed |= iou[i] > 0.5")]}, {
+        "nms_random": [IGNORED_THRESHOLD], "batched_nms_categories": [IGNORED_THRESHOLD],
+    }),
+    bug("iou-squeezed", {BX: [(IOU_RETURN, IOU_RETURN + ".squeeze()")]}, {
+        "box_iou_random": ["shape: expected (1, 7), got (7,)", "shape: expected (5, 1), got (5,)"],
+        # a crash in the student's mAP on one box (no result to judge given their box_iou), said to come from box_iou
+        "map_fixed_predictions": ["your box_iou returns shape () for one box (expected (1, 1))"],
+    }),
+    bug("conversions-squeezed", {BX: [(TO_XYXY, TO_XYXY + ".squeeze()")]}, {
+        "box_conversions": ["shape: expected (1, 4), got (4,)"],
+    }),
+    bug("area-squeezed", {BX: [(AREA, "return (" + AREA[len("return "):] + ").squeeze()")]}, {
+        "box_area_values": ["shape: expected (1,), got ()"],
+        # box_iou calls box_area: it crashes on one box, and says box_area is why
+        "box_iou_random": ["your box_area returns shape () for one box (expected (1,))"],
+        "map_fixed_predictions": ["your box_area returns shape () for one box (expected (1,))"],
+    }),
+    bug("giou-forward-squeezed", {LO: [(GIOU_FWD, "return (" + GIOU_FWD[len("return "):] + ").squeeze()")]}, {
+        "giou_forward": ["shape: expected (1,), got ()"],
     }),
     bug("targets-first-box-wins", {CO: [(ASSIGN, "order = range(len(boxes) - 1, -1, -1)")]}, {
         "build_targets_assignment": [FIRST_WINS],
@@ -350,3 +390,12 @@ def test_localizer_metric_names_what_is_wrong() -> None:
     assert "could not be scored" in evaluate(case, inputs, {"pred_boxes": test.boxes[:3],
                                                             "pred_labels": test.labels}, {}, grader_metric)[0]
     assert np.isfinite(case.checks[0].threshold)
+
+
+def test_handout_example_message_is_what_the_grader_prints(patched_reference) -> None:
+    """The handout quotes the terms hint of a GIoU backward whose enclosing-box term has the wrong sign."""
+    text = (paths.labs_dir() / "lab5" / "README.md").read_text(encoding="utf-8")
+    [example] = [line.strip() for line in text.splitlines() if line.strip().startswith("hint: fitted term by term")]
+    root = patched_reference("giou-enclosing-sign-handout", {LO: [(D_C, "d_c = -g * union / big_c**2")]}, lab="lab5")
+    result = grade(LAB, root, isolated=False, only=["giou_backward"])
+    assert example in [line.strip() for line in result.cases[0].output.splitlines()], result.cases[0].output

@@ -98,11 +98,13 @@ def _decode(cells: np.ndarray, off: np.ndarray, stride: float, swap: bool = Fals
     return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
 
 
-def _targets(i: Arrays, rule: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """build_targets' (obj, cls, tbox) where a shared cell goes to the ``rule`` box."""
+def _targets(i: Arrays, rule: str, cells: np.ndarray | None = None,
+             grid: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """build_targets' (obj, cls, tbox) where a shared cell goes to the ``rule`` box (``cells``: each box's
+    (row, col), the student's own encode's, instead of the true ones; ``grid``: another grid size)."""
     boxes, labels, index = i["boxes"], i["labels"], i["image_index"]
-    n, grid = int(i["n_images"]), int(i["grid"])
-    cells, _ = _encode(boxes, float(i["stride"]))
+    n, grid = int(i["n_images"]), int(i["grid"]) if grid is None else grid
+    cells = _encode(boxes, float(i["stride"]))[0] if cells is None else cells
     obj, cls, tbox = np.zeros((n, grid, grid)), np.full((n, grid, grid), -1.0), np.zeros((n, grid, grid, 4))
     order = {"larger": sorted(range(len(boxes)), key=lambda k: (_area(boxes)[k], -k)),
              "last": list(range(len(boxes))), "first": list(range(len(boxes)))[::-1],
@@ -337,6 +339,12 @@ PREDICTORS: dict[str, Predictor] = {
     "targets.first.tbox": lambda i, e: _targets(i, "first")[2],
     "targets.smaller.cls": lambda i, e: _targets(i, "smaller")[1],
     "targets.smaller.tbox": lambda i, e: _targets(i, "smaller")[2],
+    "encode.default_stride.cells": lambda i, e: _encode(i["boxes"], 8.0)[0],
+    "encode.default_stride.offsets": lambda i, e: _encode(i["boxes"], 8.0)[1],
+    "decode.default_stride": lambda i, e: _decode(i["cells"], i["offsets"], 8.0),
+    "nms.fixed_half": lambda i, e: _nms(i["boxes"], i["scores"], 0.5),
+    "batched.fixed_half": lambda i, e: _batched_given(
+        {**i, "iou_threshold": np.array(0.5)}, _iou(i["boxes"], i["boxes"])),
     "nms.index_order": lambda i, e: _nms(i["boxes"], i["scores"], _THR(i), by_score=False),
     "nms.ge": lambda i, e: _nms(i["boxes"], i["scores"], _THR(i), suppress=lambda iou, t: iou >= t),
     "nms.reversed": lambda i, e: _nms(i["boxes"], i["scores"], _THR(i), suppress=lambda iou, t: iou <= t),
@@ -371,6 +379,30 @@ PREDICTORS.update({f"iou.{a}.and.{b}": _iou_pair(a, b) for k, a in enumerate(_IO
 # ----------------------------------------------------------------------------- given the student's box_iou
 # ``Given(earlier, outputs, key)`` in cases.py: the reference's later function applied to the student's own
 # results of the earlier one, ``(inputs, given) -> {output: expected}`` (grader/judging/given.py).
+
+
+def _given_targets(i: Arrays, g: Arrays) -> Arrays:
+    """build_targets given the student's encode: the true rule applied to their cells; where a cell is outside
+    the grid, the case did not call build_targets and returned its marker -1 everywhere (cases.py, OUTSIDE_GRID)."""
+    out: Arrays = {}
+    grid, n = int(i["grid"]), int(i["n_images"])
+    for used, coarse in (("cells_used", False), ("coarse_cells_used", True)):
+        if used not in g:
+            continue
+        cells = np.asarray(g[used], dtype=np.int64)
+        size = grid // 2 if coarse else grid
+        if cells.min(initial=0) < 0 or cells.max(initial=0) >= size:
+            stacked = np.full((n, size, size, 6), -1.0)
+        elif cells.shape == (len(i["boxes"]), 2):
+            obj, cls, tbox = _targets(i, "larger", cells=cells, grid=size)
+            stacked = np.concatenate([obj[..., None], cls[..., None], tbox], -1)
+        else:
+            continue
+        if coarse:
+            out["coarse"] = stacked
+        else:
+            out.update({"obj": stacked[..., 0], "cls": stacked[..., 1], "tbox": stacked[..., 2:]})
+    return out
 
 
 def _given_map(i: Arrays, g: Arrays) -> Arrays:
@@ -413,4 +445,5 @@ PREDICTORS.update({
     "given.batched_nms": lambda i, g: {"keep": _batched_given(i, g["iou_used"])},
     "given.map": _given_map,
     "given.decode": _given_decode,
+    "given.targets": _given_targets,
 })
