@@ -209,6 +209,12 @@ BUGS = [
     bug("giou-forward-squeezed", {LO: [(GIOU_FWD, "return (" + GIOU_FWD[len("return "):] + ").squeeze()")]}, {
         "giou_forward": ["shape: expected (1,), got ()"],
     }),
+    bug("decode-not-differentiable", {CO: [("tx, ty, tw, th = offsets.unbind(-1)",
+                                            "tx, ty, tw, th = offsets.detach().unbind(-1)")]}, {
+        # the loss's gradient misses its box term: autograd through the student's loss cannot be judged given decode
+        "decode_round_trip": ["no gradient reaches offsets"],
+        "detection_loss_gradient": ["your decode passes no gradient back to the head output"],
+    }),
     bug("targets-first-box-wins", {CO: [(ASSIGN, "order = range(len(boxes) - 1, -1, -1)")]}, {
         "build_targets_assignment": [FIRST_WINS],
     }),
@@ -311,6 +317,55 @@ ALTERNATIVES = [
         "        ap += (rec[k] - prev) * max(prec[k:])\n"
         "        prev = rec[k]\n"
         "    return ap\n") + AP_START)]}, id="average-precision-by-loops"),
+]
+
+
+GIOU_BACKWARD_START = "        p = _giou_parts(pred, target)\n        g, inter, union, big_c"
+ALTERNATIVES += [
+    pytest.param({CO: [(DECODE_CELLS, (
+        "tx, ty, tw, th = offsets.unbind(-1)\n"
+        "    cx = (cells[..., 1].to(offsets.dtype) + tx) * stride\n"
+        "    cy = (cells[..., 0].to(offsets.dtype) + ty) * stride\n"
+        "    w, h = stride * torch.exp(tw), stride * torch.exp(th)\n"
+        "    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)\n"
+        "    " + DECODE_CELLS))]}, id="decode-without-box-cxcywh-to-xyxy"),
+    pytest.param({CO: [("col = torch.floor(cx / stride)\n    row = torch.floor(cy / stride)",
+                        "col = cx // stride\n    row = cy // stride")]}, id="encode-by-floor-division"),
+    pytest.param({CO: [(ASSIGN, (
+        "best = {}\n"
+        "    for k in range(len(boxes)):  # one pass: keep the larger box per cell, the first among equals\n"
+        "        key = (int(image_index[k]), int(cells[k, 0]), int(cells[k, 1]))\n"
+        "        if key not in best or float(area[k]) > best[key][0]:\n"
+        "            best[key] = (float(area[k]), k)\n"
+        "    for (n, r, c), (_, k) in best.items():\n"
+        "        obj[n, r, c], cls[n, r, c], tbox[n, r, c] = 1, labels[k], boxes[k]\n"
+        "    return obj, cls, tbox\n"
+        "    " + ASSIGN))]}, id="build-targets-best-per-cell"),
+    pytest.param({BX: [(NMS_ORDER, (
+        "    order = torch.sort(-scores, stable=True).indices\n"
+        "    iou = box_iou(boxes, boxes)\n"
+        "    kept = []\n"
+        "    while len(order):  # keep the best left, drop what it suppresses\n"
+        "        kept.append(int(order[0]))\n"
+        "        order = order[1:][iou[order[0], order[1:]] <= iou_threshold]\n"
+        "    return torch.tensor(kept, dtype=torch.int64)\n") + NMS_ORDER)]}, id="nms-by-filtering-the-order"),
+    pytest.param({LO: [(GIOU_BACKWARD_START, (
+        "        px1, py1, px2, py2 = pred.unbind(-1)\n"
+        "        tx1, ty1, tx2, ty2 = target.unbind(-1)\n"
+        "        p = _giou_parts(pred, target)\n"
+        "        iw, ih = p['iw'].clamp(min=0), p['ih'].clamp(min=0)\n"
+        "        inter, union, big_c = p['inter'], p['union'], p['enclosing']\n"
+        "        # quotient rule on loss = 2 - I / U - U / C, with the derivatives of I, U and C per coordinate\n"
+        "        d_i = torch.stack([-ih * (px1 > tx1) * (p['iw'] > 0), -iw * (py1 > ty1) * (p['ih'] > 0),\n"
+        "                           ih * (px2 < tx2) * (p['iw'] > 0), iw * (py2 < ty2) * (p['ih'] > 0)], -1)\n"
+        "        w, h = px2 - px1, py2 - py1\n"
+        "        d_u = torch.stack([-h, -w, h, w], -1) - d_i\n"
+        "        d_c = torch.stack([-p['ch'] * (px1 < tx1), -p['cw'] * (py1 < ty1), p['ch'] * (px2 > tx2),\n"
+        "                           p['cw'] * (py2 > ty2)], -1)\n"
+        "        i_, u_, c_ = inter[:, None], union[:, None], big_c[:, None]\n"
+        "        grad = -(d_i * u_ - i_ * d_u) / u_**2 - (d_u * c_ - u_ * d_c) / c_**2\n"
+        "        return grad_output[:, None] * grad, None\n") + GIOU_BACKWARD_START)]},
+        id="giou-backward-by-the-quotient-rule"),
 ]
 
 

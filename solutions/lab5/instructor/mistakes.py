@@ -418,12 +418,13 @@ _PREDICTION = "__mistake__/"
 def _given_decode(i: Arrays, g: Arrays) -> Arrays:
     """decode_round_trip given the student's encode and box_cxcywh_to_xyxy: the reference's decode hands the
     right (cx, cy, w, h) to the conversion, so its result is the student's conversion of them (``xyxy_used``
-    for the case's codes, ``xyxy_rt_used`` for their encode's codes of the boxes).
+    for the case's codes, ``xyxy_rt_used`` for their encode's codes of the boxes), and its gradient the one
+    through their conversion (``doffsets_used``).
 
     Where the student's conversion is right on the case's codes (only encode differs), the decode mistakes'
     predictions are given again: of the case's codes as stored, of the round trip for the student's own codes."""
     out = {}
-    for output, used in (("decoded", "xyxy_used"), ("round_trip", "xyxy_rt_used")):
+    for output, used in (("decoded", "xyxy_used"), ("round_trip", "xyxy_rt_used"), ("doffsets", "doffsets_used")):
         if used in g:
             out[output] = np.asarray(g[used], dtype=np.float64)
     right = _decode(i["cells"], i["offsets"], _STRIDE(i))
