@@ -380,6 +380,7 @@ def test_untouched_stubs_score_zero() -> None:
     result = grade(LAB, paths.labs_dir(), isolated=False, only=FAST)
     assert result.score == 0, {c.name: c.output for c in result.cases if c.passed}
     assert all("NotImplementedError" in c.output or "raised" in c.output for c in result.cases)
+    assert not any("fix that first" in c.output for c in result.cases)  # a stub is no evidence of a wrong shape
 
 
 # ----------------------------------------------------------------------------- the training cases' checks

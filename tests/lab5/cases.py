@@ -95,30 +95,31 @@ def _index_array(value: Any, what: str) -> np.ndarray:
     return arr.astype(np.int64).reshape(-1)
 
 
-def single_box_problems(lab: Any) -> str:
-    """What the student's box_area and box_iou return for one box, when that is not an array of one entry
-    per box (a squeeze()): later functions that call them on one box fail for that reason. "" when fine."""
+def single_box_problems(lab: Any, names: tuple[str, ...] = ("box_area", "box_iou")) -> str:
+    """What the student's box_area and box_iou (of ``names``) return for one box, when that is not an array
+    of one entry per box (a squeeze()): later functions that call them on one box fail for that reason.
+    "" when fine, or when they raise (an error of their own: their cases report it)."""
     one = _t(np.array([[1.0, 2.0, 4.0, 7.0]]))
+    calls = {"box_area": (lambda: lab.box_area(one), (1,)), "box_iou": (lambda: lab.box_iou(one, one), (1, 1))}
     found = []
-    for name, call, want in (("box_area", lambda: lab.box_area(one), (1,)),
-                             ("box_iou", lambda: lab.box_iou(one, one), (1, 1))):
+    for name in names:
+        call, want = calls[name]
         try:
             shape = tuple(_np(call(), name).shape)
-        except Exception as exc:  # noqa: BLE001 - an error is a finding too
-            found.append(f"your {name} raises {type(exc).__name__} on one box")
+        except Exception:  # noqa: BLE001 - not a shape problem
             continue
         if shape != want:
             found.append(f"your {name} returns shape {shape} for one box (expected {want})")
     return "; ".join(found)
 
 
-def through_one_box(lab: Any, what: str, call: Any) -> Any:
-    """``call()``; when it raises and box_area or box_iou mishandle one box, the error says so (the cause is
-    charged in their cases: fix them first)."""
+def through_one_box(lab: Any, what: str, call: Any, names: tuple[str, ...] = ("box_area", "box_iou")) -> Any:
+    """``call()``; when it raises and box_area or box_iou (of ``names``) return a wrong shape for one box, the
+    error says so (the cause is charged in their own cases: fix them first)."""
     try:
         return call()
     except Exception as exc:
-        problems = single_box_problems(lab)
+        problems = single_box_problems(lab, names)
         if problems:
             raise ConventionError(f"{what} raised {type(exc).__name__}: {exc}; {problems} (see box_area_values "
                                   "and box_iou_random): fix that first") from exc
@@ -203,8 +204,8 @@ def iou_inputs(na: int, nb: int):
 ])
 def box_iou_random(lab, a, b):
     """box_iou on random overlapping and disjoint boxes, A=5 by B=7, and with one box on either side."""
-    one_a = through_one_box(lab, "box_iou(a[:1], b)", lambda: lab.box_iou(_t(a[:1]), _t(b)))
-    one_b = through_one_box(lab, "box_iou(a, b[:1])", lambda: lab.box_iou(_t(a), _t(b[:1])))
+    one_a = through_one_box(lab, "box_iou(a[:1], b)", lambda: lab.box_iou(_t(a[:1]), _t(b)), ("box_area",))
+    one_b = through_one_box(lab, "box_iou(a, b[:1])", lambda: lab.box_iou(_t(a), _t(b[:1])), ("box_area",))
     return {"iou": _np(lab.box_iou(_t(a), _t(b)), "box_iou"), "iou_one_a": _np(one_a, "box_iou"),
             "iou_one_b": _np(one_b, "box_iou")}
 
