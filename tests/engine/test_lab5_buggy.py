@@ -2,8 +2,14 @@
 
 Every bug is a patch of the reference (``patched_reference`` with lab="lab5"), graded in-process
 on every case but the two training runs. For each we declare the exact set of cases that must
-fail and, per failing case, substrings of the message that name the bug. Correct alternatives
-(IoU by loops, batched NMS by the coordinate-offset trick, AP by a loop) keep full marks. The
+fail and, per failing case, substrings of the message that name the bug. The classes: single known
+mistakes; two of box_iou's mistakes at once (named as the pair); errors no mistake lists, said in
+GIoU's own terms (tests/lab5/cases.py, Terms); cascades (a bug in box_iou, encode, the conversion or
+decode costs only its own cases: the later ones are judged given the student's own results, and a
+crash or a gradient they cause says where it comes from); regimes (an ignored stride, grid or
+threshold, a squeeze() on one box: each fails a public case, not only a hidden variant). Correct
+alternatives (IoU by loops, batched NMS by the coordinate-offset trick, AP by a loop, decode without
+the conversion, NMS by filtering, GIoU backward by the quotient rule, ...) keep full marks. The
 untouched stubs score 0. The two training cases' Metric checks are exercised on made-up outputs
 (perfect, empty, malformed) without training.
 """
@@ -83,6 +89,7 @@ PENALTY_SIGN = "the enclosing-box penalty (area(C) - union) / area(C), which has
 ENCLOSING_SIGN = "the enclosing-box term (dL/dC times dC/dpred), which has the wrong sign"
 WITHOUT_UNION_SHARE = "the intersection term (dL/dinter times dinter/dpred), which is without the union's share"
 IGNORED_STRIDE = "the stride argument is ignored"
+GIOU_INHERITED = "your GIoULoss.backward disagrees with the numerical gradient of your GIoULoss.forward"
 IGNORED_THRESHOLD = "the iou_threshold argument is ignored"
 TWO_MISTAKES = "two known mistakes at once"
 DECODE_GIVEN_NOTE = ("judged given your own encode or box_cxcywh_to_xyxy's results, so the failure above is in "
@@ -232,11 +239,11 @@ BUGS = [
         "giou_backward": [GRAD, NO_MASK],
     }),
     bug("giou-backward-enclosing-box-constant", {LO: [(D_C, "d_c = 0 * g")]}, {
-        "giou_backward": [GRAD, C_CONST], "detection_loss_gradient": [GRAD],
+        "giou_backward": [GRAD, C_CONST], "detection_loss_gradient": [GIOU_INHERITED],
     }),
     bug("giou-backward-ignores-upstream", {LO: [(UPSTREAM, UPSTREAM.replace(
             "grad_output,", "torch.ones_like(grad_output),"))]}, {
-        "giou_backward": [GRAD, NO_UPSTREAM], "detection_loss_gradient": [GRAD],
+        "giou_backward": [GRAD, NO_UPSTREAM], "detection_loss_gradient": [GIOU_INHERITED],
     }),
     bug("giou-forward-is-iou-loss", {LO: [(GIOU_FWD, 'return 1.0 - p["inter"] / p["union"]')]}, {
         "giou_forward": [IOU_LOSS], "giou_backward": [GRAD], "detection_loss_gradient": ["detection_loss"],
@@ -247,10 +254,11 @@ BUGS = [
         "giou_forward": [PENALTY_SIGN], "giou_backward": [GRAD], "detection_loss_gradient": ["detection_loss"],
     }),
     bug("giou-backward-enclosing-term-sign-flipped", {LO: [(D_C, "d_c = -g * union / big_c**2")]}, {
-        "giou_backward": [ENCLOSING_SIGN, "the error is in backward"], "detection_loss_gradient": [GRAD],
+        "giou_backward": [ENCLOSING_SIGN, "the error is in backward"], "detection_loss_gradient": [GIOU_INHERITED],
     }),
     bug("giou-backward-inter-without-union-share", {LO: [(D_INTER, "d_inter = -g / union")]}, {
-        "giou_backward": [WITHOUT_UNION_SHARE, "the error is in backward"], "detection_loss_gradient": [GRAD],
+        "giou_backward": [WITHOUT_UNION_SHARE, "the error is in backward"],
+        "detection_loss_gradient": [GIOU_INHERITED],
     }),
     bug("objectness-mean-over-cells", {LO: [(OBJ_SUM, OBJ_SUM.replace('reduction="sum") / n', 'reduction="mean")'))]}, {
         "detection_loss_gradient": [OBJ_MEAN],
@@ -455,3 +463,22 @@ def test_handout_example_message_is_what_the_grader_prints(patched_reference) ->
     root = patched_reference("giou-enclosing-sign-handout", {LO: [(D_C, "d_c = -g * union / big_c**2")]}, lab="lab5")
     result = grade(LAB, root, isolated=False, only=["giou_backward"])
     assert example in [line.strip() for line in result.cases[0].output.splitlines()], result.cases[0].output
+
+
+def test_without_an_instructor_module_the_cascades_say_which_earlier_function_to_fix(
+        patched_reference, monkeypatch) -> None:
+    """A student's release has no solutions/: an encode bug then fails the cases built on encode too, each
+    saying that encode (or the conversion) differs and is to be fixed first; graded, they pass (BUGS above)."""
+    from grader.judging import given
+
+    monkeypatch.setattr(given, "load_instructor", lambda lab: None)
+    root = patched_reference("encode-swap-release", {CO: [
+        (CELLS, "return torch.stack([col, row], dim=-1).to(torch.int64), offsets")]}, lab="lab5")
+    result = grade(LAB, root, isolated=False, only=["encode_boxes", "decode_round_trip", "build_targets_assignment"])
+    out = outputs(result)
+    assert failed(result) == {"encode_boxes", "decode_round_trip", "build_targets_assignment"}, out
+    assert "decode_round_trip is computed through your encode or box_cxcywh_to_xyxy, which differs from the " \
+           "reference" in out["decode_round_trip"], out["decode_round_trip"]
+    assert "fix encode or box_cxcywh_to_xyxy first" in out["decode_round_trip"]
+    assert "build_targets_assignment is computed through your encode" in out["build_targets_assignment"]
+    assert "fix encode first" in out["build_targets_assignment"]

@@ -757,6 +757,18 @@ def loss_inputs(n: int, grid: int, positives: int):
     return described(f"N={n}, {grid}x{grid} grid, {positives} objects per canvas", make)
 
 
+# Not predictions: what the run measured about the pieces dL/draw flows through (the student's decode and GIoU
+# Function on this case's boxes); each applies only when that measurement shows the piece is wrong.
+LOSS_GRADIENT_CAUSES = (
+    Mistake("your decode passes no gradient back to the head output (see decode_round_trip): the GIoU term's "
+            "share of dL/draw is missing",
+            lambda i, e, got: got["draw"] if _flag_is_zero(got, "decode_grad") else None),
+    Mistake("your GIoULoss.backward disagrees with the numerical gradient of your GIoULoss.forward on this case's "
+            "boxes (see giou_backward): dL/draw inherits that error",
+            lambda i, e, got: got["draw"] if _flag_is_zero(got, "giou_consistent") else None),
+)
+
+
 @LAB.case(points=8, inputs=loss_inputs(3, 3, 2), hidden_inputs=(loss_inputs(1, 2, 1), loss_inputs(3, 3, 3)),
           given=Given("decode", ("boxes_used",), "given.loss"), checks=[
     Close("loss", "detection_loss: the scalar loss", mistakes=(
@@ -764,11 +776,8 @@ def loss_inputs(n: int, grid: int, positives: int):
                 "divided by the number of canvases N", instructor("loss.obj_mean")),
         Mistake("the GIoU term is not multiplied by box_weight (2.0)", instructor("loss.no_box_weight")),
     )),
-    GradCheck("draw", "draw_numeric", "detection_loss: dL/d(head output)", mistakes=(
-        # not a prediction: the run measured that decode_head's boxes carry no gradient, so the box term's is missing
-        Mistake("your decode passes no gradient back to the head output (see decode_round_trip): the GIoU term's "
-                "share of dL/draw is missing", lambda i, e, got: got["draw"] if _no_decode_gradient(got) else None),)),
-    Close("draw", "detection_loss: dL/d(head output) by autograd through your loss"),
+    GradCheck("draw", "draw_numeric", "detection_loss: dL/d(head output)", mistakes=LOSS_GRADIENT_CAUSES),
+    Close("draw", "detection_loss: dL/d(head output) by autograd through your loss", mistakes=LOSS_GRADIENT_CAUSES),
 ])
 def detection_loss_gradient(lab, raw, obj, cls, tbox):
     """detection_loss and its gradient w.r.t. the raw head output (N=3, 3x3 grid, the last canvas without objects)."""
@@ -789,14 +798,34 @@ def detection_loss_gradient(lab, raw, obj, cls, tbox):
         boxes = lab.decode_head(_t(raw).clone().requires_grad_(True))[1]
         out["boxes_used"] = _np(boxes, "decode_head").astype(np.float64)
         out["decode_grad"] = np.array(float(isinstance(boxes, tt.Tensor) and boxes.requires_grad))
-    except Exception:  # noqa: BLE001 - decode's own cases report its errors
+        pos = obj > 0.5
+        out["giou_consistent"] = np.array(float(_giou_consistent(lab, out["boxes_used"][pos], tbox[pos])))
+    except Exception:  # noqa: BLE001 - decode's and GIoU's own cases report their errors
         pass
     return out
 
 
-def _no_decode_gradient(got: Any) -> bool:
-    """Whether the run saw decode_head's boxes carry no gradient back to the head output."""
-    flag = got.get("decode_grad")
+def _giou_consistent(lab: Any, pred: np.ndarray, target: np.ndarray) -> bool:
+    """Whether the student's GIoULoss.backward agrees with the numerical gradient of its own forward on these
+    pairs (the gradient check of giou_backward, on the loss's boxes)."""
+    if len(pred) == 0:
+        return True
+    weights = _t(np.linspace(0.5, 1.5, len(pred)))  # an upstream gradient other than ones (grad_output matters)
+    p = _t(pred).clone().requires_grad_(True)
+    (lab.giou_loss(p, _t(target)) * weights).sum().backward()
+    if p.grad is None:
+        return False
+
+    def forward(x: np.ndarray) -> float:
+        with _torch().no_grad():
+            return float((lab.giou_loss(_t(x), _t(target)) * weights).sum())
+
+    return bool(np.allclose(_np(p.grad, "GIoULoss.backward"), numerical_gradient(forward, pred), rtol=1e-5, atol=1e-7))
+
+
+def _flag_is_zero(got: Any, name: str) -> bool:
+    """Whether the run measured ``name`` (a 0/1 flag) as 0."""
+    flag = got.get(name)
     return flag is not None and np.asarray(flag).size == 1 and float(np.asarray(flag)) == 0.0
 
 
