@@ -331,8 +331,8 @@ def _centres_sizes(cells: Any, offsets: Any, stride: int) -> Any:
     what a decode hands to box_cxcywh_to_xyxy, so that decode can be judged given the student's own
     conversion (the formula is the handout's, not a solution)."""
     tt = _torch()
-    row, col = cells[..., 0].to(offsets.dtype), cells[..., 1].to(offsets.dtype)
-    return tt.stack([(col + offsets[..., 0]) * stride, (row + offsets[..., 1]) * stride,
+    where = cells.to(offsets.dtype)  # (row, col)
+    return tt.stack([(where[..., 1] + offsets[..., 0]) * stride, (where[..., 0] + offsets[..., 1]) * stride,
                      stride * tt.exp(offsets[..., 2]), stride * tt.exp(offsets[..., 3])], dim=-1)
 
 
@@ -798,8 +798,9 @@ def detection_loss_gradient(lab, raw, obj, cls, tbox):
         boxes = lab.decode_head(_t(raw).clone().requires_grad_(True))[1]
         out["boxes_used"] = _np(boxes, "decode_head").astype(np.float64)
         out["decode_grad"] = np.array(float(isinstance(boxes, tt.Tensor) and boxes.requires_grad))
-        pos = obj > 0.5
-        out["giou_consistent"] = np.array(float(_giou_consistent(lab, out["boxes_used"][pos], tbox[pos])))
+        responsible = obj == 1
+        out["giou_consistent"] = np.array(float(_giou_consistent(lab, out["boxes_used"][responsible],
+                                                                 tbox[responsible])))
     except Exception:  # noqa: BLE001 - decode's and GIoU's own cases report their errors
         pass
     return out
@@ -811,16 +812,17 @@ def _giou_consistent(lab: Any, pred: np.ndarray, target: np.ndarray) -> bool:
     if len(pred) == 0:
         return True
     weights = _t(np.linspace(0.5, 1.5, len(pred)))  # an upstream gradient other than ones (grad_output matters)
-    p = _t(pred).clone().requires_grad_(True)
-    (lab.giou_loss(p, _t(target)) * weights).sum().backward()
-    if p.grad is None:
+    boxes = _t(pred).clone().requires_grad_(True)
+    (lab.giou_loss(boxes, _t(target)) * weights).sum().backward()
+    if boxes.grad is None:
         return False
 
     def forward(x: np.ndarray) -> float:
         with _torch().no_grad():
             return float((lab.giou_loss(_t(x), _t(target)) * weights).sum())
 
-    return bool(np.allclose(_np(p.grad, "GIoULoss.backward"), numerical_gradient(forward, pred), rtol=1e-5, atol=1e-7))
+    return bool(np.allclose(_np(boxes.grad, "GIoULoss.backward"), numerical_gradient(forward, pred), rtol=1e-5,
+                            atol=1e-7))
 
 
 def _flag_is_zero(got: Any, name: str) -> bool:
