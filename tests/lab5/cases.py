@@ -775,6 +775,10 @@ LOSS_GRADIENT_CAUSES = (
         Mistake("the objectness BCE is averaged over all cells; it is summed over the cells and "
                 "divided by the number of canvases N", instructor("loss.obj_mean")),
         Mistake("the GIoU term is not multiplied by box_weight (2.0)", instructor("loss.no_box_weight")),
+        # measured, not predicted: the GIoU Function the loss goes through is inconsistent on these boxes
+        Mistake("your GIoULoss's backward and forward disagree on this case's boxes (see giou_forward and "
+                "giou_backward): the loss's GIoU term goes through them",
+                lambda i, e, got: got["loss"] if _flag_is_zero(got, "giou_consistent") else None),
     )),
     GradCheck("draw", "draw_numeric", "detection_loss: dL/d(head output)", mistakes=LOSS_GRADIENT_CAUSES),
     Close("draw", "detection_loss: dL/d(head output) by autograd through your loss", mistakes=LOSS_GRADIENT_CAUSES),
