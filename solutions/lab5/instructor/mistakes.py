@@ -51,6 +51,34 @@ def _to_cxcywh(b: np.ndarray) -> np.ndarray:
     return np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1)
 
 
+# IoU's mistakes as switches, so that any two of them can be predicted at once (they do not add up: an
+# unclamped +1 overlap is not the sum of the two errors, which is all the engine's own pairing can try).
+_IOU_SWITCHES: dict[str, dict[str, object]] = {
+    "no_clamp": {"clamp": False}, "no_subtract": {"subtract": False}, "xywh": {"xywh": True},
+    "plus_one": {"plus_one": 1.0},
+}  # in the order of cases.py's _IOU_MISTAKES: its pair keys name them in this order
+
+
+def _iou_with(i: Arrays, names: tuple[str, ...]) -> np.ndarray:
+    flags: dict[str, object] = {}
+    for name in names:
+        flags.update(_IOU_SWITCHES[name])
+    move = _xywh if flags.pop("xywh", False) else (lambda b: b)
+    return _iou(move(i["a"]), move(i["b"]), **flags)  # type: ignore[arg-type]
+
+
+def _iou_pair(a: str, b: str) -> Predictor:
+    """IoU with mistakes ``a`` and ``b`` both; None where that equals one of them alone (then the single
+    mistake is the evidence, not the pair)."""
+    def predict(i: Arrays, e: Arrays) -> np.ndarray | None:
+        both = _iou_with(i, (a, b))
+        for one in (_iou_with(i, (a,)), _iou_with(i, (b,))):
+            if np.all(np.abs(both - one) <= 1e-10 + 1e-7 * np.abs(one)):
+                return None
+        return both
+    return predict
+
+
 # ----------------------------------------------------------------------------- the head's coding
 
 
@@ -70,11 +98,13 @@ def _decode(cells: np.ndarray, off: np.ndarray, stride: float, swap: bool = Fals
     return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
 
 
-def _targets(i: Arrays, rule: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """build_targets' (obj, cls, tbox) where a shared cell goes to the ``rule`` box."""
+def _targets(i: Arrays, rule: str, cells: np.ndarray | None = None,
+             grid: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """build_targets' (obj, cls, tbox) where a shared cell goes to the ``rule`` box (``cells``: each box's
+    (row, col), the student's own encode's, instead of the true ones; ``grid``: another grid size)."""
     boxes, labels, index = i["boxes"], i["labels"], i["image_index"]
-    n, grid = int(i["n_images"]), int(i["grid"])
-    cells, _ = _encode(boxes, float(i["stride"]))
+    n, grid = int(i["n_images"]), int(i["grid"]) if grid is None else grid
+    cells = _encode(boxes, float(i["stride"]))[0] if cells is None else cells
     obj, cls, tbox = np.zeros((n, grid, grid)), np.full((n, grid, grid), -1.0), np.zeros((n, grid, grid, 4))
     order = {"larger": sorted(range(len(boxes)), key=lambda k: (_area(boxes)[k], -k)),
              "last": list(range(len(boxes))), "first": list(range(len(boxes)))[::-1],
@@ -161,6 +191,48 @@ def _giou_grad(p: np.ndarray, t: np.ndarray, g: np.ndarray, *, mask: bool = True
     dy1 = -d_union * w - d_ih * (p[:, 1] > t[:, 1]) - d_ch * (p[:, 1] < t[:, 1])
     dy2 = d_union * w + d_ih * (p[:, 3] < t[:, 3]) + d_ch * (p[:, 3] > t[:, 3])
     return np.stack([dx1, dy1, dx2, dy2], 1)
+
+
+# The GIoU loss and its gradient as sums of terms (cases.py: Terms(..., instructor("giou.terms")) and
+# "giou_grad.terms"), each followed by its variants in the order cases.py describes them; the engine fits a
+# wrong array against them (grader/judging/terms.py) when no known mistake matches.
+
+
+def _giou_terms(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """loss = 1 - IoU + (area(C) - union) / area(C): the constant, the IoU term, the enclosing-box penalty;
+    then the penalty's variant divided by the union instead of area(C)."""
+    wh = np.clip(np.minimum(p[:, 2:], t[:, 2:]) - np.maximum(p[:, :2], t[:, :2]), 0, None)
+    inter = wh.prod(1)
+    union = _area(p) + _area(t) - inter
+    c = (np.maximum(p[:, 2:], t[:, 2:]) - np.minimum(p[:, :2], t[:, :2])).prod(1)
+    return np.stack([np.ones_like(inter), -inter / union, (c - union) / c, (c - union) / union])
+
+
+def _giou_grad_terms(p: np.ndarray, t: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """dL/dpred through the intersection, through pred's area in the union, and through the enclosing box
+    (loss = 2 - inter / union - union / C with union = area_p + area_t - inter); then the intersection
+    term's variant without the union's share (dL/dinter = -g / union alone)."""
+    zero = np.zeros_like(g)
+    iw = np.minimum(p[:, 2], t[:, 2]) - np.maximum(p[:, 0], t[:, 0])
+    ih = np.minimum(p[:, 3], t[:, 3]) - np.maximum(p[:, 1], t[:, 1])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    union = _area(p) + _area(t) - inter
+    cw = np.maximum(p[:, 2], t[:, 2]) - np.minimum(p[:, 0], t[:, 0])
+    ch = np.maximum(p[:, 3], t[:, 3]) - np.minimum(p[:, 1], t[:, 1])
+    d_union = g * inter / union**2 - g / (cw * ch)
+
+    def through_inter(d_inter: np.ndarray) -> np.ndarray:
+        d_iw, d_ih = d_inter * np.clip(ih, 0, None) * (iw > 0), d_inter * np.clip(iw, 0, None) * (ih > 0)
+        return np.stack([-d_iw * (p[:, 0] > t[:, 0]), -d_ih * (p[:, 1] > t[:, 1]),
+                         d_iw * (p[:, 2] < t[:, 2]), d_ih * (p[:, 3] < t[:, 3])], 1)
+
+    w, h = p[:, 2] - p[:, 0], p[:, 3] - p[:, 1]
+    area = np.stack([-d_union * h, -d_union * w, d_union * h, d_union * w], 1)
+    d_c = g * union / (cw * ch) ** 2
+    d_cw, d_ch = d_c * ch, d_c * cw
+    enclosing = np.stack([-d_cw * (p[:, 0] < t[:, 0]), -d_ch * (p[:, 1] < t[:, 1]),
+                          d_cw * (p[:, 2] > t[:, 2]), d_ch * (p[:, 3] > t[:, 3])], 1)
+    return np.stack([through_inter(-g / union - d_union), area, enclosing, through_inter(-g / union + zero)])
 
 
 # ----------------------------------------------------------------------------- the detection loss
@@ -258,12 +330,21 @@ PREDICTORS: dict[str, Predictor] = {
     "iou.plus_one": lambda i, e: _iou(i["a"], i["b"], plus_one=1.0),
     "decode.swap": lambda i, e: _decode(i["cells"], i["offsets"], _STRIDE(i), swap=True),
     "decode.no_exp": lambda i, e: _decode(i["cells"], i["offsets"], _STRIDE(i), exp=False),
+    # the round trip decodes the codes of the case's boxes (the reference's encode of them)
+    "decode.swap.round_trip": lambda i, e: _decode(*_encode(i["boxes"], _STRIDE(i)), _STRIDE(i), swap=True),
+    "decode.no_exp.round_trip": lambda i, e: _decode(*_encode(i["boxes"], _STRIDE(i)), _STRIDE(i), exp=False),
     "targets.last.cls": lambda i, e: _targets(i, "last")[1],
     "targets.first.cls": lambda i, e: _targets(i, "first")[1],
     "targets.last.tbox": lambda i, e: _targets(i, "last")[2],
     "targets.first.tbox": lambda i, e: _targets(i, "first")[2],
     "targets.smaller.cls": lambda i, e: _targets(i, "smaller")[1],
     "targets.smaller.tbox": lambda i, e: _targets(i, "smaller")[2],
+    "encode.default_stride.cells": lambda i, e: _encode(i["boxes"], 8.0)[0],
+    "encode.default_stride.offsets": lambda i, e: _encode(i["boxes"], 8.0)[1],
+    "decode.default_stride": lambda i, e: _decode(i["cells"], i["offsets"], 8.0),
+    "nms.fixed_half": lambda i, e: _nms(i["boxes"], i["scores"], 0.5),
+    "batched.fixed_half": lambda i, e: _batched_given(
+        {**i, "iou_threshold": np.array(0.5)}, _iou(i["boxes"], i["boxes"])),
     "nms.index_order": lambda i, e: _nms(i["boxes"], i["scores"], _THR(i), by_score=False),
     "nms.ge": lambda i, e: _nms(i["boxes"], i["scores"], _THR(i), suppress=lambda iou, t: iou >= t),
     "nms.reversed": lambda i, e: _nms(i["boxes"], i["scores"], _THR(i), suppress=lambda iou, t: iou <= t),
@@ -273,6 +354,8 @@ PREDICTORS: dict[str, Predictor] = {
     "giou.no_enclosing": lambda i, e: _giou_loss(i["pred"], i["target"], enclosing=False),
     "giou.giou_itself": lambda i, e: 1.0 - _giou_loss(i["pred"], i["target"]),
     "giou.no_clamp": lambda i, e: _giou_loss(i["pred"], i["target"], clamp=False),
+    "giou.terms": lambda i, e: _giou_terms(i["pred"], i["target"]),
+    "giou_grad.terms": lambda i, e: _giou_grad_terms(i["pred"], i["target"], i["upstream"]),
     "giou_grad.no_mask": lambda i, e: _giou_grad(i["pred"], i["target"], i["upstream"], mask=False),
     "giou_grad.c_constant": lambda i, e: _giou_grad(i["pred"], i["target"], i["upstream"], enclosing=False),
     "giou_grad.no_upstream": lambda i, e: _giou_grad(i["pred"], i["target"], np.ones_like(i["upstream"])),
@@ -290,14 +373,69 @@ PREDICTORS: dict[str, Predictor] = {
     "map.strict": lambda i, e: _mean_of(_map_aps(i, strict=True)),
 }
 
+PREDICTORS.update({f"iou.{a}.and.{b}": _iou_pair(a, b) for k, a in enumerate(_IOU_SWITCHES)
+                   for b in list(_IOU_SWITCHES)[k + 1:]})
+
 # ----------------------------------------------------------------------------- given the student's box_iou
 # ``Given(earlier, outputs, key)`` in cases.py: the reference's later function applied to the student's own
 # results of the earlier one, ``(inputs, given) -> {output: expected}`` (grader/judging/given.py).
 
 
+def _given_targets(i: Arrays, g: Arrays) -> Arrays:
+    """build_targets given the student's encode: the true rule applied to their cells; where a cell is outside
+    the grid, the case did not call build_targets and returned its marker -1 everywhere (cases.py, OUTSIDE_GRID)."""
+    out: Arrays = {}
+    grid, n = int(i["grid"]), int(i["n_images"])
+    for used, coarse in (("cells_used", False), ("coarse_cells_used", True)):
+        if used not in g:
+            continue
+        cells = np.asarray(g[used], dtype=np.int64)
+        size = grid // 2 if coarse else grid
+        if cells.min(initial=0) < 0 or cells.max(initial=0) >= size:
+            stacked = np.full((n, size, size, 6), -1.0)
+        elif cells.shape == (len(i["boxes"]), 2):
+            obj, cls, tbox = _targets(i, "larger", cells=cells, grid=size)
+            stacked = np.concatenate([obj[..., None], cls[..., None], tbox], -1)
+        else:
+            continue
+        if coarse:
+            out["coarse"] = stacked
+        else:
+            out.update({"obj": stacked[..., 0], "cls": stacked[..., 1], "tbox": stacked[..., 2:]})
+    return out
+
+
 def _given_map(i: Arrays, g: Arrays) -> Arrays:
     aps = _map_aps(i, iou=g["iou_used"])
     return {"ap_per_class": aps, "map": _mean_of(aps)}
+
+
+# An expected value named with this prefix is a mistake's prediction (grader/judging/case.py, MISTAKE_PREFIX): a
+# given-function may return predictions re-made for the student's earlier results, which replace the stored ones.
+_PREDICTION = "__mistake__/"
+
+
+def _given_decode(i: Arrays, g: Arrays) -> Arrays:
+    """decode_round_trip given the student's encode and box_cxcywh_to_xyxy: the reference's decode hands the
+    right (cx, cy, w, h) to the conversion, so its result is the student's conversion of them (``xyxy_used``
+    for the case's codes, ``xyxy_rt_used`` for their encode's codes of the boxes), and its gradient the one
+    through their conversion (``doffsets_used``).
+
+    Where the student's conversion is right on the case's codes (only encode differs), the decode mistakes'
+    predictions are given again: of the case's codes as stored, of the round trip for the student's own codes."""
+    out = {}
+    for output, used in (("decoded", "xyxy_used"), ("round_trip", "xyxy_rt_used"), ("doffsets", "doffsets_used")):
+        if used in g:
+            out[output] = np.asarray(g[used], dtype=np.float64)
+    right = _decode(i["cells"], i["offsets"], _STRIDE(i))
+    used = np.asarray(g.get("xyxy_used", np.nan), dtype=np.float64)
+    if used.shape == right.shape and np.all(np.abs(used - right) <= 1e-10 + 1e-7 * np.abs(right)):
+        out.update({_PREDICTION + key: PREDICTORS[key](i, {}) for key in ("decode.swap", "decode.no_exp")})
+        if "enc_cells" in g and "enc_offsets" in g:  # the same mistakes on the student's own codes of the boxes
+            codes = np.asarray(g["enc_cells"]), np.asarray(g["enc_offsets"], dtype=np.float64)
+            out[_PREDICTION + "decode.swap.round_trip"] = _decode(*codes, _STRIDE(i), swap=True)
+            out[_PREDICTION + "decode.no_exp.round_trip"] = _decode(*codes, _STRIDE(i), exp=False)
+    return out
 
 
 PREDICTORS.update({
@@ -307,4 +445,6 @@ PREDICTORS.update({
     "given.nms": lambda i, g: {"keep": _nms(i["boxes"], i["scores"], _THR(i), iou=g["iou_used"])},
     "given.batched_nms": lambda i, g: {"keep": _batched_given(i, g["iou_used"])},
     "given.map": _given_map,
+    "given.decode": _given_decode,
+    "given.targets": _given_targets,
 })
