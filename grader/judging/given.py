@@ -45,7 +45,7 @@ def _differences(case: Case, got: Mapping[str, Any], expected: Arrays) -> list[t
         mismatch = find_mismatch(mine, ref, RTOL, ATOL)
         if mismatch is not None:
             at = mismatch.index
-            out.append((function, f"{mismatch.n_bad} of {mismatch.size} entries of its result differ, e.g. at "
+            out.append((function, f"{mismatch.n_bad} of {mismatch.size} entries of {name} differ, e.g. at "
                                   f"{list(at)}: yours {float(mine[at]):.6g}, the reference's {float(ref[at]):.6g}"))
     return out
 
