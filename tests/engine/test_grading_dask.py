@@ -20,6 +20,18 @@ except ImportError:  # an optional extra; scripts/setup.sh installs it for CI
         raise
     pytest.skip("Dask distributed is not installed (pip install 'gradelab[dask]')", allow_module_level=True)
 
+
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """A LocalCluster writes into this process's os.environ (distributed's MALLOC_TRIM_THRESHOLD_=65536
+    among others) and every later subprocess of the test run inherits it: with it, a notebook kernel
+    training Lab 3's CNN took 150 s instead of 52 s. Each test here leaves the environment as it found it."""
+    before = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(before)
+
+
 FAST = ["--case", "linear_forward", "--case", "relu_forward", "--timeout-scale", "0.5", "--no-progress"]
 RELU_LINE = "        return np.where(self._mask, x, 0.0)\n"
 
